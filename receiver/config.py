@@ -1,0 +1,246 @@
+"""config.yaml as frozen pydantic models.
+
+Strict on purpose: every model forbids unknown keys so a typo (``dry-run`` for
+``dry_run``) is an error naming its path, never a silently ignored setting. Secrets
+never live here: the file names where to read them (a file or an environment
+variable), so config.yaml can sit in a ConfigMap.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from receiver.core.matchers import Matcher, parse_matchers
+
+
+class Strict(BaseModel):
+    """Base for every config section: frozen, unknown keys rejected."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StepOrder(StrEnum):
+    """Which Deployment is scaled first; ``auto`` picks per rollback (see README)."""
+
+    AUTO = "auto"
+    CANARY_FIRST = "canary-first"
+    STABLE_FIRST = "stable-first"
+
+
+class Mute(Strict):
+    """An operator's mute: who, why, and until when (None = until removed)."""
+
+    reason: str = Field(min_length=1, description="Why it is muted, shown in Slack.")
+    by: str = Field(min_length=1, description="Who muted it, shown in Slack.")
+    until: datetime | None = Field(
+        default=None, description="When the mute ends (RFC 3339 with zone); absent = until removed."
+    )
+
+    @field_validator("until")
+    @classmethod
+    def _zone_required(cls, v: datetime | None) -> datetime | None:
+        if v is not None and v.tzinfo is None:
+            raise ValueError("must carry a time zone, e.g. 2026-11-27T18:00:00Z")
+        return v
+
+    def active(self, now: datetime) -> bool:
+        """True while the mute holds at ``now``."""
+        return self.until is None or now < self.until
+
+
+def _check_matchers(v: list[str]) -> list[str]:
+    for text in v:
+        parse_matchers(text)  # raises ValueError with the reason
+    return v
+
+
+MatcherList = Annotated[
+    list[str],
+    Field(description='Alertmanager-style matchers, e.g. ["alertname=\\"HighErrorRate\\""].'),
+]
+
+
+class Rule(Strict):
+    """An immediate-rollback condition from the rollout guide."""
+
+    name: str = Field(min_length=1, description="Shown in decisions and Slack.")
+    matchers: MatcherList
+    threshold: float | None = Field(
+        default=None,
+        description="Roll back only when the alert's value is strictly above this; "
+        "a missing or non-numeric value then does not trigger.",
+    )
+    value_annotation: str = Field(
+        default="value", description="Annotation carrying the alert's value ({{ $value }})."
+    )
+    unit: Literal["ratio", "percent", "ms", "seconds", "count", "none"] = Field(
+        default="none",
+        description="How the value is shown: ratio 0.072 -> 7.2 %, ms, seconds, count.",
+    )
+    description: str = Field(default="", description="Free text for humans.")
+
+    _check = field_validator("matchers")(_check_matchers)
+
+    @property
+    def parsed(self) -> tuple[Matcher, ...]:
+        """The matchers, parsed (cheap: parse_matchers is cached)."""
+        return tuple(m for text in self.matchers for m in parse_matchers(text))
+
+
+class Target(Strict):
+    """A service the receiver may roll back. Only these are ever touched."""
+
+    name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)
+    namespace: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)
+    matchers: MatcherList
+    stable: str = Field(description="The old, known-good Deployment (v1).")
+    canary: str = Field(description="The new Deployment being rolled out (v2).")
+    replicas: int = Field(ge=1, description="Full replica count the stable is scaled to.")
+    slack_channel: str | None = Field(default=None, description="Overrides slack.default_channel.")
+    runbook_url: str | None = None
+    dashboard_url: str | None = None
+    step_order: StepOrder | None = Field(default=None, description="Overrides settings.step_order.")
+    mute: Mute | None = None
+
+    _check = field_validator("matchers")(_check_matchers)
+
+    @model_validator(mode="after")
+    def _distinct(self) -> Target:
+        if self.stable == self.canary:
+            raise ValueError("stable and canary must be different Deployments")
+        return self
+
+    @property
+    def parsed(self) -> tuple[Matcher, ...]:
+        return tuple(m for text in self.matchers for m in parse_matchers(text))
+
+
+class Settings(Strict):
+    """Global behaviour."""
+
+    enabled: bool = Field(default=True, description="False = global kill switch (decision 'disabled').")
+    mute: Mute | None = Field(default=None, description="Global mute with reason and owner.")
+    dry_run: bool = Field(default=False, description="Decide and notify, never change the cluster.")
+    verification_timeout_seconds: float | None = Field(
+        default=None, gt=0,
+        description="Give up verifying after this; default: the stable's progressDeadlineSeconds, else 300.",
+    )
+    step_order: StepOrder = StepOrder.AUTO
+    max_concurrent_rollbacks: int = Field(default=10, ge=1)
+    wait_for_canary_pods_gone: bool = Field(
+        default=False, description="Also wait until the canary's pods have terminated."
+    )
+    max_rollbacks_per_hour: int = Field(
+        default=3, ge=1,
+        description="Fight detection: after this many rollbacks of one target within an hour, "
+        "stop acting on it and report instead.",
+    )
+    lease_namespace: str | None = Field(
+        default=None, description="Where per-target Leases live; default: the target's namespace."
+    )
+    lease_duration_seconds: int = Field(default=15, ge=2)
+    max_body_bytes: int = Field(default=1_048_576, ge=1024, description="Larger webhooks get 413.")
+
+
+class SlackSettings(Strict):
+    """Where notifications go. Tokens are read from files or the environment."""
+
+    mode: Literal["bot", "webhook", "console", "off"] = "console"
+    api_url: str = Field(default="https://slack.com/api/", description="Slack Web API base URL.")
+    token_file: Path | None = Field(default=None, description="File holding the xoxb- bot token.")
+    token_env: str = Field(default="SLACK_BOT_TOKEN", description="Env var with the bot token.")
+    webhook_url_file: Path | None = Field(default=None, description="File with the incoming-webhook URL.")
+    webhook_url_env: str = "SLACK_WEBHOOK_URL"
+    default_channel: str = Field(default="#rollbacks")
+    oncall_mention: str = Field(
+        default="", description="Added to failure broadcasts, e.g. <!subteam^S123> or <!here>."
+    )
+    timeout_seconds: float = Field(default=10, gt=0)
+    queue_size: int = Field(default=1000, ge=1)
+
+
+class BasicAuthUser(Strict):
+    username: str = Field(min_length=1)
+    password_file: Path | None = None
+    password_env: str | None = None
+
+
+class AuthSettings(Strict):
+    """Webhook and admin credentials, as Alertmanager's http_config sends them."""
+
+    bearer_token_files: list[Path] = Field(
+        default_factory=list, description="Each file holds one accepted token (rotation: list both)."
+    )
+    bearer_token_env: str = Field(
+        default="RECEIVER_WEBHOOK_TOKEN",
+        description="Env var with accepted tokens (comma-separated for rotation).",
+    )
+    basic_auth: list[BasicAuthUser] = Field(default_factory=list)
+    admin_token_file: Path | None = None
+    admin_token_env: str = "RECEIVER_ADMIN_TOKEN"
+    jwt_secret_file: Path | None = Field(
+        default=None, description="HS256 secret for admin JWTs carrying admin:monitoring."
+    )
+
+
+class Config(Strict):
+    """The whole file."""
+
+    settings: Settings = Settings()
+    rules: list[Rule] = Field(min_length=1)
+    targets: list[Target] = Field(min_length=1)
+    slack: SlackSettings = SlackSettings()
+    auth: AuthSettings = AuthSettings()
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Config:
+        for kind, names in (("rule", [r.name for r in self.rules]), ("target", [t.name for t in self.targets])):
+            dupes = sorted({n for n in names if names.count(n) > 1})
+            if dupes:
+                raise ValueError(f"duplicate {kind} names: {', '.join(dupes)}")
+        return self
+
+    def target(self, name: str) -> Target | None:
+        return next((t for t in self.targets if t.name == name), None)
+
+
+class ConfigError(Exception):
+    """config.yaml could not be used; the message names the file and the bad key."""
+
+
+def _format_error(path: str, err: ValidationError) -> str:
+    lines = [f"{path}: {err.error_count()} error(s)"]
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
+        lines.append(f"  {loc}: {msg}")
+    return "\n".join(lines)
+
+
+def parse_config(text: str, source: str = "<config>") -> Config:
+    """Parse YAML text into a Config, or raise ConfigError saying what is wrong and where."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{source}: not valid YAML: {e}") from e
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: top level must be a mapping with rules and targets")
+    try:
+        return Config.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_format_error(source, e)) from e
+
+
+def load_config(path: Path) -> Config:
+    """Read and validate a config file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror}") from e
+    return parse_config(text, str(path))

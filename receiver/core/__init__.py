@@ -1,0 +1,1 @@
+"""Pure decision logic: no network, no clocks, no logging imports."""

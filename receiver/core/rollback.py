@@ -1,0 +1,122 @@
+"""A rollback's record: its id, steps and outcome, as data the notifier and API render.
+
+The executor appends steps as it works; messages.py renders the same record into Slack
+blocks; the record is serialised into the target's Lease annotation so a restarted
+receiver (or any replica answering GET /rollbacks) sees the same timeline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+
+class Phase(StrEnum):
+    """Where a rollback is; shown on the Slack parent message."""
+
+    WAITING = "waiting"  # for a free slot under max_concurrent_rollbacks
+    STARTED = "started"
+    SCALING = "scaling"
+    VERIFYING = "verifying"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+    @property
+    def finished(self) -> bool:
+        return self in (Phase.SUCCEEDED, Phase.FAILED)
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One line of the timeline: what happened, when, and how long it took."""
+
+    name: str  # e.g. "preflight", "order", "scale-canary", "scale-stable", "verify", "fight"
+    message: str  # human sentence, e.g. "finance-service-v2 scaled 1 -> 0"
+    at: datetime
+    duration_seconds: float | None = None
+    ok: bool = True
+    warning: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """A progress snapshot: canary 1 -> 0, stable 4/5 -> 5/5 ready."""
+
+    canary_replicas: int | None = None
+    canary_pods: int | None = None
+    stable_replicas: int | None = None
+    stable_ready: int | None = None
+    stable_desired: int | None = None
+    not_ready: tuple[str, ...] = ()  # "finance-service-v1-abc: CrashLoopBackOff (restarts 3)"
+
+
+@dataclass(frozen=True, slots=True)
+class RollbackRecord:
+    """Everything known about one rollback. Immutable: each change makes a new record."""
+
+    id: str
+    target: str
+    namespace: str
+    stable: str
+    canary: str
+    replicas: int
+    phase: Phase
+    started_at: datetime
+    trigger: str  # "alert" or "manual"
+    reason: str  # why: rule and value, e.g. "error-rate: 0.072 > 0.05"
+    rule: str | None = None
+    alertname: str | None = None
+    fingerprints: tuple[str, ...] = ()
+    value: float | None = None
+    threshold: float | None = None
+    unit: str = "none"
+    requested_by: str | None = None  # who ran `receiver rollback`
+    order: str | None = None  # "canary-first" / "stable-first" as taken
+    steps: tuple[Step, ...] = ()
+    progress: Progress = field(default_factory=Progress)
+    finished_at: datetime | None = None
+    error: str | None = None
+    generator_url: str | None = None
+    external_url: str | None = None
+    slack_channel: str | None = None  # channel id of the parent message
+    slack_ts: str | None = None  # ts of the parent message
+    dry_run: bool = False
+
+    def with_step(self, step: Step) -> RollbackRecord:
+        return replace(self, steps=(*self.steps, step))
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready dict (datetimes as RFC 3339), the inverse of from_json."""
+        def conv(v: Any) -> Any:
+            if isinstance(v, datetime):
+                return v.isoformat()
+            if isinstance(v, dict):
+                return {k: conv(x) for k, x in v.items()}
+            if isinstance(v, list | tuple):
+                return [conv(x) for x in v]
+            return v
+        return conv(asdict(self))  # type: ignore[no-any-return]
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RollbackRecord:
+        d = dict(data)
+        for k in ("started_at", "finished_at"):
+            if d.get(k):
+                d[k] = datetime.fromisoformat(d[k])
+        d["phase"] = Phase(d["phase"])
+        d["fingerprints"] = tuple(d.get("fingerprints", ()))
+        d["steps"] = tuple(
+            Step(**{**s, "at": datetime.fromisoformat(s["at"])}) for s in d.get("steps", ())
+        )
+        p = dict(d.get("progress") or {})
+        p["not_ready"] = tuple(p.get("not_ready", ()))
+        d["progress"] = Progress(**p)
+        return cls(**d)

@@ -1,0 +1,64 @@
+"""Prometheus metrics, defined once so every module counts into the same names."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+WEBHOOKS = Counter(
+    "receiver_webhooks_total", "Webhook deliveries by HTTP outcome.", ["outcome"], registry=REGISTRY
+)
+DECISIONS = Counter(
+    "receiver_decisions_total", "Decisions per target by kind.", ["target", "decision"], registry=REGISTRY
+)
+ALERTS = Counter(
+    "receiver_alerts_total", "Alerts received, by the decision they led to.", ["decision"], registry=REGISTRY
+)
+ROLLBACKS = Counter(
+    "receiver_rollbacks_total",
+    "Rollbacks by event: started, succeeded, failed.",
+    ["target", "event"],
+    registry=REGISTRY,
+)
+ROLLBACK_DURATION = Histogram(
+    "receiver_rollback_duration_seconds",
+    "From start to verified (or failed).",
+    ["target", "outcome"],
+    buckets=(1, 2, 5, 10, 20, 30, 60, 120, 300, 600),
+    registry=REGISTRY,
+)
+ROLLBACKS_RUNNING = Gauge(
+    "receiver_rollbacks_running", "Rollbacks in progress in this replica.", registry=REGISTRY
+)
+KUBE_RETRIES = Counter(
+    "receiver_kube_retries_total", "Kubernetes API calls retried, by reason.", ["reason"], registry=REGISTRY
+)
+CONFIG_RELOADS = Counter(
+    "receiver_config_reloads_total", "Config reloads by result.", ["result"], registry=REGISTRY
+)
+CONFIG_LAST_RELOAD_SUCCESS = Gauge(
+    "receiver_config_last_reload_successful", "1 if the last reload succeeded.", registry=REGISTRY
+)
+SLACK_MESSAGES = Counter(
+    "receiver_slack_messages_total",
+    "Slack API calls by method and result.",
+    ["method", "result"],
+    registry=REGISTRY,
+)
+SLACK_QUEUE_DROPPED = Counter(
+    "receiver_slack_dropped_total", "Notifications dropped (queue full or Slack down).", registry=REGISTRY
+)
+REQUEST_LATENCY = Histogram(
+    "receiver_http_request_duration_seconds",
+    "HTTP request latency by route.",
+    ["route", "method"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+    registry=REGISTRY,
+)
+FIGHTS = Counter(
+    "receiver_fights_detected_total",
+    "Canary scaled back up by someone else after a rollback.",
+    ["target", "manager"],
+    registry=REGISTRY,
+)

@@ -1,0 +1,1 @@
+"""HTTP surface: app factory, handlers, auth, health, metrics."""
