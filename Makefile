@@ -1,0 +1,23 @@
+# The README's two commands: `make demo` and `make test`. Each does its own set-up.
+PY := .venv/bin/python
+
+.PHONY: setup demo test lint unit bench
+
+setup:
+	@bash scripts/setup
+
+demo: setup
+	$(PY) -m receiver demo
+
+lint:
+	$(PY) -m ruff check receiver tests bench
+	$(PY) -m mypy receiver
+	.venv/bin/lint-imports
+
+unit:
+	$(PY) -m pytest -q -p no:cacheprovider
+
+test: setup lint unit
+
+bench: setup
+	$(PY) bench/run_all.py

@@ -1,0 +1,125 @@
+"""The one place that sequences I/O: intake -> decide -> record intent -> execute -> notify.
+
+Ports are Protocols so a unit test can drive the service with plain fakes while the
+integration tests use the real executor against the simulator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Protocol
+
+import structlog
+
+from receiver.config import Config, Target
+from receiver.core.alerts import WebhookPayload
+from receiver.core.decisions import Decision, DecisionKind, TargetState, decide
+from receiver.core.rollback import RollbackRecord
+from receiver.metrics import ALERTS, DECISIONS
+
+log = structlog.get_logger(__name__)
+
+#: Decisions that people are told about in Slack (the rest are silent no-ops).
+NOTIFIED = frozenset({DecisionKind.MUTED, DecisionKind.DRY_RUN, DecisionKind.HALTED, DecisionKind.RESOLVED})
+
+
+class StatesPort(Protocol):
+    def states(self) -> dict[str, TargetState]: ...
+
+
+class ExecutorPort(Protocol):
+    async def claim(self, decision: Decision, target: Target) -> RollbackRecord | None: ...
+    def start(self, record: RollbackRecord) -> asyncio.Task[RollbackRecord]: ...
+
+
+class NotifierPort(Protocol):
+    def decision(self, decision: Decision, target: Target, record: RollbackRecord | None = None) -> None: ...
+
+
+class IntentNotRecorded(Exception):
+    """A roll-back decision whose intent could not be written to the cluster (answer 503)."""
+
+    def __init__(self, message: str, decisions: list[Decision]) -> None:
+        super().__init__(message)
+        self.decisions = decisions
+
+
+@dataclass(frozen=True)
+class WebhookResult:
+    decisions: list[Decision]
+    records: list[RollbackRecord]
+
+
+class Service:
+    """Turns one webhook delivery into decisions and started rollbacks."""
+
+    def __init__(
+        self,
+        config: Callable[[], Config],
+        states: StatesPort,
+        executor: ExecutorPort,
+        notifier: NotifierPort,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._config = config
+        self._states = states
+        self._executor = executor
+        self._notifier = notifier
+        self._clock = clock
+        self._told: OrderedDict[tuple[str, str, frozenset[str]], None] = OrderedDict()
+        self._last_record: dict[str, RollbackRecord] = {}
+
+    def remember(self, record: RollbackRecord) -> None:
+        """Keep the latest rollback per target, so a later 'resolved' can reply in its thread."""
+        self._last_record[record.target] = record
+
+    async def handle(self, payload: WebhookPayload) -> WebhookResult:
+        config = self._config()
+        decisions = decide(payload, config, self._states.states(), self._clock())
+        records: list[RollbackRecord] = []
+        failures: list[str] = []
+        final: list[Decision] = []
+        for d in decisions:
+            target = config.target(d.target)
+            assert target is not None  # decide only names configured targets
+            bound = log.bind(target=d.target, fingerprints=list(d.fingerprints), decision=d.kind.value)
+            if d.kind is DecisionKind.ROLL_BACK:
+                try:
+                    record = await self._executor.claim(d, target)
+                except Exception as e:  # noqa: BLE001 - any failure to record intent means 503
+                    bound.error("could not record rollback intent; Alertmanager will retry", error=str(e))
+                    failures.append(f"{d.target}: {e}")
+                    final.append(d)
+                    continue
+                if record is None:
+                    d = replace(d, kind=DecisionKind.IN_PROGRESS,
+                                reason="a rollback of this target is already running (another delivery or replica holds its lease)")
+                else:
+                    bound = bound.bind(rollback_id=record.id)
+                    self.remember(record)
+                    self._executor.start(record)
+                    records.append(record)
+            bound.info("decided", reason=d.reason, rule=d.rule)
+            DECISIONS.labels(d.target, d.kind.value).inc()
+            ALERTS.labels(d.kind.value).inc(len(d.alerts))
+            if d.kind in NOTIFIED and self._first_time(d):
+                self._notifier.decision(d, target, self._last_record.get(d.target))
+            final.append(d)
+        if failures:
+            raise IntentNotRecorded("; ".join(failures), final)
+        return WebhookResult(final, records)
+
+    def _first_time(self, d: Decision) -> bool:
+        """Repeats of the same alerts with the same decision post nothing new."""
+        key = (d.target, d.kind.value, frozenset(d.fingerprints))
+        if key in self._told:
+            self._told.move_to_end(key)
+            return False
+        self._told[key] = None
+        if len(self._told) > 4096:
+            self._told.popitem(last=False)
+        return True

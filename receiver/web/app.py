@@ -1,0 +1,67 @@
+"""aiohttp app factory: routes, request-id/latency middleware, typed app keys."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import structlog
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from prometheus_client.aiohttp import make_aiohttp_handler
+
+from receiver.config_store import ConfigStore
+from receiver.core.rollback import RollbackRecord
+from receiver.metrics import REGISTRY, REQUEST_LATENCY
+from receiver.service import Service
+
+
+@dataclass
+class Runtime:
+    """What the handlers need; built by serve.py (real adapters) or a test."""
+
+    store: ConfigStore
+    service: Service
+    list_rollbacks: Callable[[], Awaitable[list[RollbackRecord]]]
+    kube_check: Callable[[], Awaitable[str | None]]  # None = reachable, else the error
+    running_rollbacks: Callable[[], int] = lambda: 0
+    started_monotonic: float = field(default_factory=time.monotonic)
+
+
+RUNTIME = web.AppKey("runtime", Runtime)
+
+
+@web.middleware
+async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Bind a request id to every log line of the request and time it by route."""
+    request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex[:16]
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(request_id=request_id)
+    route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
+    start = time.perf_counter()
+    try:
+        response = await handler(request)
+    finally:
+        REQUEST_LATENCY.labels(route, request.method).observe(time.perf_counter() - start)
+        structlog.contextvars.clear_contextvars()
+    response.headers["X-Request-Id"] = request_id
+    return response
+
+
+def make_app(runtime: Runtime) -> web.Application:
+    from receiver.web import handlers, health
+
+    # The body limit is enforced by handlers.read_limited (it follows config reloads);
+    # aiohttp's own limit is only a backstop.
+    app = web.Application(middlewares=[request_context], client_max_size=64 * 1024 * 1024)
+    app[RUNTIME] = runtime
+    app.router.add_post("/webhook", handlers.webhook)
+    app.router.add_post("/-/reload", handlers.reload)
+    app.router.add_get("/rollbacks", handlers.rollbacks)
+    app.router.add_get("/health/live", health.live)
+    app.router.add_get("/health/ready", health.ready)
+    app.router.add_get("/health", health.full)
+    app.router.add_get("/metrics", make_aiohttp_handler(REGISTRY))
+    return app

@@ -1,0 +1,104 @@
+"""POST /webhook, POST /-/reload, GET /rollbacks.
+
+HTTP codes follow Alertmanager's retry rule: 2xx delivered, 5xx retried, 4xx never
+retried. So a payload that will never be valid gets 4xx naming the problem, and 503 is
+kept for the one case a retry helps: the rollback's intent could not be recorded.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from receiver.core.alerts import PayloadError, parse_payload
+from receiver.metrics import WEBHOOKS
+from receiver.service import IntentNotRecorded
+from receiver.web.app import RUNTIME
+
+log = structlog.get_logger(__name__)
+
+
+def error(status: int, message: str, **extra: Any) -> web.Response:
+    return web.json_response({"status": "error", "error": message, **extra}, status=status)
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+async def read_limited(request: web.Request, limit: int) -> bytes:
+    """Read the body, stopping as soon as it exceeds ``limit`` (never read whole)."""
+    if request.content_length is not None and request.content_length > limit:
+        raise BodyTooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_chunked(65536):
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def webhook(request: web.Request) -> web.Response:
+    rt = request.app[RUNTIME]
+    store = rt.store
+    if not store.credentials.webhook_allowed(request.headers.get("Authorization")):
+        WEBHOOKS.labels("unauthorized").inc()
+        log.warning("webhook rejected: missing or wrong credentials", remote=request.remote)
+        return error(401, "missing or invalid credentials", hint="send Authorization: Bearer <token> or basic auth")
+    limit = store.config.settings.max_body_bytes
+    try:
+        body = await read_limited(request, limit)
+    except BodyTooLarge:
+        WEBHOOKS.labels("too_large").inc()
+        return error(413, f"payload larger than settings.max_body_bytes ({limit} bytes)")
+    try:
+        payload = parse_payload(body)
+    except PayloadError as e:
+        WEBHOOKS.labels("invalid").inc()
+        log.warning("webhook rejected: invalid payload", error=str(e))
+        return error(400, str(e))
+    structlog.contextvars.bind_contextvars(group_key=payload.group_key)
+    try:
+        result = await rt.service.handle(payload)
+    except IntentNotRecorded as e:
+        WEBHOOKS.labels("intent_not_recorded").inc()
+        return error(
+            503,
+            f"could not record the rollback in the cluster, retry: {e}",
+            decisions=[d.summary() for d in e.decisions],
+        )
+    WEBHOOKS.labels("accepted").inc()
+    return web.json_response(
+        {
+            "status": "ok",
+            "decisions": [d.summary() for d in result.decisions],
+            "rollbacks": [r.id for r in result.records],
+        }
+    )
+
+
+def admin_denied(request: web.Request) -> web.Response | None:
+    creds = request.app[RUNTIME].store.credentials
+    if creds.admin_allowed(request.headers.get("Authorization")):
+        return None
+    return error(401, "admin credential required (admin token or JWT with admin:monitoring)")
+
+
+async def reload(request: web.Request) -> web.Response:
+    if (denied := admin_denied(request)) is not None:
+        return denied
+    result = await request.app[RUNTIME].store.reload("http")
+    if not result.ok:
+        return error(400, result.error or "reload failed", kept="last good config")
+    return web.json_response({"status": "ok", "changed": result.changed})
+
+
+async def rollbacks(request: web.Request) -> web.Response:
+    if (denied := admin_denied(request)) is not None:
+        return denied
+    records = await request.app[RUNTIME].list_rollbacks()
+    return web.json_response({"rollbacks": [r.to_json() for r in records]})

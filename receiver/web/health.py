@@ -1,0 +1,73 @@
+"""The rollout guide's three health tiers.
+
+/health/live: the process answers (liveness; never checks dependencies, so a slow API
+server does not get every replica restarted). /health/ready: config loaded and the
+Kubernetes API reachable (readiness). /health: everything, for an admin.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from aiohttp import web
+
+from receiver import __version__
+from receiver.web.app import RUNTIME
+from receiver.web.handlers import admin_denied
+
+
+def rss_bytes() -> int:
+    """Current resident memory (Linux /proc; 0 where unavailable)."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+async def live(request: web.Request) -> web.Response:
+    rt = request.app[RUNTIME]
+    return web.json_response(
+        {
+            "status": "alive",
+            "uptime_seconds": round(time.monotonic() - rt.started_monotonic, 3),
+            "memory_rss_bytes": rss_bytes(),
+        }
+    )
+
+
+async def ready(request: web.Request) -> web.Response:
+    rt = request.app[RUNTIME]
+    kube_error = await rt.kube_check()
+    checks = {"config": "ok", "kubernetes": "ok" if kube_error is None else kube_error}
+    status = 200 if kube_error is None else 503
+    return web.json_response({"status": "ready" if status == 200 else "not ready", "checks": checks}, status=status)
+
+
+async def full(request: web.Request) -> web.Response:
+    if (denied := admin_denied(request)) is not None:
+        return denied
+    rt = request.app[RUNTIME]
+    store = rt.store
+    kube_error = await rt.kube_check()
+    settings = store.config.settings
+    last = store.last_reload
+    return web.json_response(
+        {
+            "status": "ok" if kube_error is None and last.ok else "degraded",
+            "version": __version__,
+            "uptime_seconds": round(time.monotonic() - rt.started_monotonic, 3),
+            "memory_rss_bytes": rss_bytes(),
+            "dependencies": {"kubernetes": "ok" if kube_error is None else kube_error},
+            "config": {
+                "path": str(store.path),
+                "last_reload": {"ok": last.ok, "at": last.at.isoformat(), "error": last.error},
+                "enabled": settings.enabled,
+                "dry_run": settings.dry_run,
+                "muted": settings.mute is not None,
+                "targets": [t.name for t in store.config.targets],
+            },
+            "rollbacks_in_progress": rt.running_rollbacks(),
+        }
+    )
