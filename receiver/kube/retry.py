@@ -1,0 +1,27 @@
+"""Capped exponential backoff with full jitter, and Retry-After honoured.
+
+Full jitter (sleep uniformly in [0, min(cap, base * 2^n)]) keeps 200 rollbacks hitting a
+throttled API server from retrying in lock-step.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How long to keep trying a transient failure."""
+
+    base_seconds: float = 0.1
+    cap_seconds: float = 5.0
+    give_up_after_seconds: float = 120.0  # a rollback outlives any blip shorter than this
+    max_retry_after_seconds: float = 60.0
+
+    def delay(self, attempt: int, retry_after: float | None = None) -> float:
+        """Seconds to sleep before attempt ``attempt + 1`` (attempt counts from 0)."""
+        if retry_after is not None:
+            return min(retry_after, self.max_retry_after_seconds)
+        ceiling = min(self.cap_seconds, self.base_seconds * (2 ** min(attempt, 30)))
+        return random.uniform(0, ceiling)
