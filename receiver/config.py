@@ -96,15 +96,17 @@ class Rule(Strict):
 class Target(Strict):
     """A service the receiver may roll back. Only these are ever touched."""
 
-    name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)
-    namespace: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)
+    name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63,
+                      description="Names the target in decisions, Slack, metrics and its Lease.")
+    namespace: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63,
+                           description="Namespace of both Deployments.")
     matchers: MatcherList
     stable: str = Field(description="The old, known-good Deployment (v1).")
     canary: str = Field(description="The new Deployment being rolled out (v2).")
     replicas: int = Field(ge=1, description="Full replica count the stable is scaled to.")
     slack_channel: str | None = Field(default=None, description="Overrides slack.default_channel.")
-    runbook_url: str | None = None
-    dashboard_url: str | None = None
+    runbook_url: str | None = Field(default=None, description="Linked from the Slack message.")
+    dashboard_url: str | None = Field(default=None, description="Linked from the Slack message.")
     step_order: StepOrder | None = Field(default=None, description="Overrides settings.step_order.")
     mute: Mute | None = None
 
@@ -131,8 +133,14 @@ class Settings(Strict):
         default=None, gt=0,
         description="Give up verifying after this; default: the stable's progressDeadlineSeconds, else 300.",
     )
-    step_order: StepOrder = StepOrder.AUTO
-    max_concurrent_rollbacks: int = Field(default=10, ge=1)
+    step_order: StepOrder = Field(
+        default=StepOrder.AUTO,
+        description="auto: canary-first when the stable has at least half the full count Ready, "
+        "else stable-first (never leave the service with no pods).",
+    )
+    max_concurrent_rollbacks: int = Field(
+        default=10, ge=1, description="Rollbacks beyond this wait (and say so) for a free slot."
+    )
     wait_for_canary_pods_gone: bool = Field(
         default=False, description="Also wait until the canary's pods have terminated."
     )
@@ -144,31 +152,37 @@ class Settings(Strict):
     lease_namespace: str | None = Field(
         default=None, description="Where per-target Leases live; default: the target's namespace."
     )
-    lease_duration_seconds: int = Field(default=15, ge=2)
+    lease_duration_seconds: int = Field(
+        default=15, ge=2, description="A dead receiver's rollback is taken over after this."
+    )
     max_body_bytes: int = Field(default=1_048_576, ge=1024, description="Larger webhooks get 413.")
 
 
 class SlackSettings(Strict):
     """Where notifications go. Tokens are read from files or the environment."""
 
-    mode: Literal["bot", "webhook", "console", "off"] = "console"
+    mode: Literal["bot", "webhook", "console", "off"] = Field(
+        default="console",
+        description="bot: Web API with threads and updates; webhook: incoming webhook; "
+        "console: print to the terminal; off: nothing.",
+    )
     api_url: str = Field(default="https://slack.com/api/", description="Slack Web API base URL.")
     token_file: Path | None = Field(default=None, description="File holding the xoxb- bot token.")
     token_env: str = Field(default="SLACK_BOT_TOKEN", description="Env var with the bot token.")
     webhook_url_file: Path | None = Field(default=None, description="File with the incoming-webhook URL.")
-    webhook_url_env: str = "SLACK_WEBHOOK_URL"
-    default_channel: str = Field(default="#rollbacks")
+    webhook_url_env: str = Field(default="SLACK_WEBHOOK_URL", description="Env var with the webhook URL.")
+    default_channel: str = Field(default="#rollbacks", description="Used when a target names none.")
     oncall_mention: str = Field(
         default="", description="Added to failure broadcasts, e.g. <!subteam^S123> or <!here>."
     )
-    timeout_seconds: float = Field(default=10, gt=0)
-    queue_size: int = Field(default=1000, ge=1)
+    timeout_seconds: float = Field(default=10, gt=0, description="Per Slack call; a timed-out post is never repeated.")
+    queue_size: int = Field(default=1000, ge=1, description="Notifications queued beyond this are dropped and counted.")
 
 
 class BasicAuthUser(Strict):
-    username: str = Field(min_length=1)
-    password_file: Path | None = None
-    password_env: str | None = None
+    username: str = Field(min_length=1, description="As in Alertmanager's http_config.basic_auth.")
+    password_file: Path | None = Field(default=None, description="File holding the password.")
+    password_env: str | None = Field(default=None, description="Or: env var holding the password.")
 
 
 class AuthSettings(Strict):
@@ -181,9 +195,9 @@ class AuthSettings(Strict):
         default="RECEIVER_WEBHOOK_TOKEN",
         description="Env var with accepted tokens (comma-separated for rotation).",
     )
-    basic_auth: list[BasicAuthUser] = Field(default_factory=list)
-    admin_token_file: Path | None = None
-    admin_token_env: str = "RECEIVER_ADMIN_TOKEN"
+    basic_auth: list[BasicAuthUser] = Field(default_factory=list, description="Accepted basic-auth users.")
+    admin_token_file: Path | None = Field(default=None, description="Admin token for /health, /rollbacks, /-/reload.")
+    admin_token_env: str = Field(default="RECEIVER_ADMIN_TOKEN", description="Env var with admin tokens.")
     jwt_secret_file: Path | None = Field(
         default=None, description="HS256 secret for admin JWTs carrying admin:monitoring."
     )

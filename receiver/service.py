@@ -27,6 +27,9 @@ log = structlog.get_logger(__name__)
 NOTIFIED = frozenset({DecisionKind.MUTED, DecisionKind.DRY_RUN, DecisionKind.HALTED, DecisionKind.RESOLVED})
 
 
+ALREADY_CLAIMED = "a rollback of this target is already running (another delivery or replica holds its lease)"
+
+
 class StatesPort(Protocol):
     def states(self) -> dict[str, TargetState]: ...
 
@@ -90,14 +93,13 @@ class Service:
             if d.kind is DecisionKind.ROLL_BACK:
                 try:
                     record = await self._executor.claim(d, target)
-                except Exception as e:  # noqa: BLE001 - any failure to record intent means 503
+                except Exception as e:
                     bound.error("could not record rollback intent; Alertmanager will retry", error=str(e))
                     failures.append(f"{d.target}: {e}")
                     final.append(d)
                     continue
                 if record is None:
-                    d = replace(d, kind=DecisionKind.IN_PROGRESS,
-                                reason="a rollback of this target is already running (another delivery or replica holds its lease)")
+                    d = replace(d, kind=DecisionKind.IN_PROGRESS, reason=ALREADY_CLAIMED)
                 else:
                     bound = bound.bind(rollback_id=record.id)
                     self.remember(record)

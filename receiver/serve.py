@@ -1,0 +1,176 @@
+"""`receiver serve`: wire the real adapters together and run until SIGTERM.
+
+Start-up order matters for safety: the config must be valid and credentials present
+before anything listens; unfinished rollbacks recorded in the cluster are resumed before
+new webhooks are taken; on SIGTERM the listener closes first, then running rollbacks
+get the grace period to reach a safe point (their state is in the Lease either way).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import structlog
+from aiohttp import web
+
+from receiver import logs
+from receiver.config import ConfigError
+from receiver.config_store import ConfigStore
+from receiver.core.rollback import RollbackRecord, Step
+from receiver.service import Service
+from receiver.web.app import Runtime, make_app
+
+log = structlog.get_logger(__name__)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, default=Path("config.yaml"), help="config file (default: config.yaml)")
+    p.add_argument("--listen", default="0.0.0.0:8080", help="HOST:PORT to listen on (default 0.0.0.0:8080)")
+    p.add_argument("--kubeconfig", type=Path, default=None, help="default: $KUBECONFIG, ~/.kube/config, in-cluster")
+    p.add_argument("--identity", default=None, help="lease holder identity (default: $POD_NAME or hostname)")
+    p.add_argument("--insecure", action="store_true",
+                   help="accept webhooks without credentials (demo and local testing only)")
+    p.add_argument("--log-format", choices=("json", "console", "auto"), default="auto")
+    p.add_argument("--log-level", default="info")
+    p.add_argument("--shutdown-grace", type=float, default=25.0,
+                   help="seconds running rollbacks get to reach a safe point on SIGTERM")
+
+
+def install_sighup(store: ConfigStore) -> None:
+    """SIGHUP reloads config.yaml, as Prometheus and Alertmanager do."""
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(store.reload("SIGHUP")))
+
+
+class KubeProbe:
+    """Readiness check of the API server, cached briefly so probes cost no API load."""
+
+    def __init__(self, api: object, ttl: float = 5.0) -> None:
+        self._api = api
+        self._ttl = ttl
+        self._at = -1e9
+        self._result: str | None = None
+
+    async def __call__(self) -> str | None:
+        if time.monotonic() - self._at < self._ttl:
+            return self._result
+        from kubernetes_asyncio.client import VersionApi
+
+        try:
+            await asyncio.wait_for(VersionApi(self._api).get_code(), timeout=3)
+            self._result = None
+        except Exception as e:
+            self._result = f"Kubernetes API unreachable: {type(e).__name__}: {e}"[:300]
+        self._at = time.monotonic()
+        return self._result
+
+
+@dataclass
+class RunningReceiver:
+    """A started receiver: what tests, the demo and serve need to reach and stop it."""
+
+    url: str
+    store: ConfigStore
+    service: Service
+    runner: web.AppRunner
+    executor: object
+    watcher: object
+    notifier: object
+    api: object
+    tasks: list[asyncio.Task[RollbackRecord]] = field(default_factory=list)
+
+    async def stop(self, grace: float = 10.0) -> None:
+        await self.runner.cleanup()  # stop taking webhooks first
+        await self.store.stop_watching()
+        await self.executor.close(grace)  # type: ignore[attr-defined]
+        await self.notifier.close(min(grace, 5.0))  # type: ignore[attr-defined]
+        await self.watcher.stop()  # type: ignore[attr-defined]
+        await self.api.close()  # type: ignore[attr-defined]
+
+
+async def start_receiver(
+    config_path: Path,
+    listen: str = "127.0.0.1:0",
+    *,
+    insecure: bool = False,
+    kubeconfig: Path | None = None,
+    identity: str | None = None,
+    env: dict[str, str] | None = None,
+    watch_config: bool = True,
+) -> RunningReceiver:
+    """Build and start every part; raises ConfigError before listening if config is bad."""
+    from receiver.executor import Executor, TargetWatcher
+    from receiver.kube import new_api_client
+    from receiver.slack import make_notifier
+
+    store = ConfigStore(config_path, insecure=insecure, env=env)
+    identity = identity or os.environ.get("POD_NAME") or socket.gethostname()
+    api = await new_api_client(kubeconfig)
+    watcher = TargetWatcher(api, lambda: store.config)
+    holder: dict[str, Service] = {}
+
+    def on_change(record: RollbackRecord, step: Step | None) -> None:
+        if "service" in holder:
+            holder["service"].remember(record)
+        notifier.rollback_changed(record, step)
+
+    executor = Executor(api, lambda: store.config, identity, on_change=on_change)
+    notifier = make_notifier(store.config.slack, env, on_thread=executor.set_slack_thread)
+    service = Service(lambda: store.config, watcher, executor, notifier)
+    holder["service"] = service
+    await notifier.start()
+    await watcher.start()
+    tasks = await executor.resume_unfinished()
+
+    runtime = Runtime(
+        store=store,
+        service=service,
+        list_rollbacks=executor.list_rollbacks,
+        kube_check=KubeProbe(api),
+        running_rollbacks=lambda: executor.running,
+    )
+    runner = web.AppRunner(make_app(runtime), access_log=None)
+    await runner.setup()
+    host, _, port = listen.rpartition(":")
+    site = web.TCPSite(runner, host or "0.0.0.0", int(port))
+    await site.start()
+    sock = site._server.sockets[0]  # type: ignore[union-attr]
+    bound_host, bound_port = sock.getsockname()[:2]
+    if watch_config:
+        store.start_watching()
+    url = f"http://{bound_host}:{bound_port}"
+    log.info("receiver listening", url=url, identity=identity, targets=[t.name for t in store.config.targets],
+             resumed=len(tasks))
+    return RunningReceiver(url, store, service, runner, executor, watcher, notifier, api, tasks)
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    try:
+        rx = await start_receiver(args.config, args.listen, insecure=args.insecure,
+                                  kubeconfig=args.kubeconfig, identity=args.identity)
+    except ConfigError as e:
+        log.error("cannot start", error=str(e))
+        return 2
+    install_sighup(rx.store)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down", grace_seconds=args.shutdown_grace)
+    with contextlib.suppress(Exception):
+        await rx.stop(args.shutdown_grace)
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    logs.configure(json={"json": True, "console": False}.get(args.log_format), level=args.log_level)
+    return asyncio.run(_serve(args))

@@ -1,0 +1,187 @@
+"""The webhook as Alertmanager sees it: codes, credentials, limits, decisions.
+
+The executor and notifier are plain fakes here (the service's ports); the real ones
+are exercised against the simulators in tests/e2e and tests/executor.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from receiver.config_store import ConfigStore
+from receiver.core.decisions import TargetState
+from receiver.service import Service
+from receiver.web.app import Runtime, make_app
+from tests.fixtures.receiver import (
+    ADMIN,
+    TOKEN,
+    FakeExecutor,
+    FakeNotifier,
+    FakeStates,
+    firing_payload,
+)
+
+ENV = {"RECEIVER_WEBHOOK_TOKEN": f"{TOKEN},rotated-token-2", "RECEIVER_ADMIN_TOKEN": ADMIN}
+BEARER = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@dataclass
+class Harness:
+    client: TestClient
+    store: ConfigStore
+    executor: FakeExecutor
+    notifier: FakeNotifier
+    states: FakeStates
+
+    async def post(self, body: object, headers: dict[str, str] | None = None) -> tuple[int, dict]:
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        resp = await self.client.post("/webhook", data=data, headers=BEARER if headers is None else headers)
+        return resp.status, await resp.json()
+
+
+@pytest.fixture
+async def harness(
+    aiohttp_client: Callable[..., Awaitable[TestClient]], config_file: Callable[..., Path]
+) -> Harness:
+    store = ConfigStore(config_file(), env=ENV, poll_seconds=0.05)
+    executor, notifier, states = FakeExecutor(), FakeNotifier(), FakeStates()
+    service = Service(lambda: store.config, states, executor, notifier)
+
+    async def no_rollbacks() -> list:
+        return []
+
+    async def kube_ok() -> str | None:
+        return None
+
+    app = make_app(Runtime(store=store, service=service, list_rollbacks=no_rollbacks, kube_check=kube_ok))
+    return Harness(await aiohttp_client(app), store, executor, notifier, states)
+
+
+async def test_a_critical_alert_above_threshold_is_answered_200_after_the_rollback_is_claimed(harness: Harness) -> None:
+    status, body = await harness.post(firing_payload("0.072"))
+    assert status == 200
+    assert [d["decision"] for d in body["decisions"]] == ["roll_back"]
+    assert body["decisions"][0]["fingerprints"] == ["55700370c855a6aa"]
+    assert len(harness.executor.started) == 1 and body["rollbacks"] == [harness.executor.started[0].id]
+
+
+async def test_a_repeated_delivery_starts_no_second_rollback(harness: Harness) -> None:
+    await harness.post(firing_payload())
+    status, body = await harness.post(firing_payload())
+    assert status == 200
+    assert body["decisions"][0]["decision"] == "in_progress"
+    assert len(harness.executor.started) == 1
+
+
+async def test_when_the_intent_cannot_be_recorded_the_answer_is_503_so_alertmanager_retries(harness: Harness) -> None:
+    harness.executor.fail_with = ConnectionError("API server unreachable")
+    status, body = await harness.post(firing_payload())
+    assert status == 503
+    assert "API server unreachable" in body["error"]
+    assert harness.executor.started == []
+
+
+async def test_no_credentials_get_401_and_nothing_happens(harness: Harness) -> None:
+    status, body = await harness.post(firing_payload(), headers={})
+    assert status == 401 and "credentials" in body["error"]
+    assert harness.executor.claimed == []
+
+
+async def test_a_wrong_token_gets_401_and_nothing_happens(harness: Harness) -> None:
+    status, _ = await harness.post(firing_payload(), headers={"Authorization": "Bearer nope"})
+    assert status == 401
+    assert harness.executor.claimed == []
+
+
+async def test_both_tokens_of_a_rotation_are_accepted(harness: Harness) -> None:
+    status, _ = await harness.post(firing_payload(), headers={"Authorization": "Bearer rotated-token-2"})
+    assert status == 200
+
+
+async def test_basic_auth_as_alertmanager_sends_it_is_accepted(
+    harness: Harness, config_file: Callable[..., Path], tmp_path: Path
+) -> None:
+    pw = tmp_path / "pw"
+    pw.write_text("hunter2\n")
+    text = config_file().read_text() + f"auth:\n  basic_auth:\n    - username: am\n      password_file: {pw}\n"
+    config_file(text)
+    assert (await harness.store.reload("test")).ok
+    good = base64.b64encode(b"am:hunter2").decode()
+    bad = base64.b64encode(b"am:hunter3").decode()
+    assert (await harness.post(firing_payload(), {"Authorization": f"Basic {good}"}))[0] == 200
+    assert (await harness.post(firing_payload(), {"Authorization": f"Basic {bad}"}))[0] == 401
+
+
+async def test_a_body_that_is_not_json_gets_400_naming_the_problem(harness: Harness) -> None:
+    status, body = await harness.post(b"{not json")
+    assert status == 400 and "not valid JSON" in body["error"]
+    assert harness.executor.claimed == []
+
+
+async def test_a_payload_of_another_version_gets_400_naming_the_version(harness: Harness) -> None:
+    payload = firing_payload()
+    payload["version"] = "3"
+    status, body = await harness.post(payload)
+    assert status == 400 and '"4"' in body["error"]
+
+
+async def test_a_payload_missing_alerts_gets_400_naming_the_field(harness: Harness) -> None:
+    payload = firing_payload()
+    del payload["alerts"]
+    status, body = await harness.post(payload)
+    assert status == 400 and "alerts" in body["error"]
+
+
+async def test_a_body_over_the_limit_gets_413_and_changes_nothing(harness: Harness) -> None:
+    payload = firing_payload()
+    payload["commonAnnotations"] = {"pad": "x" * 70000}
+    status, body = await harness.post(payload)
+    assert status == 413 and "max_body_bytes" in body["error"]
+    assert harness.executor.claimed == []
+
+
+async def test_newer_alertmanager_fields_are_accepted(harness: Harness) -> None:
+    payload = firing_payload()
+    payload["notification_reason"] = "first notification"
+    payload["routeLabels"] = {"team": "finance"}
+    assert (await harness.post(payload))[0] == 200
+
+
+async def test_a_muted_target_is_told_once_and_never_rolled_back(
+    harness: Harness, config_file: Callable[..., Path]
+) -> None:
+    text = config_file().read_text().replace(
+        "    replicas: 5\n",
+        "    replicas: 5\n    mute: {reason: planned load test, by: alice, until: '2099-01-01T00:00:00Z'}\n",
+    )
+    config_file(text)
+    assert (await harness.store.reload("test")).ok
+    for _ in range(2):
+        status, body = await harness.post(firing_payload())
+        assert status == 200 and body["decisions"][0]["decision"] == "muted"
+    assert harness.executor.claimed == []
+    assert [d.kind.value for d, _ in harness.notifier.told] == ["muted"]
+    assert "alice" in harness.notifier.told[0][0].reason
+
+
+async def test_a_target_already_back_on_stable_is_left_alone(harness: Harness) -> None:
+    harness.states.values["finance-service"] = TargetState(
+        canary_replicas=0, stable_replicas=5, stable_ready=5, stable_exists=True
+    )
+    status, body = await harness.post(firing_payload())
+    assert status == 200 and body["decisions"][0]["decision"] == "already_rolled_back"
+    assert harness.executor.claimed == []
+
+
+async def test_the_decision_is_counted_in_metrics(harness: Harness) -> None:
+    await harness.post(firing_payload("0.02"))
+    text = await (await harness.client.get("/metrics")).text()
+    assert 'receiver_webhooks_total{outcome="accepted"}' in text
+    assert 'decision="no_rule_matched"' in text
