@@ -1,0 +1,157 @@
+"""TargetWatcher: each configured target's state kept current by list+watch.
+
+decide() needs replica counts and running rollbacks for every webhook; reading the API
+per webhook would make intake as slow and as fragile as the API server. Instead one
+Deployment watch per target namespace and one Lease watch per lease namespace keep an
+in-memory view that ``states()`` turns into TargetState in microseconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import structlog
+from kubernetes_asyncio.client import ApiClient
+
+from receiver.config import Config, Target
+from receiver.core.decisions import TargetState
+from receiver.kube import Kube, Mirror, Obj
+from receiver.records import (
+    LEASE_SELECTOR,
+    RecordError,
+    history_from_lease,
+    lease_expired,
+    lease_name,
+    lease_namespace,
+    recent_finish_times,
+    record_from_lease,
+)
+
+log = structlog.get_logger(__name__)
+
+
+def _replicas(deploy: Obj | None) -> int | None:
+    if deploy is None:
+        return None
+    return int((deploy.get("spec") or {}).get("replicas", 1))
+
+
+def target_state(
+    target: Target, config: Config, deploys: Mirror | None, leases: Mirror | None,
+    now: datetime,
+) -> TargetState:
+    """What is known of one target from the mirrors (None where not synced yet)."""
+    stable = canary = None
+    stable_exists: bool | None = None
+    if deploys is not None and deploys.synced.is_set():
+        stable = deploys.get(target.stable)
+        canary = deploys.get(target.canary)
+        stable_exists = stable is not None
+    running: str | None = None
+    records = []
+    if leases is not None and leases.synced.is_set():
+        lease = leases.get(lease_name(target))
+        try:
+            current = record_from_lease(lease)
+        except RecordError:
+            current = None
+        if current is not None and lease is not None:
+            if not current.phase.finished and not lease_expired(lease, now):
+                running = current.id
+            records.append(current)
+        records.extend(history_from_lease(lease))
+    finished = recent_finish_times(records)
+    ready = ((stable or {}).get("status") or {}).get("readyReplicas", 0) if stable else None
+    return TargetState(
+        canary_replicas=_replicas(canary),
+        stable_replicas=_replicas(stable),
+        stable_ready=ready,
+        stable_exists=stable_exists,
+        rollback_running=running,
+        recent_rollbacks=finished,
+        last_rollback_finished=finished[0] if finished else None,
+    )
+
+
+class TargetWatcher:
+    """Keeps TargetState for every configured target from Deployment and Lease watches."""
+
+    def __init__(
+        self,
+        api: ApiClient,
+        config_provider: Callable[[], Config],
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        kube: Kube | None = None,
+    ) -> None:
+        self.kube = kube or Kube(api)
+        self.config_provider = config_provider
+        self.clock = clock
+        self._deploys: dict[str, Mirror] = {}
+        self._leases: dict[str, Mirror] = {}
+        self._started = False
+
+    def _ensure_mirrors(self, config: Config) -> None:
+        """Start a watch for any namespace a (re)loaded config added."""
+        if not self._started:
+            return
+        for t in config.targets:
+            if t.namespace not in self._deploys:
+                m = Mirror(self.kube, "deployments", t.namespace)
+                self._deploys[t.namespace] = m
+                m.start()
+            ns = lease_namespace(config, t)
+            if ns not in self._leases:
+                m = Mirror(self.kube, "leases", ns, label_selector=LEASE_SELECTOR)
+                self._leases[ns] = m
+                m.start()
+
+    async def start(self) -> None:
+        self._started = True
+        self._ensure_mirrors(self.config_provider())
+
+    async def stop(self) -> None:
+        self._started = False
+        mirrors = [*self._deploys.values(), *self._leases.values()]
+        self._deploys.clear()
+        self._leases.clear()
+        for m in mirrors:
+            await m.stop()
+
+    async def wait_synced(self, timeout: float) -> None:  # noqa: ASYNC109 (interface)
+        """Wait until every watch has listed once (TimeoutError otherwise)."""
+        self._ensure_mirrors(self.config_provider())
+        mirrors = [*self._deploys.values(), *self._leases.values()]
+        async with asyncio.timeout(timeout):
+            for m in mirrors:
+                await m.synced.wait()
+
+    def states(self) -> dict[str, TargetState]:
+        config = self.config_provider()
+        self._ensure_mirrors(config)
+        now = self.clock()
+        return {
+            t.name: target_state(
+                t, config, self._deploys.get(t.namespace),
+                self._leases.get(lease_namespace(config, t)), now,
+            )
+            for t in config.targets
+        }
+
+    def errors(self) -> list[str]:
+        """Non-transient watch failures (e.g. 403), for /health to report."""
+        out = []
+        for m in [*self._deploys.values(), *self._leases.values()]:
+            if m.error is not None:
+                out.append(str(m.error))
+        return out
+
+    async def __aenter__(self) -> TargetWatcher:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        with contextlib.suppress(Exception):
+            await self.stop()
