@@ -19,6 +19,7 @@ from tests.fixtures.receiver import ADMIN, TOKEN, FakeExecutor, FakeNotifier, Fa
 
 ENV = {"RECEIVER_WEBHOOK_TOKEN": TOKEN, "RECEIVER_ADMIN_TOKEN": ADMIN}
 ADMIN_H = {"Authorization": f"Bearer {ADMIN}"}
+API_ERROR: dict[int, list[str | None]] = {}  # per store: what the fake readiness check answers
 
 
 @pytest.fixture
@@ -37,7 +38,7 @@ async def app_client(
 
     app = make_app(Runtime(store=store, service=service, list_rollbacks=none, kube_check=kube_check))
     client = await aiohttp_client(app)
-    client.app["api_error"] = api_error  # type: ignore[index]
+    API_ERROR[id(store)] = api_error
     return client, store
 
 
@@ -126,9 +127,9 @@ async def test_liveness_answers_without_credentials_and_reports_memory(app_clien
 async def test_readiness_fails_with_the_reason_when_the_api_server_is_unreachable(
     app_client: tuple[TestClient, ConfigStore],
 ) -> None:
-    client, _ = app_client
+    client, store = app_client
     assert (await client.get("/health/ready")).status == 200
-    client.app["api_error"][0] = "connection refused"  # type: ignore[index]
+    API_ERROR[id(store)][0] = "connection refused"
     resp = await client.get("/health/ready")
     assert resp.status == 503 and (await resp.json())["checks"]["kubernetes"] == "connection refused"
 

@@ -1,0 +1,216 @@
+"""Webhook throughput, latency and memory, against a bare aiohttp baseline in the same run.
+
+Prints figures; asserts nothing (these machines are shared and noisy, so the figure that
+matters is the ratio to the baseline measured minutes apart on the same machine).
+
+    python bench/webhook.py [--seconds 5]
+
+Needs wrk (Debian package `wrk`). Measures, for a typical 3-alert payload that decides
+"already rolled back" (the common case when Alertmanager re-sends):
+  1. throughput of the receiver vs a bare aiohttp handler that only returns 200 (goal >= 0.6);
+  2. p99 latency at half the receiver's throughput (goal < 10 ms);
+  3. idle RSS (goal < 80 MB) and RSS growth over 100,000 webhooks (goal < 10 MB).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parent.parent
+TOKEN = "bench-token"
+
+BARE = """
+from aiohttp import web
+async def ok(request):
+    await request.read()
+    return web.Response(text="ok")
+app = web.Application()
+app.router.add_post("/webhook", ok)
+web.run_app(app, host="127.0.0.1", port={port}, access_log=None, print=None)
+"""
+
+RECEIVER = """
+import asyncio, os
+from pathlib import Path
+from aiohttp import web
+from receiver.config_store import ConfigStore
+from receiver.core.decisions import TargetState
+from receiver.service import Service
+from receiver.web.app import Runtime, make_app
+import structlog, logging
+structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+
+class States:
+    def states(self):
+        return {{"finance-service": TargetState(canary_replicas=0, stable_replicas=5, stable_ready=5, stable_exists=True)}}
+
+class NoExecutor:
+    async def claim(self, decision, target):
+        raise AssertionError("already rolled back: nothing to claim")
+    def start(self, record):
+        raise AssertionError
+
+class NoNotifier:
+    def decision(self, decision, target, record=None):
+        pass
+
+async def none():
+    return []
+
+async def ok():
+    return None
+
+store = ConfigStore(Path({config!r}), env={{"RECEIVER_WEBHOOK_TOKEN": {token!r}}})
+service = Service(lambda: store.config, States(), NoExecutor(), NoNotifier())
+app = make_app(Runtime(store=store, service=service, list_rollbacks=none, kube_check=ok))
+web.run_app(app, host="127.0.0.1", port={port}, access_log=None, print=None)
+"""
+
+
+def payload() -> bytes:
+    alerts = []
+    for i, name in enumerate(("HighErrorRate", "HighLatencyP95", "HighCPU")):
+        alerts.append({
+            "status": "firing",
+            "labels": {"alertname": name, "service": "finance-service", "severity": "critical", "version": "v2"},
+            "annotations": {"summary": f"{name} on finance-service", "value": "0.072"},
+            "startsAt": "2026-11-27T00:15:37.241232707Z", "endsAt": "0001-01-01T00:00:00Z",
+            "generatorURL": "http://prometheus:9090/graph", "fingerprint": f"55700370c855a6a{i}",
+        })
+    return json.dumps({
+        "receiver": "rollback", "status": "firing", "alerts": alerts,
+        "groupLabels": {"service": "finance-service"}, "commonLabels": {"service": "finance-service"},
+        "commonAnnotations": {}, "externalURL": "http://alertmanager:9093", "version": "4",
+        "groupKey": '{}:{service="finance-service"}', "truncatedAlerts": 0,
+    }).encode()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start(code: str) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-c", code.format(port=port)], cwd=ROOT)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:  # an external process: a bounded wait for its port
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return proc, port
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError("server did not start")
+
+
+def wrk(port: int, body_file: Path, seconds: int, connections: int = 32) -> float:
+    lua = body_file.with_suffix(".lua")
+    lua.write_text(textwrap.dedent(f"""
+        wrk.method = "POST"
+        wrk.headers["Content-Type"] = "application/json"
+        wrk.headers["Authorization"] = "Bearer {TOKEN}"
+        local f = io.open("{body_file}", "rb"); wrk.body = f:read("*a"); f:close()
+    """))
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", str(lua), f"http://127.0.0.1:{port}/webhook"],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if non2xx:
+        raise RuntimeError(f"{non2xx.group(1)} non-2xx answers:\n{out}")
+    return float(m.group(1)) if m else 0.0
+
+
+async def paced_latencies(port: int, body: bytes, rate: float, seconds: float) -> list[float]:
+    """Send at a fixed rate (open loop) and return each response time in seconds."""
+    url = f"http://127.0.0.1:{port}/webhook"
+    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+    latencies: list[float] = []
+    async with aiohttp.ClientSession() as session:
+
+        async def one() -> None:
+            t0 = time.perf_counter()
+            async with session.post(url, data=body, headers=headers) as r:
+                await r.read()
+                assert r.status == 200, r.status
+            latencies.append(time.perf_counter() - t0)
+
+        tasks = []
+        start_t = time.perf_counter()
+        n = int(rate * seconds)
+        for i in range(n):
+            delay = start_t + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one()))
+        await asyncio.gather(*tasks)
+    return latencies
+
+
+def rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/statm", encoding="ascii") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=int, default=5)
+    ap.add_argument("--memory-requests", type=int, default=100_000)
+    args = ap.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("needs wrk: apt-get install -y wrk")
+    tmp = Path(tempfile.mkdtemp())
+    body_file = tmp / "payload.json"
+    body_file.write_bytes(payload())
+    config = tmp / "config.yaml"
+    config.write_text((ROOT / "config.yaml").read_text())
+
+    bare, bare_port = start(BARE)
+    try:
+        wrk(bare_port, body_file, 1)  # warm-up
+        bare_rps = wrk(bare_port, body_file, args.seconds)
+    finally:
+        bare.terminate()
+        bare.wait()
+    rx, rx_port = start(RECEIVER.format(config=str(config), token=TOKEN, port="{port}"))
+    try:
+        time.sleep(1)
+        idle = rss_mb(rx.pid)
+        wrk(rx_port, body_file, 1)
+        rx_rps = wrk(rx_port, body_file, args.seconds)
+        lat = sorted(asyncio.run(paced_latencies(rx_port, payload(), rx_rps / 2, args.seconds)))
+        p50, p99 = lat[len(lat) // 2] * 1000, lat[int(len(lat) * 0.99)] * 1000
+        before = rss_mb(rx.pid)
+        secs = max(1, int(args.memory_requests / max(rx_rps, 1)) + 1)
+        wrk(rx_port, body_file, secs)
+        after = rss_mb(rx.pid)
+    finally:
+        rx.terminate()
+        rx.wait()
+    sent = int(rx_rps * secs)
+    print(f"bare aiohttp handler : {bare_rps:9.0f} req/s")
+    print(f"receiver (3 alerts)  : {rx_rps:9.0f} req/s   ratio {rx_rps / bare_rps:.2f} (goal >= 0.60)")
+    print(f"at {rx_rps / 2:.0f} req/s       : p50 {p50:.2f} ms, p99 {p99:.2f} ms (goal p99 < 10 ms)")
+    print(f"idle RSS             : {idle:.1f} MB (goal < 80 MB)")
+    print(f"RSS over ~{sent:,} webhooks: {before:.1f} -> {after:.1f} MB, growth {after - before:+.1f} MB (goal < 10 MB)")
+
+
+if __name__ == "__main__":
+    main()
