@@ -7,13 +7,18 @@ as TargetState, kept current elsewhere by watching the Deployments and Leases.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
+from receiver.core.alerts import parse_number
+from receiver.core.matchers import Matcher
+from receiver.core.units import format_value
+
 if TYPE_CHECKING:
-    from receiver.config import Config
+    from receiver.config import Config, Mute, Rule, Settings, Target
     from receiver.core.alerts import Alert, WebhookPayload
 
 
@@ -60,6 +65,10 @@ class Decision:
     group_key: str = ""
     external_url: str = ""
     details: dict[str, str] = field(default_factory=dict)
+    # Added with issue 3 (alerts[0] is the alert the decision is about):
+    alertname: str | None = None
+    unit: str = "none"  # the rule's unit, for format_value(value, unit)
+    generator_url: str | None = None
 
     @property
     def fingerprints(self) -> tuple[str, ...]:
@@ -76,11 +85,352 @@ class Decision:
         }
 
 
+# ---------------------------------------------------------------------------------------
+# decide()
+
+#: Fight detection looks this far back.
+FIGHT_WINDOW = timedelta(hours=1)
+_MISS = object()
+#: How many alerts a reason names before saying "and N more".
+_NAMED = 3
+
+
+class _Selector:
+    """First-match lookup over matcher lists, memoised on the label values they read.
+
+    Alerts of one group mostly share the labels rules look at (alertname, severity,
+    service), so a 10,000-alert payload costs a few dict lookups per alert instead of
+    every matcher of every rule.
+    """
+
+    __slots__ = ("_cache", "_lists", "_names")
+
+    def __init__(self, lists: Sequence[tuple[Matcher, ...]]) -> None:
+        self._lists = lists
+        self._names = tuple(sorted({m.name for ms in lists for m in ms}))
+        # Keyed by the values of the labels the matchers read (None = label missing).
+        self._cache: dict[tuple[str | None, ...], object] = {}
+
+    def first(self, labels: Mapping[str, str]) -> int | None:
+        """Index of the first matcher list accepting the labels, or None."""
+        key = tuple(map(labels.get, self._names))  # type: ignore[arg-type]
+        found = self._cache.get(key, _MISS)
+        if found is _MISS:
+            found = next(
+                (i for i, ms in enumerate(self._lists) if all(m.matches(labels) for m in ms)),
+                None,
+            )
+            self._cache[key] = found
+        return found  # type: ignore[return-value]
+
+    def indexes(self, alerts: Sequence[Alert]) -> list[int | None]:
+        """first() for each alert; the loop is kept tight for 10,000-alert payloads."""
+        names, cache, first = self._names, self._cache, self.first
+        out: list[int | None] = []
+        append = out.append
+        for a in alerts:
+            labels = a.labels
+            found = cache.get(tuple(map(labels.get, names)), _MISS)  # type: ignore[arg-type]
+            append(first(labels) if found is _MISS else found)  # type: ignore[arg-type]
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class _Verdict:
+    """One firing alert held against its first matching rule."""
+
+    alert: Alert
+    rule_index: int | None
+    rule: Rule | None
+    value: float | None
+    triggered: bool
+    # no_rule | no_value | not_a_number | below_threshold | above_threshold | no_threshold
+    why: str
+
+
+def _evaluate(alert: Alert, rule_index: int | None, rules: Sequence[Rule]) -> _Verdict:
+    if rule_index is None:
+        return _Verdict(alert, None, None, None, False, "no_rule")
+    rule = rules[rule_index]
+    if rule.threshold is None:
+        value = alert.value(rule.value_annotation, rule.unit)
+        return _Verdict(alert, rule_index, rule, value, True, "no_threshold")
+    text = alert.annotations.get(rule.value_annotation)
+    if text is None:
+        return _Verdict(alert, rule_index, rule, None, False, "no_value")
+    value = alert.value(rule.value_annotation, rule.unit)
+    if value is None:
+        return _Verdict(alert, rule_index, rule, None, False, "not_a_number")
+    if value > rule.threshold:
+        return _Verdict(alert, rule_index, rule, value, True, "above_threshold")
+    return _Verdict(alert, rule_index, rule, value, False, "below_threshold")
+
+
+def _triggering(firing: Sequence[Alert], indexes: Sequence[int | None], rules: Sequence[Rule]) -> list[int]:
+    """Positions of the firing alerts whose rule calls for a rollback.
+
+    The same test as _evaluate, inlined: this loop runs once per alert.
+    """
+    checks = [(r.threshold, r.value_annotation, r.unit) for r in rules]
+    out: list[int] = []
+    for pos, (alert, idx) in enumerate(zip(firing, indexes, strict=True)):
+        if idx is None:
+            continue
+        threshold, annotation, unit = checks[idx]
+        if threshold is None:
+            out.append(pos)
+            continue
+        text = alert.annotations.get(annotation)
+        if text is None:
+            continue
+        try:
+            value: float | None = float(text)  # the common case, and NaN > x is False
+        except ValueError:
+            value = parse_number(text, unit)
+        if value is not None and value > threshold:
+            out.append(pos)
+    return out
+
+
+def _alert_name(alert: Alert) -> str:
+    return alert.alertname or f"alert {alert.fingerprint}"
+
+
+def _cause(v: _Verdict) -> str:
+    """Why one alert did or did not trigger, as a clause for a sentence."""
+    name = _alert_name(v.alert)
+    rule = v.rule
+    if rule is None:
+        return f"{name} matches no immediate-rollback rule"
+    unit = rule.unit
+    limit = format_value(rule.threshold, unit)
+    ann = rule.value_annotation
+    if v.why == "above_threshold":
+        return f"{name} is at {format_value(v.value, unit)}, above the {limit} threshold of rule {rule.name}"
+    if v.why == "no_threshold":
+        return f"{name} is firing and rule {rule.name} rolls back on any firing alert"
+    if v.why == "below_threshold":
+        return f"{name} is at {format_value(v.value, unit)}, not above the {limit} threshold of rule {rule.name}"
+    if v.why == "no_value":
+        return (
+            f"{name} carries no {ann!r} annotation, so the {limit} threshold of rule "
+            f"{rule.name} cannot be checked and does not trigger"
+        )
+    raw = v.alert.annotations.get(ann, "")
+    return (
+        f"{name} has {ann}={raw!r}, which is not a number, so the {limit} threshold of "
+        f"rule {rule.name} cannot be checked and does not trigger"
+    )
+
+
+def _summary_of(alert: Alert) -> str:
+    summary = alert.annotations.get("summary") or alert.annotations.get("description") or ""
+    return f' ("{summary}")' if summary else ""
+
+
+def _more(n: int, noun: str = "alert") -> str:
+    return f" (and {n} more firing {noun}{'s' if n > 1 else ''})" if n > 0 else ""
+
+
+def _fmt_time(t: datetime) -> str:
+    return t.strftime("%Y-%m-%d %H:%M:%S %Z").strip()
+
+
+def _mute_clause(mute: Mute, scope: str) -> str:
+    until = f"until {_fmt_time(mute.until)}" if mute.until else "until someone unmutes it"
+    return f"{scope} muted by {mute.by} {until} ({mute.reason})"
+
+
+def _state_note(target: Target, state: TargetState) -> str:
+    if state.rollback_running:
+        return f"; a rollback is already running ({state.rollback_running})"
+    if _already_rolled_back(target, state):
+        return "; it is already on the stable version"
+    return ""
+
+
+def _already_rolled_back(target: Target, state: TargetState) -> bool:
+    return state.canary_replicas == 0 and state.stable_replicas is not None and state.stable_replicas >= target.replicas
+
+
+def _recent(state: TargetState, now: datetime) -> int:
+    since = now - FIGHT_WINDOW
+    return sum(1 for t in state.recent_rollbacks if t > since)
+
+
+def _plan(target: Target) -> str:
+    return f"scale {target.canary} to 0 and {target.stable} to {target.replicas} in namespace {target.namespace}"
+
+
+def _judge(
+    target: Target,
+    settings: Settings,
+    state: TargetState,
+    now: datetime,
+    because: str,
+) -> tuple[DecisionKind, str, Mute | None]:
+    """Given that rules call for a rollback, what happens: the priority chain."""
+    if not settings.enabled:
+        return (
+            DecisionKind.DISABLED,
+            f"receiver disabled (settings.enabled is false): would have rolled back {target.name}, because {because}",
+            None,
+        )
+    for mute, scope in ((settings.mute, "all targets"), (target.mute, target.name)):
+        if mute is not None and mute.active(now):
+            return (
+                DecisionKind.MUTED,
+                f"{_mute_clause(mute, scope)}: would have rolled back {target.name}, "
+                f"because {because}{_state_note(target, state)}",
+                mute,
+            )
+    # Before fight detection on purpose: a repeat delivery while a rollback runs or
+    # after it finished has nothing to halt, and must change and post nothing new.
+    if state.rollback_running:
+        return (
+            DecisionKind.IN_PROGRESS,
+            f"a rollback of {target.name} is already running ({state.rollback_running}); "
+            f"nothing new to do for: {because}",
+            None,
+        )
+    if _already_rolled_back(target, state):
+        return (
+            DecisionKind.ALREADY_ROLLED_BACK,
+            f"{target.name} is already rolled back ({target.canary} at 0, {target.stable} "
+            f"at {state.stable_replicas} of {target.replicas}); nothing to do for: {because}",
+            None,
+        )
+    recent = _recent(state, now)
+    if recent >= settings.max_rollbacks_per_hour:
+        return (
+            DecisionKind.HALTED,
+            f"halted: {target.name} was already rolled back {recent} times in the last hour "
+            f"(settings.max_rollbacks_per_hour is {settings.max_rollbacks_per_hour}); "
+            f"something keeps bringing {target.canary} back, so a person must look. "
+            f"Would have rolled back because {because}",
+            None,
+        )
+    if settings.dry_run:
+        return (
+            DecisionKind.DRY_RUN,
+            f"dry run: would {_plan(target)}, because {because}",
+            None,
+        )
+    return (
+        DecisionKind.ROLL_BACK,
+        f"rolling {target.name} back to {target.stable}: {because}",
+        None,
+    )
+
+
+def _decide_target(
+    target: Target,
+    alerts: Sequence[Alert],
+    config: Config,
+    rule_selector: _Selector,
+    state: TargetState,
+    now: datetime,
+    payload: WebhookPayload,
+) -> Decision:
+    gk, url = payload.group_key, payload.external_url
+    firing = [a for a in alerts if a.firing]
+    rules = config.rules
+    if not firing:
+        names = sorted({_alert_name(a) for a in alerts})
+        ended = [t for a in alerts if (t := a.ended_at) is not None]
+        when = f" at {_fmt_time(max(ended))}" if ended else ""
+        first = alerts[0]
+        idx = rule_selector.first(first.labels)
+        return Decision(
+            target=target.name,
+            kind=DecisionKind.RESOLVED,
+            reason=f"{', '.join(names)} for {target.name} resolved{when}: the metric is back within its threshold",
+            rule=rules[idx].name if idx is not None else None,
+            alerts=tuple(alerts),
+            alertname=first.alertname or None,
+            unit=rules[idx].unit if idx is not None else "none",
+            generator_url=first.generator_url or None,
+            details={"resolved": str(len(alerts))},
+            group_key=gk,
+            external_url=url,
+        )
+
+    indexes = rule_selector.indexes(firing)
+    hits = _triggering(firing, indexes, rules)
+    if not hits:
+        # Say why for the most relevant alerts: those with a rule first, in rule order.
+        order = sorted(
+            range(len(firing)),
+            key=lambda i: (indexes[i] is None, indexes[i] or 0),
+        )
+        ranked = [_evaluate(firing[i], indexes[i], rules) for i in order[:_NAMED]]
+        lead = ranked[0]
+        causes = "; ".join(_cause(v) for v in ranked)
+        rule = lead.rule
+        return Decision(
+            target=target.name,
+            kind=DecisionKind.NO_RULE_MATCHED,
+            reason=f"no rollback for {target.name}: {causes}{_more(len(firing) - _NAMED)}",
+            rule=rule.name if rule else None,
+            alerts=tuple(firing[i] for i in order),
+            value=lead.value,
+            threshold=rule.threshold if rule else None,
+            alertname=lead.alert.alertname or None,
+            unit=rule.unit if rule else "none",
+            generator_url=lead.alert.generator_url or None,
+            details={"why": lead.why},
+            group_key=gk,
+            external_url=url,
+        )
+
+    # The earliest rule in config order wins; ties keep payload order.
+    first_pos = min(hits, key=lambda i: (indexes[i], i))
+    lead = _evaluate(firing[first_pos], indexes[first_pos], rules)
+    assert lead.rule is not None
+    because = _cause(lead) + _summary_of(lead.alert) + _more(len(hits) - 1)
+    kind, reason, mute = _judge(target, config.settings, state, now, because)
+    rest = [a for i, a in enumerate(firing) if i != first_pos]
+    return Decision(
+        target=target.name,
+        kind=kind,
+        reason=reason,
+        rule=lead.rule.name,
+        alerts=(lead.alert, *rest),
+        value=lead.value,
+        threshold=lead.rule.threshold,
+        muted_by=mute.by if mute else None,
+        muted_until=mute.until if mute else None,
+        alertname=lead.alert.alertname or None,
+        unit=lead.rule.unit,
+        generator_url=lead.alert.generator_url or None,
+        details={"why": lead.why, "triggered": str(len(hits))},
+        group_key=gk,
+        external_url=url,
+    )
+
+
 def decide(
     payload: WebhookPayload,
     config: Config,
-    states: dict[str, TargetState],
+    states: Mapping[str, TargetState],
     now: datetime,
 ) -> list[Decision]:
-    """Return one Decision per configured target the payload's alerts belong to."""
-    raise NotImplementedError  # implemented in issue 3
+    """Return one Decision per configured target the payload's alerts belong to.
+
+    Only targets named in config are considered: alert labels select among them and
+    can never name a Deployment. Pure and deterministic (same inputs, same list, in
+    config order), which is what makes repeated deliveries safe: the state passed in
+    turns a repeat into IN_PROGRESS or ALREADY_ROLLED_BACK.
+    """
+    targets = config.targets
+    rule_selector = _Selector([r.parsed for r in config.rules])
+    alerts = payload.alerts
+    decisions: list[Decision] = []
+    for target in targets:
+        found = _Selector([target.parsed]).indexes(alerts)
+        mine = [a for a, i in zip(alerts, found, strict=True) if i is not None]
+        if not mine:
+            continue
+        state = states.get(target.name) or TargetState()
+        decisions.append(_decide_target(target, mine, config, rule_selector, state, now, payload))
+    return decisions
