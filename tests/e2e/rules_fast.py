@@ -1,0 +1,33 @@
+"""Derive a fast variant of deploy/prometheus/rules.yml for end-to-end tests.
+
+The shipped rules wait minutes (``for: 2m``, 2-5 minute rate windows, 30 s evaluation)
+as production alerting should. A test cannot: it needs an alert to fire within seconds
+of the fake service going bad and to resolve within seconds of it stopping. The fast
+variant keeps every expression, label and annotation and changes only time: ``for: 0s``,
+group interval 1 s and every range selector shortened to ``window`` (a few 1 s scrapes).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+RULES = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "rules.yml"
+
+_RANGE = re.compile(r"\[\s*\d+(?:ms|[smhdwy])\s*\]")
+
+
+def fast_rules(src: Path, dst: Path, *, window: str = "5s") -> Path:
+    """Write the fast variant of ``src`` (usually RULES) to ``dst`` and return ``dst``."""
+    doc: dict[str, Any] = yaml.safe_load(src.read_text(encoding="utf-8"))
+    for group in doc["groups"]:
+        group["interval"] = "1s"
+        for rule in group["rules"]:
+            rule["expr"] = _RANGE.sub(f"[{window}]", rule["expr"])
+            if "for" in rule:
+                rule["for"] = "0s"
+    dst.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    return dst
