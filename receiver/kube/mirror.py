@@ -52,6 +52,7 @@ class Mirror:
         self.error: KubeError | None = None  # last non-transient failure, for reporting
         self.relists = 0
         self.rewatches = 0
+        self._settled = asyncio.Event()  # listed once, or failed for a reason to report
         self._listeners: list[Listener] = []
         self._task: asyncio.Task[None] | None = None
 
@@ -73,6 +74,12 @@ class Mirror:
                 await self._task
             self._task = None
 
+    async def ready(self) -> None:
+        """Wait for the first list; raise its KubeError if it was refused (e.g. 403)."""
+        await self._settled.wait()
+        if not self.synced.is_set() and self.error is not None:
+            raise self.error
+
     def get(self, name: str) -> Obj | None:
         return self.items.get(name)
 
@@ -90,6 +97,7 @@ class Mirror:
         self.error = None
         self.relists += 1
         self.synced.set()
+        self._settled.set()
         self._notify("SYNC", None)
 
     def _apply(self, event: Obj) -> None:
@@ -130,6 +138,7 @@ class Mirror:
             except KubeError as err:
                 if not err.transient:
                     self.error = err
+                    self._settled.set()
                     self._notify("ERROR", None)
                     need_list = True
                 self.rewatches += 1

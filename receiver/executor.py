@@ -1,0 +1,353 @@
+"""The rollback executor: claim a target's Lease, run the steps, resume after crashes.
+
+claim() records the intent in the cluster before anything changes (so the web layer can
+answer Alertmanager 200 knowing the rollback survives this process); start() runs it in
+the background under the global concurrency limit; resume_unfinished() picks up what a
+dead replica left half done. The steps themselves live in receiver.steps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime
+
+import structlog
+from kubernetes_asyncio.client import ApiClient
+
+from receiver.config import Config, Target
+from receiver.core.decisions import Decision
+from receiver.core.rollback import Phase, RollbackRecord, Step
+from receiver.kube import Kube, KubeError, Obj, RetryPolicy
+from receiver.lease import HeldLease, LeaseLost, try_acquire
+from receiver.metrics import ROLLBACKS, ROLLBACKS_RUNNING
+from receiver.records import (
+    ANN_HISTORY,
+    ANN_RECORD,
+    LEASE_SELECTOR,
+    RecordError,
+    encode_history,
+    encode_record,
+    history_from_lease,
+    holder,
+    lease_expired,
+    lease_name,
+    lease_namespace,
+    record_from_lease,
+)
+from receiver.steps import Run
+from receiver.target_watcher import TargetWatcher
+from receiver.verify import NamespaceWatches
+
+log = structlog.get_logger(__name__)
+
+OnChange = Callable[[RollbackRecord, Step | None], None]
+
+__all__ = ["Executor", "OnChange", "RecordError", "RollbackBusy", "TargetWatcher"]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _ignore(record: RollbackRecord, step: Step | None) -> None:
+    return None
+
+
+class RollbackBusy(Exception):
+    """Another rollback of the target holds its Lease (manual trigger refused)."""
+
+
+class _Slots:
+    """At most max_concurrent_rollbacks at once; the limit follows config reloads."""
+
+    def __init__(self, limit: Callable[[], int]) -> None:
+        self.limit = limit
+        self.running = 0
+        self._cond = asyncio.Condition()
+
+    async def acquire(self, on_wait: Callable[[int, int], None]) -> None:
+        async with self._cond:
+            if self.running >= self.limit():
+                on_wait(self.running, self.limit())
+                await self._cond.wait_for(lambda: self.running < self.limit())
+            self.running += 1
+
+    async def release(self) -> None:
+        async with self._cond:
+            self.running -= 1
+            self._cond.notify_all()
+
+
+def new_record(decision: Decision | None, target: Target, config: Config, now: datetime,
+               *, requested_by: str | None = None, dry_run: bool = False) -> RollbackRecord:
+    """A fresh record (phase STARTED) for an alert's decision or a manual trigger."""
+    alert = decision.alerts[0] if decision and decision.alerts else None
+    rule = next((r for r in config.rules if decision and r.name == decision.rule), None)
+    return RollbackRecord(
+        id=uuid.uuid4().hex[:12],
+        target=target.name,
+        namespace=target.namespace,
+        stable=target.stable,
+        canary=target.canary,
+        replicas=target.replicas,
+        phase=Phase.STARTED,
+        started_at=now,
+        trigger="alert" if decision else "manual",
+        reason=decision.reason if decision else f"manual rollback requested by {requested_by}",
+        rule=decision.rule if decision else None,
+        alertname=alert.labels.get("alertname") if alert else None,
+        fingerprints=decision.fingerprints if decision else (),
+        value=decision.value if decision else None,
+        threshold=decision.threshold if decision else None,
+        unit=rule.unit if rule else "none",
+        requested_by=requested_by,
+        generator_url=(alert.generator_url or None) if alert else None,
+        external_url=(decision.external_url or None) if decision else None,
+        slack_channel=None,
+        dry_run=dry_run,
+    )
+
+
+class Executor:
+    """Runs rollbacks; safe with several replicas sharing one cluster."""
+
+    def __init__(
+        self,
+        api: ApiClient,
+        config_provider: Callable[[], Config],
+        identity: str,
+        on_change: OnChange = _ignore,
+        clock: Callable[[], datetime] = _utcnow,
+        *,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self.kube = Kube(api, retry)
+        self.config_provider = config_provider
+        self.identity = identity
+        self.on_change = on_change
+        self.clock = clock
+        self.watches = NamespaceWatches(self.kube)
+        self._held: dict[str, HeldLease] = {}  # target name -> lease we hold
+        self._runs: dict[str, Run] = {}  # rollback id -> run in this process
+        self._tasks: dict[str, asyncio.Task[RollbackRecord]] = {}
+        self._slots = _Slots(lambda: self.config_provider().settings.max_concurrent_rollbacks)
+        self._closing = False
+
+    # -- claiming -------------------------------------------------------------------------
+
+    def _target(self, name: str) -> Target:
+        target = self.config_provider().target(name)
+        if target is None:
+            raise RecordError(f"target {name!r} is not configured")
+        return target
+
+    async def _acquire(
+        self, target: Target, fresh: Callable[[], RollbackRecord], *, resume_only: bool = False
+    ) -> RollbackRecord | None:
+        config = self.config_provider()
+        ns, name = lease_namespace(config, target), lease_name(target)
+
+        def choose(lease: Obj | None) -> RollbackRecord | None:
+            now = self.clock()
+            h = holder(lease)
+            if lease is not None and h and h != self.identity and not lease_expired(lease, now):
+                return None  # a live holder: it is that replica's rollback
+            if target.name in self._held:
+                return None  # already running here
+            try:
+                current = record_from_lease(lease)
+            except RecordError as e:
+                log.warning("lease_record_unreadable", lease=name, error=str(e))
+                current = None
+            if current is not None and not current.phase.finished and not current.dry_run:
+                return current  # a dead holder's rollback: continue it, same id and thread
+            return None if resume_only else fresh()
+
+        held = await try_acquire(self.kube, ns, name, target.name, self.identity,
+                                 config.settings.lease_duration_seconds, self.clock, choose)
+        if held is None:
+            return None
+        self._held[target.name] = held
+        held.start()
+        return held.record
+
+    async def claim(self, decision: Decision, target: Target) -> RollbackRecord | None:
+        """Take the target's Lease and record the intent (phase STARTED) in it.
+
+        None when another live replica holds it or this rollback already runs here.
+        Raises KubeError / RecordError when the intent cannot be recorded.
+        """
+        return await self._acquire(
+            target, lambda: new_record(decision, target, self.config_provider(), self.clock()))
+
+    def start(self, record: RollbackRecord) -> asyncio.Task[RollbackRecord]:
+        """Run a claimed record in the background."""
+        task = asyncio.create_task(self._run(record), name=f"rollback {record.id}")
+        self._tasks[record.id] = task
+        task.add_done_callback(lambda _t: self._tasks.pop(record.id, None))
+        return task
+
+    async def run_manual(self, target: Target, requested_by: str, dry_run: bool) -> RollbackRecord:
+        """The `receiver rollback` button: claim and run to the end."""
+        fresh = new_record(None, target, self.config_provider(), self.clock(),
+                           requested_by=requested_by, dry_run=dry_run)
+        if dry_run:
+            return await self._run(fresh)
+        record = await self._acquire(target, lambda: fresh)
+        if record is None:
+            raise RollbackBusy(f"another rollback of {target.name} is running "
+                               "(its Lease is held); nothing was changed")
+        return await self.start(record)
+
+    async def resume_unfinished(self) -> list[asyncio.Task[RollbackRecord]]:
+        """At start-up: continue every unfinished rollback whose holder died (or was us)."""
+        config = self.config_provider()
+        tasks = []
+        for target in config.targets:
+            try:
+                record = await self._acquire(target, lambda: None, resume_only=True)  # type: ignore[arg-type,return-value]
+            except (KubeError, RecordError) as e:
+                log.error("resume_failed", target=target.name, error=str(e))
+                continue
+            if record is not None:
+                log.info("rollback_resumed", target=target.name, rollback_id=record.id)
+                tasks.append(self.start(record))
+        return tasks
+
+    # -- running -------------------------------------------------------------------------
+
+    async def _run(self, record: RollbackRecord) -> RollbackRecord:
+        target = self._target(record.target)
+        held = self._held.get(target.name) if not record.dry_run else None
+        run = Run(kube=self.kube, watches=self.watches, config=self.config_provider(),
+                  target=target, record=record, held=held, identity=self.identity,
+                  on_change=self.on_change, clock=self.clock)
+        self._runs[record.id] = run
+        ROLLBACKS_RUNNING.inc()
+        if not record.steps:
+            ROLLBACKS.labels(target.name, "started").inc()
+        slot = False
+        try:
+            with structlog.contextvars.bound_contextvars(
+                rollback_id=record.id, target=target.name, fingerprints=list(record.fingerprints)
+            ):
+                def waiting(running: int, limit: int) -> None:
+                    run.phase(Phase.WAITING)
+                    run.step("waiting", f"waiting for a free slot: {running} rollbacks running, "
+                             f"limit {limit}", warning=True)
+
+                await self._slots.acquire(waiting)
+                slot = True
+                return await run.execute()
+        except LeaseLost as e:
+            log.warning("rollback_handed_over", error=str(e))
+            return run.record
+        except asyncio.CancelledError:
+            if held is not None:
+                await held.stop()  # like a kill: no release, the Lease expires
+            raise
+        finally:
+            if slot:
+                await self._slots.release()
+            ROLLBACKS_RUNNING.dec()
+            self._runs.pop(record.id, None)
+            if held is not None:
+                await held.stop()
+                if self._held.get(target.name) is held:
+                    del self._held[target.name]
+
+    # -- records ---------------------------------------------------------------------------
+
+    async def set_slack_thread(self, rollback_id: str, channel: str, ts: str) -> None:
+        """Keep the Slack thread in the record so a restarted receiver posts there too."""
+        run = self._runs.get(rollback_id)
+        if run is not None:
+            run.record = replace(run.record, slack_channel=channel, slack_ts=ts)
+            if run.held is not None:
+                run.held.update(run.record)
+                await run.held.flush()
+            return
+        config = self.config_provider()
+        for target in config.targets:
+            ns, name = lease_namespace(config, target), lease_name(target)
+            for _ in range(5):
+                try:
+                    lease = await self.kube.read_lease(ns, name)
+                except KubeError as e:
+                    if e.not_found:
+                        break
+                    raise
+                current = record_from_lease(lease)
+                history = history_from_lease(lease)
+                if not (current and current.id == rollback_id) and not any(
+                    r.id == rollback_id for r in history
+                ):
+                    break
+                ann = lease["metadata"].setdefault("annotations", {})
+                if current and current.id == rollback_id:
+                    ann[ANN_RECORD] = encode_record(
+                        replace(current, slack_channel=channel, slack_ts=ts))
+                ann[ANN_HISTORY] = encode_history([
+                    replace(r, slack_channel=channel, slack_ts=ts) if r.id == rollback_id else r
+                    for r in history
+                ])
+                try:
+                    await self.kube.replace_lease(ns, name, lease)
+                    return
+                except KubeError as e:
+                    if not e.conflict:
+                        raise
+        raise RecordError(f"rollback {rollback_id} not found in any target's lease")
+
+    async def list_rollbacks(self) -> list[RollbackRecord]:
+        """Running and recent rollbacks, from the Leases (the same from any replica)."""
+        config = self.config_provider()
+        out: dict[str, RollbackRecord] = {}
+        for ns in sorted({lease_namespace(config, t) for t in config.targets}):
+            body = await self.kube.list_leases(ns, LEASE_SELECTOR)
+            for lease in body.get("items") or []:
+                for r in history_from_lease(lease):
+                    out.setdefault(r.id, r)
+                try:
+                    current = record_from_lease(lease)
+                except RecordError:
+                    continue
+                if current is not None:
+                    out[current.id] = current
+        for rid, run in self._runs.items():
+            out[rid] = run.record  # fresher than the last coalesced write
+        return sorted(out.values(), key=lambda r: r.started_at, reverse=True)
+
+    def running(self) -> list[RollbackRecord]:
+        """Rollbacks running in this process."""
+        return [run.record for run in self._runs.values()]
+
+    async def close(self, timeout: float) -> None:  # noqa: ASYNC109 (interface)
+        """Let running rollbacks finish for up to ``timeout`` s, then hand them over.
+
+        Anything still running is cancelled at its next await and its Lease released with
+        the unfinished record, so another replica's resume_unfinished continues it at once.
+        """
+        self._closing = True
+        tasks = list(self._tasks.values())
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout)
+        leftovers = {r.target: r for r in (run.record for run in self._runs.values())}
+        held = dict(self._held)
+        for t in tasks:
+            t.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
+        for name, lease in held.items():
+            record = leftovers.get(name, lease.record)
+            with contextlib.suppress(KubeError, LeaseLost, RecordError, TimeoutError):
+                async with asyncio.timeout(2):
+                    await lease.release(record, lease.history)
+        for lease in self._held.values():
+            await lease.stop()
+        self._held.clear()
+        await self.watches.close()

@@ -1,0 +1,388 @@
+"""One rollback, step by step: pre-flight, order, scale, verify, record.
+
+Every step reads the cluster before acting, so running the whole sequence again (a
+retry, a resume after a crash, a repeat alert) only does what is still missing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from receiver.config import Config, StepOrder, Target
+from receiver.core.rollback import Phase, RollbackRecord, Step
+from receiver.core.rollout import Verification, choose_order
+from receiver.kube import FIELD_MANAGER, Kube, KubeError, Obj, micro_time, parse_time
+from receiver.lease import HeldLease, LeaseLost
+from receiver.metrics import FIGHTS, ROLLBACK_DURATION, ROLLBACKS
+from receiver.records import ANN_LAST, last_rollback_annotation, with_history
+from receiver.verify import NamespaceWatches, Watcher, wait_pods_gone, wait_verified
+
+if TYPE_CHECKING:
+    from receiver.executor import OnChange
+
+log = structlog.get_logger(__name__)
+
+REPORTING_CONTROLLER = "rollback-receiver.io/receiver"
+DEFAULT_TIMEOUT = 300.0
+
+
+class RollbackFailed(Exception):
+    """Ends the run with phase FAILED and this message as the record's error."""
+
+
+def _replicas(d: Obj | None) -> int:
+    return int(((d or {}).get("spec") or {}).get("replicas", 1)) if d else 0
+
+
+def _ready(d: Obj | None) -> int:
+    return int(((d or {}).get("status") or {}).get("readyReplicas") or 0)
+
+
+def _replicas_manager(d: Obj, after: datetime | None) -> tuple[str, datetime | None] | None:
+    """Who last set spec.replicas (managedFields), other than us, newest first."""
+    best: tuple[str, datetime | None] | None = None
+    for entry in (d.get("metadata") or {}).get("managedFields") or []:
+        fields = (entry.get("fieldsV1") or {}).get("f:spec") or {}
+        if "f:replicas" not in fields or entry.get("manager") == FIELD_MANAGER:
+            continue
+        when = parse_time(entry.get("time"))
+        if after is not None and when is not None and when < after:
+            continue
+        if best is None or (when and (best[1] is None or when > best[1])):
+            best = (str(entry.get("manager") or "unknown"), when)
+    return best
+
+
+class Run:
+    """The state of one running rollback; the Executor owns and drives it."""
+
+    def __init__(
+        self,
+        *,
+        kube: Kube,
+        watches: NamespaceWatches,
+        config: Config,
+        target: Target,
+        record: RollbackRecord,
+        held: HeldLease | None,
+        identity: str,
+        on_change: OnChange,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.kube = kube
+        self.watches = watches
+        self.config = config
+        self.target = target
+        self.record = record
+        self.held = held
+        self.identity = identity
+        self.on_change = on_change
+        self.clock = clock
+        self.started = time.monotonic()
+        self.scale_patches = 0
+
+    # -- record keeping -----------------------------------------------------------------
+
+    def _emit(self, step: Step | None) -> None:
+        if self.held is not None:
+            self.held.update(self.record)
+        try:
+            self.on_change(self.record, step)
+        except Exception:  # a notifier's bug must never stop a rollback
+            log.exception("on_change_failed")
+
+    def step(self, name: str, message: str, *, since: float | None = None, ok: bool = True,
+             warning: bool = False) -> Step:
+        dur = None if since is None else round(time.monotonic() - since, 3)
+        s = Step(name=name, message=message, at=self.clock(), duration_seconds=dur, ok=ok,
+                 warning=warning)
+        self.record = self.record.with_step(s)
+        log.info("rollback_step", step=name, message=message, ok=ok, warning=warning,
+                 duration=dur)
+        self._emit(s)
+        return s
+
+    def phase(self, phase: Phase) -> None:
+        if self.record.phase != phase:
+            self.record = replace(self.record, phase=phase)
+            self._emit(None)
+
+    def progress(self, **changes: Any) -> None:
+        new = replace(self.record.progress, **changes)
+        if new != self.record.progress:
+            self.record = replace(self.record, progress=new)
+            self._emit(None)
+
+    def _check_lease(self) -> None:
+        if self.held is not None and self.held.lost.is_set():
+            raise LeaseLost("the target's lease was lost; another replica continues")
+
+    # -- the steps ------------------------------------------------------------------------
+
+    async def execute(self) -> RollbackRecord:
+        """Run to SUCCEEDED or FAILED; LeaseLost and cancellation propagate."""
+        watch_task: asyncio.Task[tuple[Any, Any]] | None = None
+        try:
+            if self.record.steps and not self.record.dry_run:
+                self.step("resume", f"resumed by {self.identity} from phase "
+                          f"{self.record.phase.value}, continuing from the cluster's state",
+                          warning=True)
+            self.phase(Phase.SCALING if not self.record.dry_run else self.record.phase)
+            stable, canary = await self.preflight()
+            if not self.record.dry_run:
+                watch_task = asyncio.create_task(self.watches.acquire(self.target.namespace))
+            order = self.choose(stable, canary)
+            await self.detect_fight(canary)
+            if self.record.dry_run:
+                self.describe_dry_run(stable, canary, order)
+                return await self.finish(Phase.SUCCEEDED, None)
+            assert watch_task is not None
+            if order is StepOrder.CANARY_FIRST:
+                await self.scale(self.target.canary, canary, 0, "scale-canary")
+                await self.scale(self.target.stable, stable, self.target.replicas, "scale-stable")
+                deploys, pods = await watch_task
+                await self.verify(deploys, pods, stable)
+                await self.canary_gone(deploys, pods)
+            else:
+                await self.scale(self.target.stable, stable, self.target.replicas, "scale-stable")
+                deploys, pods = await watch_task
+                await self.verify(deploys, pods, stable)
+                self._check_lease()
+                await self.scale(self.target.canary, canary, 0, "scale-canary")
+                await self.canary_gone(deploys, pods)
+            return await self.finish(Phase.SUCCEEDED, None)
+        except RollbackFailed as e:
+            return await self.finish(Phase.FAILED, str(e))
+        except KubeError as e:
+            self.step("error", str(e), ok=False)
+            return await self.finish(Phase.FAILED, str(e))
+        finally:
+            if watch_task is not None:
+                if not watch_task.done():
+                    watch_task.cancel()
+                    await asyncio.wait([watch_task])
+                if not watch_task.cancelled() and watch_task.exception() is None:
+                    await self.watches.release(self.target.namespace)
+
+    async def preflight(self) -> tuple[Obj, Obj | None]:
+        t0 = time.monotonic()
+        ns, t = self.target.namespace, self.target
+        stable_r, canary_r = await asyncio.gather(
+            self.kube.read_deployment(ns, t.stable), self.kube.read_deployment(ns, t.canary),
+            return_exceptions=True,
+        )
+        if isinstance(stable_r, BaseException):
+            if not isinstance(stable_r, KubeError):
+                raise stable_r
+            self.step("preflight", f"stable Deployment {ns}/{t.stable} cannot be read: "
+                      f"{stable_r.message}; the canary was not touched", since=t0, ok=False)
+            raise RollbackFailed(f"stable Deployment {ns}/{t.stable} cannot be read: "
+                                 f"{stable_r.message} ({stable_r.status} {stable_r.reason})")
+        canary: Obj | None
+        if isinstance(canary_r, BaseException):
+            if not isinstance(canary_r, KubeError):
+                raise canary_r
+            if not canary_r.not_found:
+                self.step("preflight", f"canary Deployment {ns}/{t.canary} cannot be read: "
+                          f"{canary_r.message}", since=t0, ok=False)
+                raise RollbackFailed(f"canary Deployment {ns}/{t.canary} cannot be read: "
+                                     f"{canary_r.message} ({canary_r.status} {canary_r.reason})")
+            canary = None
+        else:
+            canary = canary_r
+        stable = stable_r
+        cpart = (f"{t.canary} has {_replicas(canary)} replicas" if canary is not None
+                 else f"{t.canary} does not exist (nothing to scale down)")
+        self.step("preflight", f"{t.stable} has {_replicas(stable)} replicas, {_ready(stable)} "
+                  f"Ready; {cpart}", since=t0, warning=canary is None)
+        self.progress(canary_replicas=_replicas(canary), stable_replicas=_replicas(stable),
+                      stable_ready=_ready(stable), stable_desired=t.replicas)
+        return stable, canary
+
+    def choose(self, stable: Obj, canary: Obj | None) -> StepOrder:
+        if self.record.order:
+            order = StepOrder(self.record.order)
+            reason = f"{order.value}, as chosen when this rollback started"
+        else:
+            configured = self.target.step_order or self.config.settings.step_order
+            order, reason = choose_order(configured, _ready(stable), self.target.replicas)
+            self.record = replace(self.record, order=order.value)
+        if _replicas(canary) == 0 and _replicas(stable) == self.target.replicas:
+            self.step("order", f"already rolled back ({self.target.canary} at 0, "
+                      f"{self.target.stable} at {self.target.replicas}): nothing to change, "
+                      "verifying only")
+        else:
+            self.step("order", reason)
+        return order
+
+    async def detect_fight(self, canary: Obj | None) -> None:
+        """Name who scaled the canary back up after our last rollback."""
+        if canary is None or _replicas(canary) == 0 or self.held is None:
+            return
+        prev = next((r for r in self.held.history
+                     if r.phase is Phase.SUCCEEDED and not r.dry_run and r.id != self.record.id),
+                    None)
+        if prev is None or prev.finished_at is None:
+            return
+        found = _replicas_manager(canary, prev.finished_at)
+        manager = found[0] if found else "unknown"
+        when = f" at {found[1].isoformat()}" if found and found[1] else ""
+        FIGHTS.labels(self.target.name, manager).inc()
+        self.step(
+            "fight",
+            f"{self.target.canary} was scaled back up to {_replicas(canary)} after rollback "
+            f"{prev.id} finished at {prev.finished_at.isoformat()}; spec.replicas last set by "
+            f"{manager}{when}. Something (a GitOps controller?) is reverting rollbacks; after "
+            f"{self.config.settings.max_rollbacks_per_hour} within an hour the receiver stops.",
+            warning=True,
+        )
+
+    def describe_dry_run(self, stable: Obj, canary: Obj | None, order: StepOrder) -> None:
+        c = (f"scale {self.target.canary} {_replicas(canary)} -> 0" if canary is not None
+             else f"{self.target.canary} missing")
+        s = f"scale {self.target.stable} {_replicas(stable)} -> {self.target.replicas}"
+        steps = [c, s] if order is StepOrder.CANARY_FIRST else [s, "verify", c]
+        self.step("dry-run", "would " + ", then ".join(steps) + "; nothing was changed")
+
+    async def scale(self, name: str, current: Obj | None, to: int, step: str) -> None:
+        if current is None:
+            return
+        self._check_lease()
+        t0 = time.monotonic()
+        before = _replicas(current)
+        if before == to:
+            self.step(step, f"{name} already at {to}", since=t0)
+        else:
+            await self.kube.scale_deployment(self.target.namespace, name, to)
+            self.scale_patches += 1
+            self.step(step, f"{name} scaled {before} -> {to}", since=t0)
+        if name == self.target.canary:
+            self.progress(canary_replicas=to)
+        else:
+            self.progress(stable_replicas=to)
+
+    def timeout(self, stable: Obj) -> float:
+        configured = self.config.settings.verification_timeout_seconds
+        if configured:
+            return float(configured)
+        pds = (stable.get("spec") or {}).get("progressDeadlineSeconds")
+        return float(pds) if isinstance(pds, int | float) and pds > 0 else DEFAULT_TIMEOUT
+
+    async def verify(self, deploys: Any, pods: Any, stable: Obj) -> None:
+        self.phase(Phase.VERIFYING)
+        t0 = time.monotonic()
+        limit = self.timeout(stable)
+        watcher = Watcher(deploys, pods, self.target.stable)
+
+        def on_progress(v: Verification) -> None:
+            self.progress(stable_ready=v.ready, stable_desired=v.desired, not_ready=v.not_ready)
+
+        try:
+            out = await wait_verified(watcher, self.target.replicas, t0 + limit, on_progress)
+        finally:
+            watcher.close()
+        v = out.verification
+        if out.missing:
+            self.step("verify", f"{self.target.stable} was deleted while verifying", since=t0,
+                      ok=False)
+            raise RollbackFailed(f"stable Deployment {self.target.stable} was deleted")
+        if v is not None and v.done:
+            self.step("verify", v.message, since=t0)
+            return
+        if v is not None and v.failed:
+            msg = v.message
+        else:
+            seen = v.message if v is not None else "the stable's status was never observed"
+            msg = f"not verified within {limit:g} s: {seen}"
+        self.step("verify", msg, since=t0, ok=False)
+        raise RollbackFailed(msg)
+
+    async def canary_gone(self, deploys: Any, pods: Any) -> None:
+        if not self.config.settings.wait_for_canary_pods_gone:
+            return
+        t0 = time.monotonic()
+        watcher = Watcher(deploys, pods, self.target.canary)
+        try:
+            gone = await wait_pods_gone(
+                watcher, t0 + self.timeout({}),
+                lambda n: self.progress(canary_pods=n),
+            )
+        finally:
+            watcher.close()
+        if not gone:
+            msg = f"{self.target.canary} still has {len(watcher.pods)} pods"
+            self.step("canary-gone", msg, since=t0, ok=False)
+            raise RollbackFailed(msg)
+        self.step("canary-gone", f"{self.target.canary} has no pods left", since=t0)
+
+    # -- outcome ------------------------------------------------------------------------------
+
+    async def finish(self, phase: Phase, error: str | None) -> RollbackRecord:
+        self.record = replace(self.record, phase=phase, error=error, finished_at=self.clock())
+        outcome = "succeeded" if phase is Phase.SUCCEEDED else "failed"
+        if not self.record.dry_run:
+            await self.record_in_cluster()
+        ROLLBACKS.labels(self.target.name, outcome).inc()
+        ROLLBACK_DURATION.labels(self.target.name, outcome).observe(
+            time.monotonic() - self.started)
+        log.info("rollback_finished", outcome=outcome, error=error,
+                 duration=round(time.monotonic() - self.started, 3))
+        if self.held is not None:
+            history = with_history(self.held.history, self.record)
+            try:
+                await self.held.release(self.record, history)
+            except (KubeError, LeaseLost) as e:
+                log.error("lease_release_failed", error=str(e))
+        self._emit(None)
+        return self.record
+
+    async def record_in_cluster(self) -> None:
+        """Annotate both Deployments and post an Event on each; failures only warn."""
+        t0 = time.monotonic()
+        ann = last_rollback_annotation(self.record)
+        ok = self.record.phase is Phase.SUCCEEDED
+        ns, t = self.target.namespace, self.target
+        notes = {
+            t.canary: f"Rolled back by {self.identity} ({self.record.id}): {self.record.reason}",
+            t.stable: (f"Serving again after rollback {self.record.id}: "
+                       f"{self.record.progress.stable_ready}/{t.replicas} Ready"
+                       if ok else f"Rollback {self.record.id} failed: {self.record.error}"),
+        }
+        calls = []
+        for name in (t.canary, t.stable):
+            calls.append(self.kube.annotate_deployment(ns, name, {ANN_LAST: ann}))
+            calls.append(self.kube.create_event(ns, self.event_body(name, notes[name], ok)))
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        problems = sorted({str(r) for r in results if isinstance(r, KubeError)
+                           and not r.not_found})
+        for r in results:
+            if isinstance(r, BaseException) and not isinstance(r, KubeError):
+                raise r
+        if problems:
+            self.step("record", "could not record the outcome on the Deployments: "
+                      + "; ".join(problems), since=t0, warning=True)
+
+    def event_body(self, name: str, note: str, ok: bool) -> Obj:
+        return {
+            "apiVersion": "events.k8s.io/v1",
+            "kind": "Event",
+            "metadata": {"name": f"{name}.{uuid.uuid4().hex[:16]}",
+                         "namespace": self.target.namespace},
+            "eventTime": micro_time(self.clock()),
+            "reportingController": REPORTING_CONTROLLER,
+            "reportingInstance": self.identity[:128],
+            "action": "Rollback",
+            "reason": "RolledBack" if ok else "RollbackFailed",
+            "note": note[:1024],
+            "type": "Normal" if ok else "Warning",
+            "regarding": {"apiVersion": "apps/v1", "kind": "Deployment",
+                          "namespace": self.target.namespace, "name": name},
+        }

@@ -1,0 +1,188 @@
+"""Verification by watch: wake on every change of the stable Deployment or its pods.
+
+Watches are shared per namespace (one Deployment watch, one Pod watch), so 200
+rollbacks at once cost two streams, not four hundred; each waiter keeps its own index
+of the pods its selector matches and is woken only by events that concern it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from receiver.core.rollout import Verification, stable_verified
+from receiver.kube import Kube, Mirror, Obj
+
+
+def selector_matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """A LabelSelector (matchLabels + matchExpressions) against an object's labels."""
+    for key, value in (selector.get("matchLabels") or {}).items():
+        if labels.get(key) != value:
+            return False
+    for expr in selector.get("matchExpressions") or []:
+        key, op, values = expr.get("key"), expr.get("operator"), expr.get("values") or []
+        if op == "In" and labels.get(key) not in values:
+            return False
+        if op == "NotIn" and key in labels and labels[key] in values:
+            return False
+        if op == "Exists" and key not in labels:
+            return False
+        if op == "DoesNotExist" and key in labels:
+            return False
+    return bool(selector.get("matchLabels") or selector.get("matchExpressions"))
+
+
+def _labels(obj: Obj) -> dict[str, str]:
+    return (obj.get("metadata") or {}).get("labels") or {}
+
+
+class NamespaceWatches:
+    """Reference-counted shared Deployment and Pod mirrors per namespace."""
+
+    def __init__(self, kube: Kube) -> None:
+        self.kube = kube
+        self._mirrors: dict[str, tuple[Mirror, Mirror]] = {}
+        self._users: dict[str, int] = {}
+
+    async def acquire(self, namespace: str) -> tuple[Mirror, Mirror]:
+        if namespace not in self._mirrors:
+            deploys = Mirror(self.kube, "deployments", namespace)
+            pods = Mirror(self.kube, "pods", namespace)
+            deploys.start()
+            pods.start()
+            self._mirrors[namespace] = (deploys, pods)
+        self._users[namespace] = self._users.get(namespace, 0) + 1
+        deploys, pods = self._mirrors[namespace]
+        try:
+            await deploys.ready()
+            await pods.ready()
+        except BaseException:
+            await self.release(namespace)
+            raise
+        return deploys, pods
+
+    async def release(self, namespace: str) -> None:
+        self._users[namespace] -= 1
+        if self._users[namespace] <= 0:
+            del self._users[namespace]
+            deploys, pods = self._mirrors.pop(namespace)
+            await deploys.stop()
+            await pods.stop()
+
+    async def close(self) -> None:
+        for ns in list(self._mirrors):
+            self._users[ns] = 0
+            await self.release(ns)
+
+
+class Watcher:
+    """Follows one Deployment and its pods in shared mirrors; ``changed`` is set on news."""
+
+    def __init__(self, deploys: Mirror, pods: Mirror, name: str) -> None:
+        self.deploys = deploys
+        self.pods_mirror = pods
+        self.name = name
+        self.changed = asyncio.Event()
+        self.pods: dict[str, Obj] = {}
+        self._selector: dict[str, Any] = {}
+        self._unsub = [deploys.subscribe(self._on_deploy), pods.subscribe(self._on_pod)]
+        self._reindex()
+
+    @property
+    def deployment(self) -> Obj | None:
+        return self.deploys.get(self.name)
+
+    def _reindex(self) -> None:
+        d = self.deployment
+        self._selector = ((d or {}).get("spec") or {}).get("selector") or {}
+        self.pods = {
+            n: p for n, p in self.pods_mirror.items.items()
+            if self._selector and selector_matches(self._selector, _labels(p))
+        }
+        self.changed.set()
+
+    def _on_deploy(self, kind: str, obj: Obj | None) -> None:
+        if kind in ("SYNC", "ERROR"):
+            self._reindex()
+        elif obj is not None and obj["metadata"]["name"] == self.name:
+            d = self.deployment
+            if (((d or {}).get("spec") or {}).get("selector") or {}) != self._selector:
+                self._reindex()
+            self.changed.set()
+
+    def _on_pod(self, kind: str, obj: Obj | None) -> None:
+        if kind in ("SYNC", "ERROR") or obj is None:
+            self._reindex()
+            return
+        name = obj["metadata"]["name"]
+        if kind == "DELETED":
+            if self.pods.pop(name, None) is not None:
+                self.changed.set()
+        elif self._selector and selector_matches(self._selector, _labels(obj)):
+            self.pods[name] = obj
+            self.changed.set()
+        elif self.pods.pop(name, None) is not None:
+            self.changed.set()
+
+    def close(self) -> None:
+        for unsub in self._unsub:
+            unsub()
+
+    async def wait(self, deadline: float) -> bool:
+        """Wait for news until ``deadline`` (monotonic); False on timeout."""
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(remaining):
+                await self.changed.wait()
+        got = self.changed.is_set()
+        self.changed.clear()
+        return got
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    verification: Verification | None
+    timed_out: bool
+    missing: bool = False
+
+
+async def wait_verified(
+    watcher: Watcher, desired: int, deadline: float,
+    on_progress: Callable[[Verification], None],
+) -> Outcome:
+    """Until rolled out with every pod Ready, ProgressDeadlineExceeded, or the deadline."""
+    last: Verification | None = None
+    while True:
+        d = watcher.deployment
+        if d is None:
+            return Outcome(last, timed_out=False, missing=True)
+        if int((d.get("spec") or {}).get("replicas", 1)) == desired:
+            v = stable_verified(d, list(watcher.pods.values()))
+            if v != last:
+                on_progress(v)
+            last = v
+            if v.done or v.failed:
+                return Outcome(v, timed_out=False)
+        if not await watcher.wait(deadline):
+            return Outcome(last, timed_out=True)
+
+
+async def wait_pods_gone(watcher: Watcher, deadline: float,
+                         on_progress: Callable[[int], None]) -> bool:
+    """Until no pod of the Deployment is left (terminating ones included)."""
+    last = -1
+    while True:
+        n = len(watcher.pods)
+        if n != last:
+            on_progress(n)
+            last = n
+        if n == 0:
+            return True
+        if not await watcher.wait(deadline):
+            return False
