@@ -1,0 +1,468 @@
+"""Slack Block Kit payloads rendered from rollback records and decisions: pure functions.
+
+What the on-call engineer reads at 3 a.m.: one parent message per rollback (what, why,
+links, state) updated in place, the timeline as thread replies, a failure broadcast that
+pages, and short notes for muted, dry-run, halted and resolved decisions.
+
+Everything that came from an alert, a label, an annotation or the cluster goes through
+``esc`` (Slack's three mrkdwn escapes), so an alert cannot ping @channel or forge a link;
+only the on-call mention from config.yaml is inserted raw, because it must notify.
+Every message carries a fallback ``text`` (mobile notifications show only that), and
+every block is clipped to Slack's limits without cutting an escape or a link in half.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from receiver.core.decisions import Decision, DecisionKind
+from receiver.core.rollback import Phase, RollbackRecord, Step
+from receiver.core.units import format_value
+
+if TYPE_CHECKING:
+    from receiver.config import Target
+
+Block = dict[str, Any]
+
+#: Slack's documented limits (Block Kit reference).
+MAX_BLOCKS = 50
+MAX_HEADER = 150
+MAX_SECTION = 3000
+MAX_FIELD = 2000
+MAX_FIELDS = 10
+MAX_CONTEXT_ELEMENTS = 10
+#: The fallback text could be 40,000 characters; notifications show a line or two.
+MAX_TEXT = 3000
+#: Not-ready pods listed before "and N more".
+MAX_PODS_LISTED = 8
+
+
+@dataclass(frozen=True, slots=True)
+class SlackMessage:
+    """A message ready for chat.postMessage / chat.update: fallback text plus blocks."""
+
+    text: str
+    blocks: tuple[Block, ...] = ()
+
+    def payload(self) -> dict[str, Any]:
+        return {"text": self.text, "blocks": list(self.blocks)}
+
+
+# --- escaping and limits -------------------------------------------------------------
+
+
+def esc(text: object) -> str:
+    """Escape &, < and > for mrkdwn: no mentions, links or channel pings from alert text."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def clip(text: str, limit: int) -> str:
+    """Shorten mrkdwn to ``limit`` characters without splitting an &entity; or a <link>."""
+    if len(text) <= limit:
+        return text
+    cut = text[: max(limit - 1, 0)]
+    lt, gt = cut.rfind("<"), cut.rfind(">")
+    if lt > gt:
+        cut = cut[:lt]
+    amp = cut.rfind("&")
+    if amp != -1 and ";" not in cut[amp:]:
+        cut = cut[:amp]
+    if cut.count("```") % 2:
+        cut = cut[: cut.rfind("```")]
+    return cut + "…"
+
+
+def clip_plain(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def safe_url(url: str | None) -> str | None:
+    """An http(s) URL fit for ``<url|label>``, or None: no other schemes, no label forging."""
+    if not url:
+        return None
+    url = url.strip()
+    if not url.lower().startswith(("http://", "https://")):
+        return None
+    url = url.replace("|", "%7C").replace(" ", "%20")
+    return esc(url)
+
+
+def link(url: str | None, label: str) -> str | None:
+    u = safe_url(url)
+    return f"<{u}|{esc(label)}>" if u else None
+
+
+def header(text: str) -> Block:
+    return {"type": "header", "text": {"type": "plain_text", "text": clip_plain(text, MAX_HEADER), "emoji": True}}
+
+
+def section(text: str) -> Block:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": clip(text, MAX_SECTION)}}
+
+
+def fields(*items: str) -> Block:
+    return {
+        "type": "section",
+        "fields": [{"type": "mrkdwn", "text": clip(t, MAX_FIELD)} for t in items[:MAX_FIELDS]],
+    }
+
+
+def context(*items: str) -> Block:
+    return {
+        "type": "context",
+        "elements": [{"type": "mrkdwn", "text": clip(t, MAX_SECTION)} for t in items if t][
+            :MAX_CONTEXT_ELEMENTS
+        ],
+    }
+
+
+def message(text: str, *blocks: Block) -> SlackMessage:
+    """Assemble a message: text clipped, empty context blocks dropped, at most 50 blocks."""
+    kept = tuple(b for b in blocks if b.get("type") != "context" or b.get("elements"))
+    return SlackMessage(text=clip(text, MAX_TEXT), blocks=kept[:MAX_BLOCKS])
+
+
+# --- small formatters ----------------------------------------------------------------
+
+
+def duration(seconds: float) -> str:
+    """42 s, 2.1 s, 3 min, 1 h 5 min: how long, the way a person says it."""
+    if math.isnan(seconds) or seconds < 0:
+        seconds = 0.0
+    if seconds < 10:
+        return f"{seconds:.1f} s".replace(".0 s", " s")
+    if seconds < 90:
+        return f"{round(seconds)} s"
+    minutes = round(seconds / 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, rest = divmod(minutes, 60)
+    return f"{hours} h {rest} min" if rest else f"{hours} h"
+
+
+def slack_time(at: datetime, fmt: str = "{time_secs}") -> str:
+    """A <!date> token: each reader sees their own time zone; the fallback is UTC."""
+    fallback = at.strftime("%Y-%m-%d %H:%M:%S UTC" if "date" in fmt else "%H:%M:%S UTC")
+    return f"<!date^{int(at.timestamp())}^{fmt}|{fallback}>"
+
+
+def plain_time(at: datetime) -> str:
+    return at.strftime("%H:%M:%S UTC")
+
+
+def _am_link(external_url: str | None, alertname: str | None) -> str | None:
+    if not external_url:
+        return None
+    url = external_url.rstrip("/") + "/#/alerts"
+    if alertname:
+        url += "?filter=" + quote('{alertname="' + alertname + '"}', safe="")
+    return link(url, "Alertmanager")
+
+
+# --- the parent message --------------------------------------------------------------
+
+
+def describe_why(record: RollbackRecord) -> str:
+    """Plain text: "HighErrorRate 7.2 % > 5 % (rule error-rate)" or the manual request."""
+    if record.trigger == "manual":
+        who = record.requested_by or "someone"
+        return f"manual rollback requested by {who}" + (f": {record.reason}" if record.reason else "")
+    subject = record.alertname or record.rule or "alert"
+    if record.value is not None and record.threshold is not None:
+        text = f"{subject} {format_value(record.value, record.unit)} > {format_value(record.threshold, record.unit)}"
+    elif record.value is not None:
+        text = f"{subject} at {format_value(record.value, record.unit)}"
+    else:
+        text = f"{subject}: {record.reason}" if record.reason else subject
+    if record.rule and record.rule != subject:
+        text += f" (rule {record.rule})"
+    return text
+
+
+_TRAIL = (Phase.STARTED, Phase.SCALING, Phase.VERIFYING)
+
+
+def _phase_label(record: RollbackRecord, phase: Phase) -> str:
+    p = record.progress
+    if phase is Phase.VERIFYING and p.stable_ready is not None:
+        desired = p.stable_desired if p.stable_desired is not None else record.replicas
+        return f"verifying ({p.stable_ready}/{desired} ready)"
+    return phase.value
+
+
+def describe_state(record: RollbackRecord) -> str:
+    """Plain text: "verifying (4/5 ready)", "rolled back in 42 s", "failed after 3 min: …"."""
+    took = record.duration_seconds
+    if record.phase is Phase.SUCCEEDED:
+        return "rolled back" + (f" in {duration(took)}" if took is not None else "")
+    if record.phase is Phase.FAILED:
+        text = "failed" + (f" after {duration(took)}" if took is not None else "")
+        return text + (f": {record.error}" if record.error else "")
+    if record.phase is Phase.WAITING:
+        return "waiting for a free slot (too many rollbacks at once)"
+    return _phase_label(record, record.phase)
+
+
+def _state_trail(record: RollbackRecord) -> str:
+    """mrkdwn: started → scaling → *verifying (4/5 ready)*, the current state in bold."""
+    if record.phase is Phase.WAITING:
+        return f":hourglass: *{esc(describe_state(record))}*"
+    done = len(_TRAIL) if record.phase.finished else _TRAIL.index(record.phase)
+    parts = [ph.value for ph in _TRAIL[:done]]
+    if record.phase.finished:
+        took = record.duration_seconds
+        if record.phase is Phase.SUCCEEDED:
+            last = ":white_check_mark: *rolled back" + (f" in {duration(took)}*" if took is not None else "*")
+        else:
+            last = ":x: *failed" + (f" after {duration(took)}*" if took is not None else "*")
+    else:
+        last = f":hourglass_flowing_sand: *{esc(_phase_label(record, record.phase))}*"
+    return " → ".join([*(esc(p) for p in parts), last])
+
+
+def _pods(record: RollbackRecord) -> str:
+    pods = record.progress.not_ready
+    if not pods:
+        return ""
+    lines = [f"• {esc(p)}" for p in pods[:MAX_PODS_LISTED]]
+    if len(pods) > MAX_PODS_LISTED:
+        lines.append(f"• and {len(pods) - MAX_PODS_LISTED} more")
+    return "*Not ready:*\n" + "\n".join(lines)
+
+
+def _title(record: RollbackRecord) -> str:
+    dry = "Dry run: " if record.dry_run else ""
+    if record.phase is Phase.SUCCEEDED:
+        return f"✅ {dry}{record.target} rolled back to {record.stable}"
+    if record.phase is Phase.FAILED:
+        return f"❌ {dry}Rollback of {record.target} failed"
+    return f"⏪ {dry}Rolling back {record.target}"
+
+
+def _links(record: RollbackRecord, target: Target | None) -> str:
+    items = [
+        _am_link(record.external_url, record.alertname),
+        link(record.generator_url, "Source graph"),
+        link(target.runbook_url if target else None, "Runbook"),
+        link(target.dashboard_url if target else None, "Dashboard"),
+    ]
+    return " · ".join(i for i in items if i)
+
+
+def _what(record: RollbackRecord) -> tuple[str, str]:
+    target = f"*Target*\n`{esc(record.target)}` in namespace `{esc(record.namespace)}`"
+    change = (
+        f"*Change*\n`{esc(record.canary)}` (canary) → 0\n"
+        f"`{esc(record.stable)}` (stable) → {record.replicas}"
+    )
+    return target, change
+
+
+def parent(record: RollbackRecord, target: Target | None = None) -> SlackMessage:
+    """The one message per rollback, posted at start and updated in place as it goes."""
+    state = describe_state(record)
+    text = f"{_title(record)}: {describe_why(record)}. State: {state}"
+    what, change = _what(record)
+    why_label = "*Requested*" if record.trigger == "manual" else "*Why*"
+    blocks: list[Block] = [
+        header(_title(record)),
+        fields(what, change, f"{why_label}\n{esc(describe_why(record))}",
+               f"*Order*\n{esc(record.order)}" if record.order else "*Trigger*\n" + esc(record.trigger)),
+        section(f"*State:* {_state_trail(record)}"),
+    ]
+    if record.phase is Phase.FAILED and record.error:
+        blocks.append(section(f"*Error:* {esc(record.error)}"))
+    if record.progress.not_ready and record.phase is not Phase.SUCCEEDED:
+        blocks.append(section(_pods(record)))
+    blocks.append(context(_links(record, target)))
+    blocks.append(context(
+        f"rollback `{esc(record.id)}` · started {slack_time(record.started_at)}"
+        + (" · timeline in the thread" if record.steps or not record.phase.finished else "")
+    ))
+    return message(esc(text), *blocks)
+
+
+# --- thread replies ------------------------------------------------------------------
+
+
+def step_icon(step: Step) -> str:
+    if not step.ok:
+        return ":x:"
+    return ":warning:" if step.warning else ":white_check_mark:"
+
+
+def describe_step(record: RollbackRecord, step: Step) -> str:
+    """Plain text: "+0.4 s scale-canary: finance-service-v2 scaled 1 -> 0 (took 0.4 s)"."""
+    offset = (step.at - record.started_at).total_seconds()
+    took = f" (took {duration(step.duration_seconds)})" if step.duration_seconds is not None else ""
+    return f"+{duration(offset)} {step.name}: {step.message}{took}"
+
+
+def step_reply(record: RollbackRecord, step: Step) -> SlackMessage:
+    """One line of the timeline, in the parent's thread; pods that were not ready if any."""
+    offset = (step.at - record.started_at).total_seconds()
+    took = f" _(took {duration(step.duration_seconds)})_" if step.duration_seconds is not None else ""
+    line = f"{step_icon(step)} *{esc(step.name)}* {esc(step.message)}{took}"
+    blocks: list[Block] = [section(line)]
+    if (not step.ok or step.warning or step.name == "verify") and record.progress.not_ready:
+        blocks.append(section(_pods(record)))
+    blocks.append(context(f"{slack_time(step.at)} · +{duration(offset)} after start"))
+    prefix = "Warning: " if step.warning else ("Failed: " if not step.ok else "")
+    return message(esc(f"{prefix}{step.name}: {step.message}"), *blocks)
+
+
+def failure_broadcast(record: RollbackRecord, mention: str = "", target: Target | None = None) -> SlackMessage:
+    """A new message that pages: edits do not notify, so a failure is never only an edit.
+
+    ``mention`` comes from config.yaml (``<!subteam^S123>``, ``<!here>``) and is the one
+    piece of text inserted unescaped.
+    """
+    took = record.duration_seconds
+    after = f" after {duration(took)}" if took is not None else ""
+    p = record.progress
+    now = []
+    if p.canary_replicas is not None:
+        now.append(f"canary `{esc(record.canary)}` at {p.canary_replicas} replicas")
+    if p.stable_ready is not None:
+        desired = p.stable_desired if p.stable_desired is not None else record.replicas
+        now.append(f"stable `{esc(record.stable)}` {p.stable_ready}/{desired} ready")
+    lead = f"{mention} " if mention else ""
+    body = f"{lead}:rotating_light: *Rollback of `{esc(record.target)}` failed{after}.*"
+    if record.error:
+        body += f"\n*Error:* {esc(record.error)}"
+    if now:
+        body += "\n*Now:* " + ", ".join(now)
+    blocks: list[Block] = [section(body)]
+    if p.not_ready:
+        blocks.append(section(_pods(record)))
+    blocks.append(section(
+        "*Do now:* check the stable's pods and roll back by hand if needed "
+        f"(`kubectl -n {esc(record.namespace)} scale deployment {esc(record.canary)} --replicas=0`, "
+        f"`kubectl -n {esc(record.namespace)} scale deployment {esc(record.stable)} --replicas={record.replicas}`)."
+    ))
+    blocks.append(context(_links(record, target), f"rollback `{esc(record.id)}` · why: {esc(describe_why(record))}"))
+    text = f"{lead}Rollback of {esc(record.target)} failed{after}" + (f": {esc(record.error)}" if record.error else "")
+    return message(text, *blocks)
+
+
+# --- decisions -----------------------------------------------------------------------
+
+
+def _decision_alertname(decision: Decision) -> str | None:
+    names = sorted({a.alertname for a in decision.alerts if a.alertname})
+    return ", ".join(names) if names else None
+
+
+def describe_decision_why(decision: Decision) -> str:
+    """Plain text: "HighErrorRate 7.2 % > 5 % (rule error-rate)", else the decision's reason."""
+    subject = _decision_alertname(decision) or decision.rule or "alert"
+    unit = decision.details.get("unit", "none")
+    if decision.value is not None and decision.threshold is not None:
+        text = f"{subject} {format_value(decision.value, unit)} > {format_value(decision.threshold, unit)}"
+    elif decision.value is not None:
+        text = f"{subject} at {format_value(decision.value, unit)}"
+    else:
+        text = subject
+    if decision.rule and decision.rule != subject:
+        text += f" (rule {decision.rule})"
+    return text
+
+
+def _would(target: Target) -> str:
+    return (
+        f"would have rolled back {target.name}: `{esc(target.canary)}` → 0, "
+        f"`{esc(target.stable)}` → {target.replicas}"
+    )
+
+
+def _decision_links(decision: Decision, target: Target) -> str:
+    gen = next((a.generator_url for a in decision.alerts if a.generator_url), None)
+    items = [
+        _am_link(decision.external_url, _decision_alertname(decision)),
+        link(gen, "Source graph"),
+        link(target.runbook_url, "Runbook"),
+        link(target.dashboard_url, "Dashboard"),
+    ]
+    return " · ".join(i for i in items if i)
+
+
+def muted_until(decision: Decision) -> str:
+    if decision.muted_until is None:
+        return "until unmuted"
+    return f"until {slack_time(decision.muted_until, '{date_short_pretty} {time}')}"
+
+
+def decision_message(decision: Decision, target: Target, mention: str = "") -> SlackMessage | None:
+    """Muted, dry-run, disabled and halted decisions as a short note; None for the rest.
+
+    Roll-backs are told through their record (parent and thread); repeats, already
+    rolled back and no-rule-matched say nothing; resolved goes to resolved_followup.
+    """
+    why = esc(describe_decision_why(decision))
+    reason = esc(decision.reason)
+    links = _decision_links(decision, target)
+    kind = decision.kind
+    if kind is DecisionKind.MUTED:
+        who = esc(decision.muted_by or "an operator")
+        until = muted_until(decision)
+        plain_until = decision.muted_until.strftime("%Y-%m-%d %H:%M UTC") if decision.muted_until else "unmuted"
+        body = (f":no_bell: *Muted:* {_would(target)}.\n*Why:* {why}\n"
+                f"*Muted by* {who} {until}. {reason}")
+        text = (f"Muted: would have rolled back {target.name} ({why}); muted by {who} until "
+                f"{plain_until}")
+        return message(text, section(body), context(links))
+    if kind is DecisionKind.DRY_RUN:
+        body = f":test_tube: *Dry run:* {_would(target)}.\n*Why:* {why}\n{reason}"
+        text = f"Dry run: would have rolled back {target.name} ({why})"
+        return message(text, section(body), context(links, "settings.dry_run is on: nothing was changed"))
+    if kind is DecisionKind.DISABLED:
+        body = f":double_vertical_bar: *Receiver disabled:* {_would(target)}.\n*Why:* {why}\n{reason}"
+        text = f"Receiver disabled: would have rolled back {target.name} ({why})"
+        return message(text, section(body), context(links, "settings.enabled is false in config.yaml"))
+    if kind is DecisionKind.HALTED:
+        lead = f"{mention} " if mention else ""
+        body = (f"{lead}:octagonal_sign: *Not rolling back `{esc(target.name)}`:* {reason}\n*Alert:* {why}\n"
+                "Something keeps scaling the canary back up after each rollback (Argo CD, Flux, "
+                "an HPA or a person?). Stop it at the source, then roll back by hand.")
+        text = f"{lead}Not rolling back {target.name}: {reason}"
+        return message(text, section(body), context(links))
+    return None
+
+
+def resolved_followup(decision: Decision, record: RollbackRecord | None) -> SlackMessage | None:
+    """ "HighErrorRate resolved 3 min after the rollback", for the rollback's thread.
+
+    None when there is no rollback to follow up, or the resolved alerts started after it
+    finished (a later, unrelated episode).
+    """
+    if record is None:
+        return None
+    ended = [a for a in decision.alerts if not a.firing]
+    related = [
+        a for a in ended
+        if a.fingerprint in record.fingerprints
+        or record.finished_at is None
+        or a.starts_at <= record.finished_at
+    ]
+    if ended and not related:
+        return None
+    name = _decision_alertname(decision) or record.alertname or "The alert"
+    end_times = [a.ended_at for a in related if a.ended_at is not None]
+    when = max(end_times) if end_times else None
+    if record.finished_at is None:
+        rel = "while the rollback was still running"
+    elif when is None:
+        rel = "after the rollback"
+    elif when >= record.finished_at:
+        rel = f"{duration((when - record.finished_at).total_seconds())} after the rollback"
+    else:
+        rel = f"{duration((record.finished_at - when).total_seconds())} before the rollback finished"
+    line = f":large_green_circle: *{esc(name)}* resolved {rel}."
+    blocks: list[Block] = [section(line)]
+    if when is not None:
+        blocks.append(context(f"resolved at {slack_time(when)} · rollback `{esc(record.id)}`"))
+    return message(f"{esc(name)} resolved {rel}", *blocks)

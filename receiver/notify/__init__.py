@@ -1,0 +1,1 @@
+"""Notifier implementations behind receiver.slack.make_notifier: queue, bot, webhook, console."""

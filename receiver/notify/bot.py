@@ -1,0 +1,355 @@
+"""Slack Web API delivery: one parent per rollback, updated in place, the timeline threaded.
+
+Delivery is at most once per message. A call that timed out may have landed, so it is
+never repeated (the loss is logged); a call that certainly did not land (connection
+refused, 429, 5xx once slack-sdk's retry handlers are exhausted) is retried while Slack
+is down, up to DeliveryPolicy.give_up_after. chat.update is idempotent and is simply
+tried again with the next change.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+import structlog
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncRateLimitErrorRetryHandler,
+    AsyncServerErrorRetryHandler,
+)
+from slack_sdk.http_retry.builtin_interval_calculators import BackoffRetryIntervalCalculator
+from slack_sdk.http_retry.jitter import Jitter
+from slack_sdk.web.async_client import AsyncWebClient
+
+from receiver.core import messages
+from receiver.core.decisions import DecisionKind
+from receiver.core.rollback import Phase, RollbackRecord
+from receiver.metrics import SLACK_MESSAGES
+from receiver.notify.base import (
+    MAX_REMEMBERED,
+    ConfigProvider,
+    DecisionEvent,
+    DeliveryPolicy,
+    Event,
+    OnThread,
+    QueuedNotifier,
+    RollbackEvent,
+)
+
+if TYPE_CHECKING:
+    from receiver.config import SlackSettings, Target
+
+log = structlog.get_logger("receiver.slack")
+
+#: Errors whose fix is in the operator's hands, and what to do about each.
+_HINTS = {
+    "channel_not_found": "channel {channel} does not exist or the bot cannot see it: fix slack.default_channel "
+                         "or the target's slack_channel in config.yaml (private channels need /invite @bot)",
+    "not_in_channel": "invite the bot to {channel}: /invite @<bot name> in that channel",
+    "is_archived": "{channel} is archived: unarchive it or point config.yaml at another channel",
+    "invalid_auth": "the bot token is not valid: check {token_source} (an xoxb- token of this workspace)",
+    "not_authed": "no bot token was sent: set {token_source}",
+    "token_revoked": "the bot token was revoked: reinstall the Slack app and update {token_source}",
+    "account_inactive": "the bot's token belongs to a deactivated app or user: reinstall and update {token_source}",
+    "missing_scope": "the Slack app lacks the chat:write scope: add it and reinstall the app",
+    "restricted_action": "a workspace admin restricts posting in {channel}: ask them or use another channel",
+    "msg_too_long": "a message exceeded Slack's limits: a bug in receiver/core/messages.py, please report it",
+    "invalid_blocks": "Slack rejected the blocks: a bug in receiver/core/messages.py, please report it",
+    "message_not_found": "the parent message was deleted: further updates go nowhere, the thread may be gone",
+    "cant_update_message": "the bot may only update its own messages: was the parent posted by another app?",
+    "edit_window_closed": "the workspace forbids editing messages this old: updates stop",
+}
+
+
+def hint(error: str, channel: str, token_source: str) -> str:
+    template = _HINTS.get(error, "see https://api.slack.com/methods for the error {error}")
+    return template.format(channel=channel, token_source=token_source, error=error)
+
+
+class Outcome(enum.Enum):
+    OK = "ok"
+    NOT_DELIVERED = "not_delivered"  # certainly not posted (refused, rate limited, 5xx)
+    MAYBE_DELIVERED = "maybe_delivered"  # timed out or cut off: it may have landed
+    REJECTED = "rejected"  # Slack answered ok=false: retrying will not help
+
+
+@dataclass(frozen=True, slots=True)
+class CallResult:
+    outcome: Outcome
+    data: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+
+@dataclass
+class _Thread:
+    """What the notifier knows of one rollback's conversation."""
+
+    rollback_id: str
+    target: str
+    channel: str | None = None  # channel id, as chat.update needs
+    ts: str | None = None
+    lost: bool = False  # the parent may have landed, but its ts is unknown
+    posted_steps: int = 0
+    last_parent: dict[str, Any] | None = None
+    failure_sent: bool = False
+    outcome_sent: bool = False
+    record: RollbackRecord | None = None
+    resolved: set[frozenset[str]] = field(default_factory=set)
+
+
+class _ProportionalJitter(Jitter):
+    """Up to 50 % extra: slack-sdk's default jitter adds a whole second, too slow for tests."""
+
+    def recalculate(self, duration: float) -> float:
+        import random
+
+        return duration * (1 + random.random() / 2)
+
+
+def retry_handlers(policy: DeliveryPolicy) -> list[Any]:
+    """Rate-limit, server-error and connection retries, as slack-sdk offers them.
+
+    Connection retries are limited to errors before the request was sent
+    (ClientConnectorError): a dropped connection after sending may have delivered it.
+    """
+    interval = BackoffRetryIntervalCalculator(policy.server_error_backoff, jitter=_ProportionalJitter())
+    return [
+        AsyncRateLimitErrorRetryHandler(max_retry_count=policy.rate_limit_retries),
+        AsyncServerErrorRetryHandler(max_retry_count=policy.server_error_retries, interval_calculator=interval),
+        AsyncConnectionErrorRetryHandler(
+            max_retry_count=policy.connection_retries,
+            interval_calculator=interval,
+            error_types=[aiohttp.ClientConnectorError],
+        ),
+    ]
+
+
+class SlackBotNotifier(QueuedNotifier):
+    """Posts with a bot token through slack-sdk's AsyncWebClient."""
+
+    mode = "bot"
+
+    def __init__(
+        self,
+        settings: SlackSettings,
+        token: str,
+        token_source: str,
+        *,
+        on_thread: OnThread | None = None,
+        config: ConfigProvider | None = None,
+        policy: DeliveryPolicy | None = None,
+    ) -> None:
+        super().__init__(settings, config=config, policy=policy)
+        self._token_source = token_source
+        self._on_thread = on_thread
+        self.client = AsyncWebClient(
+            token=token,
+            base_url=settings.api_url,
+            timeout=settings.timeout_seconds,  # type: ignore[arg-type]  # float works (aiohttp)
+            retry_handlers=retry_handlers(self.policy),
+        )
+        self._threads: OrderedDict[str, _Thread] = OrderedDict()
+        self._by_target: dict[str, str] = {}  # target -> latest rollback id
+
+    # --- the one place that talks to Slack -----------------------------------------
+
+    async def call(self, method: str, bound: Any, **body: Any) -> CallResult:
+        attempt = 0
+        channel = str(body.get("channel", ""))
+        while True:
+            try:
+                resp = await self.client.api_call(method, json=body)
+            except SlackApiError as e:
+                status = e.response.status_code
+                data = e.response.data if isinstance(e.response.data, dict) else {}
+                error = str(data.get("error") or f"http_{status}")
+                if status == 429 or status >= 500:
+                    SLACK_MESSAGES.labels(method, "rate_limited" if status == 429 else "server_error").inc()
+                    if await self.wait_before_retry(method, attempt, bound, f"HTTP {status} {error}"):
+                        attempt += 1
+                        continue
+                    return CallResult(Outcome.NOT_DELIVERED, error=error)
+                self.mark_up()
+                SLACK_MESSAGES.labels(method, error).inc()
+                bound.error("slack refused the call", method=method, error=error, channel=channel,
+                            fix=hint(error, channel, self._token_source))
+                return CallResult(Outcome.REJECTED, data=data, error=error)
+            except TimeoutError:
+                SLACK_MESSAGES.labels(method, "timeout").inc()
+                bound.warning("slack call timed out; not repeating it, it may have been delivered",
+                              method=method, channel=channel, timeout=self._settings.timeout_seconds)
+                return CallResult(Outcome.MAYBE_DELIVERED, error="timeout")
+            except aiohttp.ClientConnectorError as e:
+                SLACK_MESSAGES.labels(method, "unreachable").inc()
+                if await self.wait_before_retry(method, attempt, bound, f"cannot connect: {e.os_error}"):
+                    attempt += 1
+                    continue
+                return CallResult(Outcome.NOT_DELIVERED, error="unreachable")
+            except aiohttp.ClientError as e:
+                SLACK_MESSAGES.labels(method, "connection_lost").inc()
+                bound.warning("slack connection lost mid-call; not repeating it, it may have been delivered",
+                              method=method, channel=channel, error=str(e))
+                return CallResult(Outcome.MAYBE_DELIVERED, error="connection_lost")
+            self.mark_up()
+            SLACK_MESSAGES.labels(method, "ok").inc()
+            return CallResult(Outcome.OK, data=dict(resp.data) if isinstance(resp.data, dict) else {})
+
+    async def post(self, bound: Any, channel: str, msg: messages.SlackMessage, what: str,
+                   **extra: Any) -> CallResult:
+        """chat.postMessage; anything but OK is logged with the text, so the news is in the logs."""
+        r = await self.call("chat.postMessage", bound, channel=channel, **msg.payload(),
+                            unfurl_links=False, unfurl_media=False, **extra)
+        if r.outcome is Outcome.MAYBE_DELIVERED:
+            bound.warning("slack message possibly lost (timed out, not re-posted)", what=what, text=msg.text)
+        elif r.outcome is not Outcome.OK:
+            bound.warning("slack message lost", what=what, error=r.error, text=msg.text)
+        return r
+
+    async def on_start(self) -> None:
+        """Check the token once (single try, never blocking the queue for long)."""
+        try:
+            resp = await self.client.auth_test()
+        except SlackApiError as e:
+            error = str(e.response.get("error") or e.response.status_code) if isinstance(e.response.data, dict) \
+                else str(e.response.status_code)
+            log.error("slack auth.test failed", error=error, fix=hint(error, "", self._token_source))
+            return
+        except (TimeoutError, aiohttp.ClientError) as e:
+            log.warning("slack not reachable at start; messages will be retried", error=str(e) or type(e).__name__,
+                        api_url=self._settings.api_url)
+            return
+        log.info("slack bot ready", team=resp.get("team"), user=resp.get("user"), api_url=self._settings.api_url)
+
+    async def aclose(self) -> None:
+        if self.client.session is not None:
+            await self.client.session.close()
+
+    # --- events --------------------------------------------------------------------
+
+    async def deliver(self, ev: Event) -> None:
+        if isinstance(ev, RollbackEvent):
+            await self._rollback(ev)
+        else:
+            await self._decision(ev)
+
+    def _thread_for(self, ev: RollbackEvent) -> _Thread:
+        rec = ev.record
+        th = self._threads.get(rec.id)
+        if th is None:
+            th = _Thread(rec.id, rec.target)
+            if rec.slack_channel and rec.slack_ts:
+                # Resumed after a restart: the parent exists; continue it, do not post another.
+                th.channel, th.ts = rec.slack_channel, rec.slack_ts
+                new_step = ev.step is not None and rec.steps[-1:] == (ev.step,)
+                th.posted_steps = len(rec.steps) - (1 if new_step else 0)
+                log.info("continuing the rollback's slack thread", rollback_id=rec.id, target=rec.target,
+                         channel=th.channel, ts=th.ts)
+            self._threads[rec.id] = th
+            while len(self._threads) > MAX_REMEMBERED:
+                self._threads.popitem(last=False)
+        self._by_target[rec.target] = rec.id
+        return th
+
+    async def _rollback(self, ev: RollbackEvent) -> None:
+        rec = ev.record
+        latest = self.latest(rec)
+        bound = log.bind(rollback_id=rec.id, target=rec.target, fingerprints=list(rec.fingerprints))
+        target = self.target(rec.target)
+        th = self._thread_for(ev)
+        th.record = latest
+
+        if th.ts is None and not th.lost:
+            if not await self._post_parent(th, latest, target, bound):
+                return  # nothing landed: the next change posts the parent with every step
+        elif th.ts is not None:
+            await self._update_parent(th, latest, target, bound)
+
+        steps = list(rec.steps[th.posted_steps:])
+        th.posted_steps = max(th.posted_steps, len(rec.steps))
+        if ev.step is not None and ev.step not in rec.steps:
+            steps.append(ev.step)
+        for step in steps:
+            reply = messages.step_reply(rec, step)
+            if th.ts is None:
+                bound.info("timeline step not posted (thread unknown)", step=step.name, text=reply.text)
+                continue
+            await self.post(bound, th.channel or "", reply, "step", thread_ts=th.ts)
+
+        if rec.phase is Phase.FAILED and not th.failure_sent:
+            th.failure_sent = True
+            mention = self.slack_settings().oncall_mention
+            msg = messages.failure_broadcast(rec, mention, target)
+            if th.ts is not None:
+                await self.post(bound, th.channel or "", msg, "failure", thread_ts=th.ts, reply_broadcast=True)
+            else:
+                await self.post(bound, self.channel_for(target), msg, "failure")
+        if th.lost and rec.phase is Phase.SUCCEEDED and not th.outcome_sent:
+            th.outcome_sent = True
+            await self.post(bound, self.channel_for(target), messages.parent(rec, target), "outcome")
+
+    async def _post_parent(self, th: _Thread, rec: RollbackRecord, target: Target | None, bound: Any) -> bool:
+        msg = messages.parent(rec, target)
+        r = await self.post(bound, self.channel_for(target), msg, "parent")
+        if r.outcome is Outcome.MAYBE_DELIVERED:
+            th.lost = True
+            bound.warning("the rollback's parent message may be in Slack but its ts is unknown: no updates or "
+                          "thread replies for this rollback; the outcome will come as a new message")
+            return False
+        if r.outcome is not Outcome.OK:
+            return False
+        th.channel, th.ts = str(r.data.get("channel", "")), str(r.data.get("ts", ""))
+        th.last_parent = msg.payload()
+        bound.info("slack thread started", channel=th.channel, ts=th.ts)
+        if self._on_thread is not None:
+            try:
+                await self._on_thread(rec.id, th.channel, th.ts)
+            except Exception:
+                bound.exception("could not store the slack thread with the rollback (a restart will "
+                                "post a new parent)")
+        return True
+
+    async def _update_parent(self, th: _Thread, rec: RollbackRecord, target: Target | None, bound: Any) -> None:
+        msg = messages.parent(rec, target)
+        payload = msg.payload()
+        if payload == th.last_parent:
+            return
+        r = await self.call("chat.update", bound, channel=th.channel, ts=th.ts, **payload)
+        if r.outcome is Outcome.OK or r.outcome is Outcome.REJECTED:
+            th.last_parent = payload  # rejected: a retry will not help (deleted, not ours)
+        # not delivered / maybe: chat.update is idempotent, the next change tries again
+
+    async def _decision(self, ev: DecisionEvent) -> None:
+        d, target = ev.decision, ev.target
+        bound = log.bind(target=d.target, decision=d.kind.value, fingerprints=list(d.fingerprints))
+        if d.kind is DecisionKind.RESOLVED:
+            await self._resolved(ev, bound)
+            return
+        msg = messages.decision_message(d, target, self.slack_settings().oncall_mention)
+        if msg is not None:
+            await self.post(bound, self.channel_for(target), msg, d.kind.value)
+
+    async def _resolved(self, ev: DecisionEvent, bound: Any) -> None:
+        d = ev.decision
+        rid = ev.record.id if ev.record is not None else self._by_target.get(d.target)
+        th = self._threads.get(rid) if rid else None
+        rec = (th.record if th is not None else None) or ev.record
+        msg = messages.resolved_followup(d, rec)
+        if msg is None or rec is None:
+            bound.debug("resolved alert with no rollback to follow up")
+            return
+        key = frozenset(d.fingerprints)
+        if th is not None:
+            if key in th.resolved:
+                return
+            th.resolved.add(key)
+        bound = bound.bind(rollback_id=rec.id)
+        channel, ts = (th.channel, th.ts) if th is not None and th.ts else (rec.slack_channel, rec.slack_ts)
+        if channel and ts:
+            await self.post(bound, channel, msg, "resolved", thread_ts=ts)
+        else:
+            await self.post(bound, self.channel_for(ev.target), msg, "resolved")
