@@ -15,8 +15,6 @@ _MS_BELOW_SECONDS = 60.0
 
 def _num(x: float) -> str:
     """A short decimal: at most two places, no trailing zeros, small values kept."""
-    if math.isinf(x):
-        return "+Inf" if x > 0 else "-Inf"
     if x != 0 and abs(x) < 0.01:
         return f"{x:.2g}"
     text = f"{x:.2f}".rstrip("0").rstrip(".")
@@ -34,16 +32,18 @@ def format_value(value: float | None, unit: str = "none") -> str:
         return "no value"
     if math.isnan(value):
         return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"  # as Prometheus prints it, in any unit
     if unit == "ratio":
         return f"{_num(value * 100)} %"
     if unit == "percent":
         return f"{_num(value)} %"
     if unit == "seconds":
-        if math.isinf(value) or abs(value) >= _MS_BELOW_SECONDS:
+        if abs(value) >= _MS_BELOW_SECONDS:
             return f"{_num(value)} s"
         return f"{_num(value * 1000)} ms"
     if unit == "ms":
         return f"{_num(value)} ms"
     if unit == "count":
         return _num(value)
-    return f"{value:g}" if not math.isinf(value) else _num(value)
+    return f"{value:g}"
