@@ -1,0 +1,63 @@
+"""deploy/alertmanager/alertmanager.yml: the route and receiver operators merge in."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from tests.deploy.conftest import DEPLOY, run, tool
+from tests.e2e.prom import alertmanager_config
+
+AM = DEPLOY / "alertmanager" / "alertmanager.yml"
+
+
+def test_amtool_accepts_the_shipped_snippet() -> None:
+    result = run(tool("amtool"), "check-config", str(AM))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
+
+
+def test_amtool_rejects_a_broken_copy(tmp_path: Path) -> None:
+    """The check above can fail: a webhook with both credentials and basic auth is refused."""
+    doc = yaml.safe_load(AM.read_text())
+    hook = doc["receivers"][1]["webhook_configs"][0]
+    hook["http_config"]["basic_auth"] = {"username": "am", "password": "x"}
+    bad = tmp_path / "bad.yml"
+    bad.write_text(yaml.safe_dump(doc))
+    assert run(tool("amtool"), "check-config", str(bad)).returncode != 0
+
+
+def test_critical_alerts_reach_the_receiver_with_bearer_credentials_and_resolutions() -> None:
+    doc = yaml.safe_load(AM.read_text())
+    route = next(r for r in doc["route"]["routes"] if r["receiver"] == "rollback-receiver")
+    assert route["matchers"] == ['severity="critical"']
+    assert route["group_by"] == ["alertname", "service"]
+    assert route["continue"] is True
+    receiver = next(r for r in doc["receivers"] if r["name"] == "rollback-receiver")
+    [hook] = receiver["webhook_configs"]
+    assert hook["url"] == "http://rollback-receiver.rollback-receiver.svc:8080/webhook"
+    assert hook["send_resolved"] is True
+    assert hook["max_alerts"] == 0
+    assert hook["http_config"]["authorization"] == {
+        "type": "Bearer",
+        "credentials_file": "/etc/alertmanager/secrets/rollback-receiver-token",
+    }
+
+
+def test_the_end_to_end_variant_keeps_the_route_and_is_valid(tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("s3cret")
+    text = alertmanager_config("http://127.0.0.1:1234/webhook", token)
+    cfg = tmp_path / "am.yml"
+    cfg.write_text(text)
+    result = run(tool("amtool"), "check-config", str(cfg))
+    assert result.returncode == 0, result.stdout + result.stderr
+    doc = yaml.safe_load(text)
+    shipped = yaml.safe_load(AM.read_text())
+    route = doc["route"]["routes"][0]
+    assert route["matchers"] == shipped["route"]["routes"][0]["matchers"]
+    assert route["group_wait"] == "0s"
+    hook = doc["receivers"][1]["webhook_configs"][0]
+    assert hook["url"] == "http://127.0.0.1:1234/webhook"
+    assert hook["http_config"]["authorization"]["credentials_file"] == str(token)
