@@ -326,7 +326,8 @@ def failure_broadcast(record: RollbackRecord, mention: str = "", target: Target 
     p = record.progress
     now = []
     if p.canary_replicas is not None:
-        now.append(f"canary `{esc(record.canary)}` at {p.canary_replicas} replicas")
+        plural = "" if p.canary_replicas == 1 else "s"
+        now.append(f"canary `{esc(record.canary)}` at {p.canary_replicas} replica{plural}")
     if p.stable_ready is not None:
         desired = p.stable_desired if p.stable_desired is not None else record.replicas
         now.append(f"stable `{esc(record.stable)}` {p.stable_ready}/{desired} ready")
