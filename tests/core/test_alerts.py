@@ -136,3 +136,10 @@ def test_a_missing_annotation_has_no_value() -> None:
     )
     assert alert.value("value") is None
     assert alert.ended_at is None
+
+
+def test_a_label_value_that_is_not_a_string_is_named() -> None:
+    data = fixture_json("firing_error_rate.json")
+    data["alerts"][0]["labels"]["replicas"] = 5
+    with pytest.raises(PayloadError, match=r"alerts\[0\]\.labels\.replicas"):
+        parse_payload(json.dumps(data))
