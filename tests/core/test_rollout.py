@@ -115,7 +115,7 @@ def test_an_exceeded_progress_deadline_fails() -> None:
         ),
     ],
 )
-def test_unfinished_rollouts_wait_with_kubectls_message(kwargs: dict[str, int], message: str) -> None:
+def test_unfinished_rollouts_wait_with_kubectls_message(kwargs: dict[str, Any], message: str) -> None:
     s = rollout_status(deployment(**kwargs))
     assert (s.done, s.failed, s.message) == (False, False, message)
 
