@@ -7,11 +7,14 @@ integration tests use the real executor against the simulator.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Protocol
+from functools import cached_property
+from typing import Any, Protocol
 
 import structlog
 
@@ -25,6 +28,9 @@ log = structlog.get_logger(__name__)
 
 #: Decisions that people are told about in Slack (the rest are silent no-ops).
 NOTIFIED = frozenset({DecisionKind.MUTED, DecisionKind.DRY_RUN, DecisionKind.HALTED, DecisionKind.RESOLVED})
+#: Decisions that change nothing and tell no one: a repeat of the same body may reuse them.
+QUIET = frozenset({DecisionKind.ALREADY_ROLLED_BACK, DecisionKind.IN_PROGRESS,
+                   DecisionKind.NO_RULE_MATCHED, DecisionKind.DISABLED})
 
 
 ALREADY_CLAIMED = "a rollback of this target is already running (another delivery or replica holds its lease)"
@@ -56,6 +62,27 @@ class WebhookResult:
     decisions: list[Decision]
     records: list[RollbackRecord]
 
+    @cached_property
+    def response_body(self) -> bytes:
+        """The JSON answer, serialised once (a repeated delivery reuses it)."""
+        return json.dumps({
+            "status": "ok",
+            "decisions": [d.summary() for d in self.decisions],
+            "rollbacks": [r.id for r in self.records],
+        }).encode()
+
+
+@dataclass(frozen=True)
+class _Repeat:
+    config: Config
+    states: dict[str, TargetState]
+    result: WebhookResult
+    counters: tuple[tuple[Any, Any, int], ...]  # (decision counter, alert counter, alerts) per decision
+
+
+def body_digest(body: bytes) -> bytes:
+    return hashlib.blake2b(body, digest_size=16).digest()
+
 
 class Service:
     """Turns one webhook delivery into decisions and started rollbacks."""
@@ -75,14 +102,37 @@ class Service:
         self._clock = clock
         self._told: OrderedDict[tuple[str, str, frozenset[str]], None] = OrderedDict()
         self._last_record: dict[str, RollbackRecord] = {}
+        self._repeats: OrderedDict[bytes, _Repeat] = OrderedDict()
+
+    def repeat(self, body: bytes) -> WebhookResult | None:
+        """The result for a byte-identical delivery whose inputs have not changed, else None.
+
+        Alertmanager re-sends the same group every group_interval and repeat_interval,
+        byte for byte, and the common answer is "already rolled back". decide() is pure,
+        so the same body, config and target states give the same decisions; only quiet
+        decisions (no claim, no notification) are reused, and they do not depend on the
+        clock (mute expiry and the fight window only move decisions out of QUIET).
+        """
+        key = body_digest(body)
+        entry = self._repeats.get(key)
+        if entry is None:
+            return None
+        if entry.config is not self._config() or entry.states != self._states.states():
+            del self._repeats[key]
+            return None
+        for decisions, alerts, n in entry.counters:  # repeats are counted, not logged
+            decisions.inc()
+            alerts.inc(n)
+        return entry.result
 
     def remember(self, record: RollbackRecord) -> None:
         """Keep the latest rollback per target, so a later 'resolved' can reply in its thread."""
         self._last_record[record.target] = record
 
-    async def handle(self, payload: WebhookPayload) -> WebhookResult:
+    async def handle(self, payload: WebhookPayload, body: bytes | None = None) -> WebhookResult:
         config = self._config()
-        decisions = decide(payload, config, self._states.states(), self._clock())
+        states = self._states.states()
+        decisions = decide(payload, config, states, self._clock())
         records: list[RollbackRecord] = []
         failures: list[str] = []
         final: list[Decision] = []
@@ -113,7 +163,14 @@ class Service:
             final.append(d)
         if failures:
             raise IntentNotRecorded("; ".join(failures), final)
-        return WebhookResult(final, records)
+        result = WebhookResult(final, records)
+        if body is not None and all(d.kind in QUIET for d in final):
+            counters = tuple((DECISIONS.labels(d.target, d.kind.value), ALERTS.labels(d.kind.value), len(d.alerts))
+                             for d in final)
+            self._repeats[body_digest(body)] = _Repeat(config, states, result, counters)
+            if len(self._repeats) > 1024:
+                self._repeats.popitem(last=False)
+        return result
 
     def _first_time(self, d: Decision) -> bool:
         """Repeats of the same alerts with the same decision post nothing new."""

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 from aiohttp import web
@@ -31,20 +32,23 @@ class Runtime:
 
 
 RUNTIME = web.AppKey("runtime", Runtime)
+_timers: dict[tuple[str, str], Any] = {}  # labelled histogram children, resolved once per route
 
 
 @web.middleware
 async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Bind a request id to every log line of the request and time it by route."""
-    request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex[:16]
+    request_id = request.headers.get("X-Request-Id") or os.urandom(8).hex()
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(request_id=request_id)
-    route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
+    resource = request.match_info.route.resource
+    key = (resource.canonical if resource else "unmatched", request.method)
+    timer = _timers.get(key) or _timers.setdefault(key, REQUEST_LATENCY.labels(*key))
     start = time.perf_counter()
     try:
         response = await handler(request)
     finally:
-        REQUEST_LATENCY.labels(route, request.method).observe(time.perf_counter() - start)
+        timer.observe(time.perf_counter() - start)
         structlog.contextvars.clear_contextvars()
     response.headers["X-Request-Id"] = request_id
     return response

@@ -18,6 +18,7 @@ from receiver.service import IntentNotRecorded
 from receiver.web.app import RUNTIME
 
 log = structlog.get_logger(__name__)
+ACCEPTED = WEBHOOKS.labels("accepted")
 
 
 def error(status: int, message: str, **extra: Any) -> web.Response:
@@ -30,8 +31,10 @@ class BodyTooLarge(Exception):
 
 async def read_limited(request: web.Request, limit: int) -> bytes:
     """Read the body, stopping as soon as it exceeds ``limit`` (never read whole)."""
-    if request.content_length is not None and request.content_length > limit:
-        raise BodyTooLarge
+    if request.content_length is not None:
+        if request.content_length > limit:
+            raise BodyTooLarge
+        return await request.read()  # exactly Content-Length bytes, already bounded
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.content.iter_chunked(65536):
@@ -55,6 +58,10 @@ async def webhook(request: web.Request) -> web.Response:
     except BodyTooLarge:
         WEBHOOKS.labels("too_large").inc()
         return error(413, f"payload larger than settings.max_body_bytes ({limit} bytes)")
+    result = rt.service.repeat(body)
+    if result is not None:
+        ACCEPTED.inc()
+        return web.Response(body=result.response_body, content_type="application/json")
     try:
         payload = parse_payload(body)
     except PayloadError as e:
@@ -63,7 +70,7 @@ async def webhook(request: web.Request) -> web.Response:
         return error(400, str(e))
     structlog.contextvars.bind_contextvars(group_key=payload.group_key)
     try:
-        result = await rt.service.handle(payload)
+        result = await rt.service.handle(payload, body)
     except IntentNotRecorded as e:
         WEBHOOKS.labels("intent_not_recorded").inc()
         return error(
@@ -71,14 +78,8 @@ async def webhook(request: web.Request) -> web.Response:
             f"could not record the rollback in the cluster, retry: {e}",
             decisions=[d.summary() for d in e.decisions],
         )
-    WEBHOOKS.labels("accepted").inc()
-    return web.json_response(
-        {
-            "status": "ok",
-            "decisions": [d.summary() for d in result.decisions],
-            "rollbacks": [r.id for r in result.records],
-        }
-    )
+    ACCEPTED.inc()
+    return web.Response(body=result.response_body, content_type="application/json")
 
 
 def admin_denied(request: web.Request) -> web.Response | None:

@@ -185,3 +185,31 @@ async def test_the_decision_is_counted_in_metrics(harness: Harness) -> None:
     text = await (await harness.client.get("/metrics")).text()
     assert 'receiver_webhooks_total{outcome="accepted"}' in text
     assert 'decision="no_rule_matched"' in text
+
+
+async def test_a_byte_identical_repeat_is_decided_afresh_once_the_cluster_changed(harness: Harness) -> None:
+    harness.states.values["finance-service"] = TargetState(
+        canary_replicas=0, stable_replicas=5, stable_ready=5, stable_exists=True
+    )
+    for _ in range(2):
+        status, body = await harness.post(firing_payload())
+        assert status == 200 and body["decisions"][0]["decision"] == "already_rolled_back"
+    # someone scaled the canary back up: the same delivery must now roll back
+    harness.states.values = {"finance-service": TargetState(
+        canary_replicas=1, stable_replicas=4, stable_ready=4, stable_exists=True
+    )}
+    status, body = await harness.post(firing_payload())
+    assert status == 200 and body["decisions"][0]["decision"] == "roll_back"
+    assert len(harness.executor.started) == 1
+
+
+async def test_a_repeat_after_a_config_reload_is_decided_with_the_new_config(
+    harness: Harness, config_file: Callable[..., Path]
+) -> None:
+    harness.states.values["finance-service"] = TargetState(
+        canary_replicas=0, stable_replicas=5, stable_ready=5, stable_exists=True
+    )
+    assert (await harness.post(firing_payload()))[1]["decisions"][0]["decision"] == "already_rolled_back"
+    config_file(config_file().read_text().replace("max_body_bytes: 65536", "max_body_bytes: 65536\n  enabled: false"))
+    assert (await harness.store.reload("test")).ok
+    assert (await harness.post(firing_payload()))[1]["decisions"][0]["decision"] == "disabled"

@@ -1,0 +1,267 @@
+"""`receiver demo`: the whole chain on loopback, live in the terminal, in under a minute.
+
+Starts the Kubernetes simulator seeded with finance-service at week 1 (v1 4 pods, v2 1
+pod), the fake Slack, the receiver with the shipped config.yaml, and Debian's
+Alertmanager when it is installed (else it posts Alertmanager's payload itself). Fires
+the error-rate alert, shows the rollback as it happens, the Slack thread as people would
+read it, then a muted target doing nothing but saying so. Everything it starts, it stops.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import socket
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import yaml
+from rich.console import Console, Group
+from rich.live import Live
+from rich.panel import Panel
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+from receiver import logs
+from receiver.config import Config, load_config
+
+NS = "finance"
+STABLE, CANARY = "finance-service-v1", "finance-service-v2"
+SHIPPED_CONFIG = Path(__file__).resolve().parent.parent / "config.yaml"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, default=None, help="config to start from (default: the shipped config.yaml)")
+    p.add_argument("--no-alertmanager", action="store_true", help="post the payload directly even if Alertmanager is installed")
+    p.add_argument("--ready-delay", type=float, default=1.5, help="seconds a simulated pod takes to become Ready")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _demo_config(base: Config, slack_api: str) -> dict[str, Any]:
+    """The shipped config, pointed at the fake Slack; nothing else changes."""
+    data = base.model_dump(mode="json", exclude_none=True)
+    data["slack"] = {**data.get("slack", {}), "mode": "bot", "api_url": slack_api, "token_env": "SLACK_BOT_TOKEN",
+                     "default_channel": "#rollbacks"}
+    return data
+
+
+def alert_body(name: str, value: str, summary: str) -> dict[str, Any]:
+    return {
+        "labels": {"alertname": name, "service": "finance-service", "severity": "critical", "version": "v2"},
+        "annotations": {"summary": summary, "value": value},
+        "generatorURL": "http://prometheus.example/graph",
+    }
+
+
+def am_payload(alert: dict[str, Any], external_url: str = "http://127.0.0.1:9093") -> dict[str, Any]:
+    """What Alertmanager would post for one firing alert (used when it is not installed)."""
+    fp = secrets.token_hex(8)
+    labels = alert["labels"]
+    return {
+        "receiver": "rollback-receiver", "status": "firing", "version": "4",
+        "alerts": [{**alert, "status": "firing", "startsAt": datetime.now(UTC).isoformat(),
+                    "endsAt": "0001-01-01T00:00:00Z", "fingerprint": fp}],
+        "groupLabels": {"alertname": labels["alertname"], "service": labels["service"]},
+        "commonLabels": labels, "commonAnnotations": alert["annotations"], "externalURL": external_url,
+        "groupKey": f'{{}}:{{alertname="{labels["alertname"]}", service="finance-service"}}', "truncatedAlerts": 0,
+    }
+
+
+@contextlib.asynccontextmanager
+async def alertmanager(tmp: Path, webhook_url: str, token_file: Path) -> AsyncIterator[str]:
+    """Debian's prometheus-alertmanager routing every alert to the receiver, bearer auth."""
+    port = _free_port()
+    cfg = {
+        "route": {"receiver": "rollback-receiver", "group_by": ["alertname", "service"],
+                  "group_wait": "0s", "group_interval": "5s", "repeat_interval": "4h"},
+        "receivers": [{"name": "rollback-receiver", "webhook_configs": [{
+            "url": webhook_url, "send_resolved": True,
+            "http_config": {"authorization": {"type": "Bearer", "credentials_file": str(token_file)}}}]}],
+    }
+    (tmp / "am.yml").write_text(yaml.safe_dump(cfg))
+    url = f"http://127.0.0.1:{port}"
+    proc = await asyncio.create_subprocess_exec(
+        "prometheus-alertmanager", f"--config.file={tmp / 'am.yml'}", f"--storage.path={tmp / 'am-data'}",
+        f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address=", f"--web.external-url={url}/",
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        async with aiohttp.ClientSession() as s:
+            for _ in range(200):  # an external process: bounded wait for its readiness endpoint
+                with contextlib.suppress(aiohttp.ClientError):
+                    async with s.get(f"{url}/-/ready") as r:
+                        if r.status == 200:
+                            break
+                await asyncio.sleep(0.05)
+        yield url
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+            try:
+                await asyncio.wait_for(proc.wait(), 5)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+
+
+def slack_lines(slack: Any, channel: str) -> list[Text]:
+    """The channel as a person would read it: parents with their threads indented."""
+    out: list[Text] = []
+    for msg in slack.messages(channel):
+        out.append(Text(f"● {msg.text}", style="bold"))
+        for reply in slack.thread(channel, msg.ts)[1:]:
+            style = "red" if getattr(reply, "reply_broadcast", False) else "dim"
+            out.append(Text(f"    ↳ {reply.text}", style=style))
+    return out
+
+
+def cluster_view(sim: Any, desired: int) -> Table:
+    canary = sim.get("deployments", NS, CANARY) or {}
+    stable = sim.get("deployments", NS, STABLE) or {}
+    c_spec = canary.get("spec", {}).get("replicas", 0)
+    c_pods = len(sim.list("pods", NS, label_selector="app=finance-service,version=v2"))
+    s_ready = stable.get("status", {}).get("readyReplicas", 0)
+    s_spec = stable.get("spec", {}).get("replicas", 0)
+    t = Table.grid(padding=(0, 2))
+    t.add_row(Text(f"canary {CANARY}", style="magenta"), Text(f"replicas {c_spec}  pods {c_pods}"))
+    t.add_row(Text(f"stable {STABLE}", style="green"),
+              Group(ProgressBar(total=desired, completed=s_ready, width=30), Text(f"{s_ready}/{desired} ready (spec {s_spec})")))
+    return t
+
+
+async def run_demo(args: argparse.Namespace, console: Console) -> int:
+    from receiver.serve import start_receiver
+    from receiver.sim.kube import KubeSim
+    from receiver.sim.slack import FakeSlack
+
+    tmp = Path(tempfile.mkdtemp(prefix="receiver-demo-"))
+    base = load_config(args.config or SHIPPED_CONFIG)
+    target = base.targets[0]
+    sim = KubeSim(ready_delay=args.ready_delay, termination_grace=0.5)
+    sim.load_manifests(KubeSim.default_manifests())
+    slack = FakeSlack(channels={"#rollbacks": "C0ROLLBACKS", **({target.slack_channel: "C0TARGET"} if target.slack_channel else {})})
+    await sim.start()
+    await slack.start()
+    kubeconfig = sim.write_kubeconfig(tmp / "kubeconfig")
+    cfg_path = tmp / "config.yaml"
+    cfg_data = _demo_config(base, slack.api_url)
+    cfg_path.write_text(yaml.safe_dump(cfg_data, sort_keys=False))
+    token = secrets.token_urlsafe(24)
+    (tmp / "token").write_text(token)
+    env = {"RECEIVER_WEBHOOK_TOKEN": token, "SLACK_BOT_TOKEN": slack.token}
+    rx = await start_receiver(cfg_path, "127.0.0.1:0", kubeconfig=kubeconfig, identity="demo-receiver", env=env)
+    channel = target.slack_channel or "#rollbacks"
+    use_am = shutil.which("prometheus-alertmanager") is not None and not args.no_alertmanager
+    try:
+        console.rule("[bold]rollback-receiver demo")
+        console.print(f"Kubernetes simulator at {sim.url} (kubeconfig {kubeconfig}), fake Slack at {slack.api_url}")
+        console.print(f"Receiver at {rx.url} with the shipped config.yaml: target [bold]{target.name}[/], "
+                      f"stable {target.stable}, canary {target.canary}, full count {target.replicas}")
+        console.print("Week 1 of the phased rollout: v1 has 4 pods, v2 has 1 (20 %).\n")
+        async with contextlib.AsyncExitStack() as stack:
+            am_url = await stack.enter_async_context(alertmanager(tmp, f"{rx.url}/webhook", tmp / "token")) if use_am else None
+            async with aiohttp.ClientSession() as http:
+
+                async def fire(alert: dict[str, Any]) -> None:
+                    if am_url:
+                        async with http.post(f"{am_url}/api/v2/alerts", json=[alert]) as r:
+                            r.raise_for_status()
+                    else:
+                        async with http.post(f"{rx.url}/webhook", json=am_payload(alert),
+                                             headers={"Authorization": f"Bearer {token}"}) as r:
+                            console.print(f"  receiver answered {r.status}: {json.dumps(await r.json())[:200]}")
+
+                via = f"the real Alertmanager at {am_url}" if am_url else "a payload shaped like Alertmanager's (not installed)"
+                console.print(f"[bold red]▶ HighErrorRate fires:[/] v2 error rate 7.0 % > 5 %, sent through {via}")
+                t0 = time.monotonic()
+                await fire(alert_body("HighErrorRate", "0.07", "finance-service v2 error rate 7.0 %"))
+                record = await _follow_rollback(console, rx, sim, target.replicas, timeout=40)
+                elapsed = time.monotonic() - t0
+                await slack.wait_for(lambda: any(m.text for m in slack.messages(channel)), timeout=5)
+                await asyncio.sleep(0.3)  # let the last thread replies land before showing them
+                console.print()
+                console.print(Panel(Group(*slack_lines(slack, channel)), title=f"Slack {channel}", border_style="blue"))
+                ok = record is not None and record.phase.value == "succeeded"
+                console.print(Panel(
+                    f"Rollback {'verified' if ok else 'NOT verified'}: {CANARY} at 0, {STABLE} "
+                    f"{target.replicas}/{target.replicas} Ready.\nTime from alert to verified rollback: [bold]{elapsed:.1f} s[/]",
+                    title="summary", border_style="green" if ok else "red"))
+
+                console.rule("[bold]An operator mutes the target for a planned load test")
+                until = (datetime.now(UTC) + timedelta(hours=2)).replace(microsecond=0)
+                for t in cfg_data["targets"]:
+                    t["mute"] = {"reason": "planned load test", "by": "alice", "until": until.isoformat()}
+                cfg_path.write_text(yaml.safe_dump(cfg_data, sort_keys=False))
+                await rx.store.reload("demo")
+                sim.scale_as(NS, CANARY, 1, field_manager="kubectl")  # the rollout resumes: v2 back to 1 pod
+                sim.scale_as(NS, STABLE, 4, field_manager="kubectl")
+                await sim.wait_for(lambda: _ready(sim, CANARY) == 1, timeout=10)
+                before = len(slack.messages(channel))
+                console.print("[bold red]▶ HighLatencyP95 fires:[/] v2 p95 1400 ms > 1000 ms, while muted")
+                await fire(alert_body("HighLatencyP95", "1.4", "finance-service v2 p95 1.4 s"))
+                await slack.wait_for(lambda: len(slack.messages(channel)) > before, timeout=15)
+                canary = (sim.get("deployments", NS, CANARY) or {}).get("spec", {}).get("replicas")
+                console.print(f"  cluster unchanged: {CANARY} still at {canary} replica(s)")
+                console.print(Panel(Group(*slack_lines(slack, channel)[-3:]), title=f"Slack {channel}", border_style="blue"))
+        console.rule("[bold]Against a real cluster")
+        console.print(
+            "  kubectl apply -k deploy/                      # the receiver, its RBAC and config\n"
+            "  add deploy/alertmanager/alertmanager.yml's route and receiver to Alertmanager\n"
+            "  receiver serve --config config.yaml           # or locally: uses $KUBECONFIG like kubectl\n"
+            "  receiver rollback finance-service --config config.yaml --dry-run   # the manual button")
+        return 0 if ok else 1
+    finally:
+        await rx.stop(grace=5)
+        await slack.stop()
+        await sim.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _ready(sim: Any, name: str) -> int:
+    return int(((sim.get("deployments", NS, name) or {}).get("status") or {}).get("readyReplicas", 0))
+
+
+async def _follow_rollback(console: Console, rx: Any, sim: Any, desired: int, timeout: float) -> Any:
+    """Show the cluster live until the rollback record is finished (or timeout)."""
+    seen_steps = 0
+    deadline = time.monotonic() + timeout
+    record = None
+    with Live(cluster_view(sim, desired), console=console, refresh_per_second=10, transient=False) as live:
+        while time.monotonic() < deadline:
+            records = await rx.executor.list_rollbacks()
+            record = max(records, key=lambda r: r.started_at, default=None)
+            if record is not None:
+                for step in record.steps[seen_steps:]:
+                    mark = "✔" if step.ok and not step.warning else ("⚠" if step.warning else "✘")
+                    took = f" ({step.duration_seconds:.2f} s)" if step.duration_seconds is not None else ""
+                    live.console.print(f"  {mark} {step.name}: {step.message}{took}")
+                seen_steps = len(record.steps)
+                if record.phase.finished:
+                    live.update(cluster_view(sim, desired))
+                    break
+            live.update(cluster_view(sim, desired))
+            await asyncio.sleep(0.1)  # screen refresh rate, not a wait for an event
+    return record
+
+
+def run(args: argparse.Namespace) -> int:
+    logs.configure(json=True, level="error")
+    os.environ.setdefault("COLUMNS", "110")
+    console = Console()
+    return asyncio.run(run_demo(args, console))
