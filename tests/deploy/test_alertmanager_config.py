@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.deploy.conftest import DEPLOY, run, tool
+from tests.deploy.helpers import DEPLOY, run, tool
 from tests.e2e.prom import alertmanager_config
 
 AM = DEPLOY / "alertmanager" / "alertmanager.yml"

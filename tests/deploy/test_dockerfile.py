@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.conftest import ROOT, run
+from tests.deploy.helpers import ROOT, run
 
 DOCKERFILE = ROOT / "Dockerfile"
 

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from receiver.config import load_config, parse_config
-from tests.deploy.conftest import DEPLOY, ROOT, run, tool
+from tests.deploy.helpers import DEPLOY, ROOT, run, tool
 
 K8S_VERSION = kubernetes_validate.latest_version()
 Obj = dict[str, Any]

@@ -9,7 +9,7 @@ import yaml
 
 from receiver.config import load_config
 from receiver.core.matchers import matches_all
-from tests.deploy.conftest import DEPLOY, ROOT, run, tool
+from tests.deploy.helpers import DEPLOY, ROOT, run, tool
 from tests.e2e.rules_fast import RULES, fast_rules
 
 PROM = DEPLOY / "prometheus"

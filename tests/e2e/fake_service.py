@@ -208,7 +208,7 @@ async def start_fake_service(
     host: str = "127.0.0.1",
     port: int = 0,
     *,
-    requests_per_second: float = 50.0,
+    requests_per_second: float = 200.0,
     clock: Callable[[], float] = time.monotonic,
 ) -> FakeServiceHandle:
     """Start one fake pod on ``host:port`` (0 = a free port) and return its handle."""

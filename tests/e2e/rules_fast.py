@@ -20,14 +20,18 @@ RULES = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "rules.y
 _RANGE = re.compile(r"\[\s*\d+(?:ms|[smhdwy])\s*\]")
 
 
-def fast_rules(src: Path, dst: Path, *, window: str = "5s") -> Path:
-    """Write the fast variant of ``src`` (usually RULES) to ``dst`` and return ``dst``."""
+def fast_rules(src: Path, dst: Path, *, window: str = "5s", hold: str = "0s") -> Path:
+    """Write the fast variant of ``src`` (usually RULES) to ``dst`` and return ``dst``.
+
+    ``hold`` replaces every ``for:``; setting it to ``window`` makes an alert fire only
+    once its window is full of the new behaviour, so its value is the steady one.
+    """
     doc: dict[str, Any] = yaml.safe_load(src.read_text(encoding="utf-8"))
     for group in doc["groups"]:
         group["interval"] = "1s"
         for rule in group["rules"]:
             rule["expr"] = _RANGE.sub(f"[{window}]", rule["expr"])
             if "for" in rule:
-                rule["for"] = "0s"
+                rule["for"] = hold
     dst.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
     return dst
