@@ -233,3 +233,25 @@ def test_the_role_grants_nothing_beyond_the_executors_needs() -> None:
             # The API server ignores resourceNames for create and most list/watch calls:
             # a rule that relied on it there would grant more than it appears to.
             assert not {"create", "list", "watch", "deletecollection"} & set(rule["verbs"]), rule
+
+
+def test_the_simulator_reads_the_role_as_kube_apiserver_would() -> None:
+    """The executor's RBAC test enforces deploy/rbac.yaml through AccessRule.from_role."""
+    auth = pytest.importorskip("receiver.sim.kube.auth")
+    rules = auth.AccessRule.from_role(one("Role", rbac()))
+
+    def can(verb: str, group: str, resource: str, sub: str = "", name: str = "",
+            namespace: str = "finance") -> bool:
+        return bool(auth.allowed(rules, verb, group, resource, sub, namespace, name))
+
+    assert can("patch", "apps", "deployments", "scale", "finance-service-v2")
+    assert can("get", "apps", "deployments", "scale", "finance-service-v1")
+    assert can("patch", "apps", "deployments", "", "finance-service-v1")
+    assert can("watch", "apps", "deployments")
+    assert can("list", "", "pods")
+    assert can("create", "events.k8s.io", "events")
+    assert can("update", "coordination.k8s.io", "leases", "", "finance-service")
+    assert not can("patch", "apps", "deployments", "scale", "payments-v2")
+    assert not can("patch", "apps", "deployments", "scale", "finance-service-v2", namespace="default")
+    assert not can("delete", "apps", "deployments", "", "finance-service-v2")
+    assert not can("get", "", "secrets", "", "anything")
