@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import os
 import signal
 import socket
@@ -160,6 +161,7 @@ async def _serve(args: argparse.Namespace) -> int:
         log.error("cannot start", error=str(e))
         return 2
     install_sighup(rx.store)
+    gc.freeze()  # start-up objects live forever: keep them out of every later collection
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -7,6 +7,9 @@ kept for the one case a retry helps: the rollback's intent could not be recorded
 
 from __future__ import annotations
 
+import contextlib
+import gc
+from collections.abc import Iterator
 from typing import Any
 
 import structlog
@@ -27,6 +30,24 @@ def error(status: int, message: str, **extra: Any) -> web.Response:
 
 class BodyTooLarge(Exception):
     pass
+
+
+#: Above this, validation allocates enough objects (10,000 alerts: ~10^5) that the cyclic
+#: GC's generation-0 passes cost a third of the time; nothing cyclic is created, so pause it.
+LARGE_BODY = 256 * 1024
+
+
+@contextlib.contextmanager
+def gc_paused(pause: bool) -> Iterator[None]:
+    """Pause the cyclic garbage collector for one synchronous block (no awaits inside)."""
+    if not pause or not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 async def read_limited(request: web.Request, limit: int) -> bytes:
@@ -63,7 +84,8 @@ async def webhook(request: web.Request) -> web.Response:
         ACCEPTED.inc()
         return web.Response(body=result.response_body, content_type="application/json")
     try:
-        payload = parse_payload(body)
+        with gc_paused(len(body) > LARGE_BODY):
+            payload = parse_payload(body)
     except PayloadError as e:
         WEBHOOKS.labels("invalid").inc()
         log.warning("webhook rejected: invalid payload", error=str(e))
