@@ -1,0 +1,148 @@
+"""metadata.managedFields bookkeeping, close enough to server-side field management
+that a client can tell who last set spec.replicas (and through which subresource).
+
+Fields are tracked at leaf level; lists are atomic (one owner for the whole list),
+which is coarser than the real structured-merge-diff but answers "who owns what".
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import clock
+
+Path = tuple[str, ...]
+
+# Metadata the server owns itself; never attributed to a manager.
+SYSTEM_META = {
+    "name", "namespace", "uid", "resourceVersion", "generation", "creationTimestamp",
+    "deletionTimestamp", "deletionGracePeriodSeconds", "managedFields", "selfLink",
+    "generateName",
+}
+
+
+def leaf_paths(obj: Any, prefix: Path = ()) -> set[Path]:
+    if isinstance(obj, dict) and obj:
+        out: set[Path] = set()
+        for k, v in obj.items():
+            out |= leaf_paths(v, (*prefix, k))
+        return out
+    return {prefix} if prefix else set()
+
+
+def _interesting(obj: dict[str, Any], subresource: str) -> dict[str, Any]:
+    if subresource == "status":
+        return {"status": obj.get("status")} if obj.get("status") else {}
+    if subresource == "scale":
+        replicas = (obj.get("spec") or {}).get("replicas")
+        return {"spec": {"replicas": replicas}} if replicas is not None else {}
+    out = {k: v for k, v in obj.items() if k not in ("status", "metadata", "kind", "apiVersion")}
+    meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k not in SYSTEM_META}
+    if meta:
+        out["metadata"] = meta
+    return out
+
+
+def changed_paths(old: dict[str, Any] | None, new: dict[str, Any], subresource: str) -> set[Path]:
+    new_i = leaf_paths(_interesting(new, subresource))
+    if old is None:
+        return new_i
+    old_flat = _flatten(_interesting(old, subresource))
+    new_flat = _flatten(_interesting(new, subresource))
+    return {p for p in new_i if old_flat.get(p, _MISSING) != new_flat[p]}
+
+
+_MISSING = object()
+
+
+def _flatten(obj: Any, prefix: Path = ()) -> dict[Path, Any]:
+    if isinstance(obj, dict) and obj:
+        out: dict[Path, Any] = {}
+        for k, v in obj.items():
+            out.update(_flatten(v, (*prefix, k)))
+        return out
+    return {prefix: obj} if prefix else {}
+
+
+def to_fields_v1(paths: set[Path]) -> dict[str, Any]:
+    root: dict[str, Any] = {}
+    for p in sorted(paths):
+        node = root
+        for part in p:
+            node = node.setdefault(f"f:{part}", {})
+    return root
+
+
+def from_fields_v1(fields: dict[str, Any], prefix: Path = ()) -> set[Path]:
+    out: set[Path] = set()
+    for k, v in fields.items():
+        if not k.startswith("f:"):
+            continue
+        p = (*prefix, k[2:])
+        if v:
+            out |= from_fields_v1(v, p)
+        else:
+            out.add(p)
+    return out
+
+
+def record(
+    obj: dict[str, Any],
+    old: dict[str, Any] | None,
+    *,
+    manager: str,
+    operation: str,
+    api_version: str,
+    subresource: str = "",
+) -> None:
+    """Give `manager` the fields this write changed, taking them from other managers."""
+    meta = obj.setdefault("metadata", {})
+    entries: list[dict[str, Any]] = [dict(e) for e in ((old or {}).get("metadata", {}).get("managedFields") or [])]
+    paths = changed_paths(old, obj, subresource)
+    if not paths:
+        if entries:
+            meta["managedFields"] = entries
+        else:
+            meta.pop("managedFields", None)
+        return
+    kept: list[dict[str, Any]] = []
+    mine: dict[str, Any] | None = None
+    for e in entries:
+        owned = from_fields_v1(e.get("fieldsV1") or {})
+        same = (
+            e.get("manager") == manager
+            and e.get("operation") == operation
+            and e.get("subresource", "") == subresource
+        )
+        if same:
+            mine = e
+            paths |= owned
+            continue
+        rest = {p for p in owned if not any(p[: len(q)] == q or q[: len(p)] == p for q in paths)}
+        if rest:
+            e["fieldsV1"] = to_fields_v1(rest)
+            kept.append(e)
+    entry: dict[str, Any] = {
+        "manager": manager,
+        "operation": operation,
+        "apiVersion": api_version,
+        "time": clock.rfc3339(),
+        "fieldsType": "FieldsV1",
+        "fieldsV1": to_fields_v1(paths),
+    }
+    if subresource:
+        entry["subresource"] = subresource
+    if mine is not None:
+        idx = entries.index(mine)
+        kept.insert(min(idx, len(kept)), entry)
+    else:
+        kept.append(entry)
+    meta["managedFields"] = kept
+
+
+def manager_from_user_agent(user_agent: str | None) -> str:
+    """The server's default fieldManager: the User-Agent up to the first '/'."""
+    ua = (user_agent or "").strip()
+    if not ua:
+        return "unknown"
+    return ua.split("/", 1)[0][:128]
