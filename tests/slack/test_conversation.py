@@ -12,6 +12,7 @@ from receiver.sim.slack import FakeSlack
 from tests.fixtures.slack import (
     TOKEN,
     BotFactory,
+    LogWatch,
     alert,
     decision,
     failed_rollback,
@@ -32,14 +33,14 @@ async def play(notifier: Any, calls: list[tuple[RollbackRecord, Step | None]]) -
 
 
 async def test_a_rollback_is_one_parent_updated_in_place_with_its_timeline_in_the_thread(
-    fake_slack: FakeSlack, bot: BotFactory, no_leaked_token: list[dict[str, Any]]
+    fake_slack: FakeSlack, slack_bot: BotFactory, log_watch: LogWatch
 ) -> None:
     threads: list[tuple[str, str, str]] = []
 
     async def on_thread(rollback_id: str, channel: str, ts: str) -> None:
         threads.append((rollback_id, channel, ts))
 
-    n = await bot(on_thread=on_thread)
+    n = await slack_bot(on_thread=on_thread)
     calls = successful_rollback()
     await play(n, calls)
 
@@ -59,9 +60,9 @@ async def test_a_rollback_is_one_parent_updated_in_place_with_its_timeline_in_th
 
 
 async def test_a_failure_is_broadcast_to_the_channel_with_the_on_call_mention(
-    fake_slack: FakeSlack, bot: BotFactory
+    fake_slack: FakeSlack, slack_bot: BotFactory
 ) -> None:
-    n = await bot()
+    n = await slack_bot()
     await play(n, failed_rollback())
 
     parent, broadcast = fake_slack.messages("#finance-alerts")
@@ -75,15 +76,15 @@ async def test_a_failure_is_broadcast_to_the_channel_with_the_on_call_mention(
 
 
 async def test_a_rollback_resumed_after_a_restart_continues_the_same_message_and_thread(
-    fake_slack: FakeSlack, bot: BotFactory
+    fake_slack: FakeSlack, slack_bot: BotFactory
 ) -> None:
     calls = successful_rollback()
-    first = await bot()
+    first = await slack_bot()
     await play(first, calls[:3])
     [parent] = fake_slack.messages("#finance-alerts")
     await first.close(1.0)
 
-    second = await bot()  # a new receiver: the record carries the thread, from the Lease
+    second = await slack_bot()  # a new receiver: the record carries the thread, from the Lease
     resumed = [(replace(rec, slack_channel=parent.channel, slack_ts=parent.ts), st) for rec, st in calls[3:]]
     await play(second, resumed)
 
@@ -93,15 +94,19 @@ async def test_a_rollback_resumed_after_a_restart_continues_the_same_message_and
     assert replies == ["order", "scale-canary", "scale-stable", "verify"]
 
 
-async def test_targets_without_a_channel_post_to_the_default_channel(fake_slack: FakeSlack, bot: BotFactory) -> None:
-    n = await bot()
+async def test_targets_without_a_channel_post_to_the_default_channel(
+    fake_slack: FakeSlack, slack_bot: BotFactory
+) -> None:
+    n = await slack_bot()
     rec = record(target="payments", stable="payments-v1", canary="payments-v2", replicas=3)
     await play(n, [(rec, None)])
     assert [m.text.split(":")[0] for m in fake_slack.messages("#rollbacks")] == ["⏪ Rolling back payments"]
 
 
-async def test_muted_and_dry_run_decisions_post_a_short_note(fake_slack: FakeSlack, bot: BotFactory) -> None:
-    n = await bot()
+async def test_muted_and_dry_run_decisions_post_a_short_note(
+    fake_slack: FakeSlack, slack_bot: BotFactory
+) -> None:
+    n = await slack_bot()
     n.decision(decision(DecisionKind.MUTED, "muted: deploy freeze", muted_by="alice"), FINANCE)
     n.decision(decision(DecisionKind.DRY_RUN, "dry run"), FINANCE)
     n.decision(decision(DecisionKind.ALREADY_ROLLED_BACK, "already on stable"), FINANCE)
@@ -112,8 +117,10 @@ async def test_muted_and_dry_run_decisions_post_a_short_note(fake_slack: FakeSla
     assert dry.text.startswith("Dry run: would have rolled back finance-service")
 
 
-async def test_a_resolved_alert_is_followed_up_in_the_rollback_thread(fake_slack: FakeSlack, bot: BotFactory) -> None:
-    n = await bot()
+async def test_a_resolved_alert_is_followed_up_in_the_rollback_thread(
+    fake_slack: FakeSlack, slack_bot: BotFactory
+) -> None:
+    n = await slack_bot()
     calls = successful_rollback()
     await play(n, calls)
     final = calls[-1][0]
@@ -131,9 +138,9 @@ async def test_a_resolved_alert_is_followed_up_in_the_rollback_thread(fake_slack
 
 
 async def test_a_manual_rollback_gets_the_same_conversation_naming_who_ran_it(
-    fake_slack: FakeSlack, bot: BotFactory
+    fake_slack: FakeSlack, slack_bot: BotFactory
 ) -> None:
-    n = await bot()
+    n = await slack_bot()
     manual = record(trigger="manual", requested_by="alice", reason="bad deploy", rule=None, alertname=None,
                     value=None, threshold=None)
     await play(n, successful_rollback(manual))

@@ -114,8 +114,9 @@ def test_a_manual_rollback_says_who_requested_it() -> None:
 
 def test_the_resolved_follow_up_says_how_long_after_the_rollback() -> None:
     rec = successful_rollback()[-1][0]
+    assert rec.finished_at is not None
     resolved = decision(DecisionKind.RESOLVED, "resolved",
-                        alerts=(alert("resolved", ends=rec.finished_at + timedelta(minutes=3)),))  # type: ignore[operator]
+                        alerts=(alert("resolved", ends=rec.finished_at + timedelta(minutes=3)),))
     msg = messages.resolved_followup(resolved, rec)
     assert msg is not None
     assert msg.text == "HighErrorRate resolved 3 min after the rollback"
@@ -179,7 +180,7 @@ def test_hostile_alert_text_cannot_ping_the_channel_or_forge_a_link() -> None:
                 assert token.startswith(("<!date^", "<https://", "<http://alertmanager", "<http://prometheus",
                                          "<http://evil.example%7C"))
         assert "&lt;!channel&gt;" in str(msg.payload())
-    assert "<http://evil.example%7CRunbook|Source graph>" in str(rendered[0].payload())
+    assert "<http://evil.example%7CRunbook|Source graph>" in str(messages.parent(rec, FINANCE).payload())
 
 
 def test_only_http_links_are_rendered() -> None:

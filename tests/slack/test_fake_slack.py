@@ -1,0 +1,93 @@
+"""The fake Slack answers like Slack: shapes, error codes and limits, seen through slack-sdk."""
+
+from __future__ import annotations
+
+import aiohttp
+import pytest
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from receiver.sim.slack import FakeSlack
+from tests.fixtures.slack import TOKEN
+
+
+def client(fake: FakeSlack, token: str = TOKEN) -> AsyncWebClient:
+    return AsyncWebClient(token=token, base_url=fake.api_url, retry_handlers=[])
+
+
+async def slack_error(coro: object) -> str:
+    with pytest.raises(SlackApiError) as info:
+        await coro  # type: ignore[misc]
+    return str(info.value.response["error"])
+
+
+async def test_post_message_answers_with_the_channel_id_and_ts_that_chat_update_needs(fake_slack: FakeSlack) -> None:
+    c = client(fake_slack)
+    posted = await c.chat_postMessage(channel="#rollbacks", text="hello")
+    assert posted["channel"] == "C0ROLLBACK" and posted["message"]["text"] == "hello"
+    updated = await c.chat_update(channel=posted["channel"], ts=posted["ts"], text="edited")
+    assert updated["ts"] == posted["ts"]
+    assert await slack_error(c.chat_update(channel="#rollbacks", ts=posted["ts"], text="x")) == "channel_not_found"
+    assert await slack_error(c.chat_update(channel="C0ROLLBACK", ts="1.000000", text="x")) == "message_not_found"
+    [msg] = fake_slack.messages("C0ROLLBACK")
+    assert msg.text == "edited" and msg.updates == [{"text": "edited", "blocks": []}]
+
+
+async def test_slack_errors_come_as_ok_false(fake_slack: FakeSlack) -> None:
+    assert await slack_error(client(fake_slack, "xoxb-nope").auth_test()) == "invalid_auth"
+    c = client(fake_slack)
+    assert await slack_error(c.chat_postMessage(channel="#random", text="x")) == "channel_not_found"
+    with pytest.warns(UserWarning, match="text"):  # slack-sdk warns too: the fallback text matters
+        assert await slack_error(c.chat_postMessage(channel="#rollbacks", text="")) == "no_text"
+    assert await slack_error(c.chat_postMessage(channel="#rollbacks", text="x", thread_ts="9.9")) == "thread_not_found"
+    too_many = [{"type": "divider"}] * 51
+    assert await slack_error(c.chat_postMessage(channel="#rollbacks", text="x", blocks=too_many)) == "invalid_blocks"
+    long_header = [{"type": "header", "text": {"type": "plain_text", "text": "h" * 151}}]
+    assert await slack_error(c.chat_postMessage(channel="#rollbacks", text="x", blocks=long_header)) == "invalid_blocks"
+    assert fake_slack.messages("#rollbacks") == []
+
+
+async def test_scripted_faults_apply_to_the_next_calls_only(fake_slack: FakeSlack) -> None:
+    c = client(fake_slack)
+    fake_slack.fail_next("*", status=429, retry_after=7, times=2)
+    for _ in range(2):
+        with pytest.raises(SlackApiError) as info:
+            await c.chat_postMessage(channel="#rollbacks", text="x")
+        assert info.value.response.status_code == 429
+        assert info.value.response.headers["Retry-After"] == "7"
+    fake_slack.fail_next("chat.postMessage", error="is_archived")
+    assert await slack_error(c.chat_postMessage(channel="#rollbacks", text="x")) == "is_archived"
+    await c.chat_postMessage(channel="#rollbacks", text="through")
+    assert [r.outcome for r in fake_slack.requests] == ["429", "429", "is_archived", "ok"]
+
+
+async def test_the_read_only_view_shows_every_conversation_with_its_thread(fake_slack: FakeSlack) -> None:
+    c = client(fake_slack)
+    parent = await c.chat_postMessage(channel="#rollbacks", text="parent")
+    await c.chat_postMessage(channel="C0ROLLBACK", text="reply", thread_ts=parent["ts"])
+    await c.chat_postMessage(channel="C0ROLLBACK", text="loud", thread_ts=parent["ts"], reply_broadcast=True)
+    async with aiohttp.ClientSession() as s, s.get(f"{fake_slack.url}/_sim/messages") as resp:
+        view = await resp.json()
+    msgs = view["channels"]["#rollbacks"]["messages"]
+    assert [m["text"] for m in msgs] == ["parent", "loud"]
+    assert [r["text"] for r in msgs[0]["replies"]] == ["reply", "loud"]
+    assert TOKEN not in str(view)
+
+
+async def test_wait_for_wakes_on_a_change_and_explains_a_timeout(fake_slack: FakeSlack) -> None:
+    c = client(fake_slack)
+    with pytest.raises(TimeoutError, match=r"condition not met within 0\.05 s"):
+        await fake_slack.wait_for(lambda: fake_slack.messages("#rollbacks"), timeout=0.05)
+    await c.chat_postMessage(channel="#rollbacks", text="now")
+    [msg] = await fake_slack.wait_for(lambda: fake_slack.messages("#rollbacks"))
+    assert msg.text == "now"
+
+
+async def test_unknown_channels_can_be_created_on_first_use_for_the_demo() -> None:
+    fake = FakeSlack(TOKEN, auto_create_channels=True)
+    await fake.start()
+    try:
+        posted = await client(fake).chat_postMessage(channel="#finance-alerts", text="x")
+        assert fake.messages("#finance-alerts")[0].ts == posted["ts"]
+    finally:
+        await fake.stop()
