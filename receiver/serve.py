@@ -124,7 +124,7 @@ async def start_receiver(
         notifier.rollback_changed(record, step)
 
     executor = Executor(api, lambda: store.config, identity, on_change=on_change)
-    notifier = make_notifier(store.config.slack, env, on_thread=executor.set_slack_thread)
+    notifier = make_notifier(store.config.slack, env, on_thread=executor.set_slack_thread, config=lambda: store.config)
     service = Service(lambda: store.config, watcher, executor, notifier)
     holder["service"] = service
     await notifier.start()
