@@ -136,6 +136,7 @@ class Executor:
         self._tasks: dict[str, asyncio.Task[RollbackRecord]] = {}
         self._slots = _Slots(lambda: self.config_provider().settings.max_concurrent_rollbacks)
         self._closing = False
+        self._resumed: set[str] = set()  # ids taken over from a dead (or earlier) holder
 
     # -- claiming -------------------------------------------------------------------------
 
@@ -164,6 +165,7 @@ class Executor:
                 log.warning("lease_record_unreadable", lease=name, error=str(e))
                 current = None
             if current is not None and not current.phase.finished and not current.dry_run:
+                self._resumed.add(current.id)
                 return current  # a dead holder's rollback: continue it, same id and thread
             return None if resume_only else fresh()
 
@@ -223,9 +225,13 @@ class Executor:
     async def _run(self, record: RollbackRecord) -> RollbackRecord:
         target = self._target(record.target)
         held = self._held.get(target.name) if not record.dry_run else None
+        if held is not None and held.record.id == record.id:
+            record = held.record  # may carry what was added since the claim (Slack thread)
         run = Run(kube=self.kube, watches=self.watches, config=self.config_provider(),
                   target=target, record=record, held=held, identity=self.identity,
-                  on_change=self.on_change, clock=self.clock)
+                  on_change=self.on_change, clock=self.clock,
+                  resumed=record.id in self._resumed)
+        self._resumed.discard(record.id)
         self._runs[record.id] = run
         ROLLBACKS_RUNNING.inc()
         if not record.steps:
@@ -236,7 +242,7 @@ class Executor:
                 rollback_id=record.id, target=target.name, fingerprints=list(record.fingerprints)
             ):
                 def waiting(running: int, limit: int) -> None:
-                    run.phase(Phase.WAITING)
+                    run.record = replace(run.record, phase=Phase.WAITING)
                     run.step("waiting", f"waiting for a free slot: {running} rollbacks running, "
                              f"limit {limit}", warning=True)
 
@@ -271,6 +277,11 @@ class Executor:
                 run.held.update(run.record)
                 await run.held.flush()
             return
+        for held in self._held.values():
+            if held.record.id == rollback_id:  # claimed here, not started yet
+                held.update(replace(held.record, slack_channel=channel, slack_ts=ts))
+                await held.flush()
+                return
         config = self.config_provider()
         for target in config.targets:
             ns, name = lease_namespace(config, target), lease_name(target)
@@ -322,8 +333,13 @@ class Executor:
             out[rid] = run.record  # fresher than the last coalesced write
         return sorted(out.values(), key=lambda r: r.started_at, reverse=True)
 
-    def running(self) -> list[RollbackRecord]:
-        """Rollbacks running in this process."""
+    @property
+    def running(self) -> int:
+        """How many rollbacks run in this process (waiting ones included)."""
+        return len(self._runs)
+
+    def running_records(self) -> list[RollbackRecord]:
+        """Rollbacks running in this process, as they are now."""
         return [run.record for run in self._runs.values()]
 
     async def close(self, timeout: float) -> None:  # noqa: ASYNC109 (interface)

@@ -46,16 +46,14 @@ def _ready(d: Obj | None) -> int:
     return int(((d or {}).get("status") or {}).get("readyReplicas") or 0)
 
 
-def _replicas_manager(d: Obj, after: datetime | None) -> tuple[str, datetime | None] | None:
-    """Who last set spec.replicas (managedFields), other than us, newest first."""
+def _replicas_manager(d: Obj) -> tuple[str, datetime | None] | None:
+    """Who owns spec.replicas now (managedFields), other than us; the newest entry wins."""
     best: tuple[str, datetime | None] | None = None
     for entry in (d.get("metadata") or {}).get("managedFields") or []:
         fields = (entry.get("fieldsV1") or {}).get("f:spec") or {}
         if "f:replicas" not in fields or entry.get("manager") == FIELD_MANAGER:
             continue
         when = parse_time(entry.get("time"))
-        if after is not None and when is not None and when < after:
-            continue
         if best is None or (when and (best[1] is None or when > best[1])):
             best = (str(entry.get("manager") or "unknown"), when)
     return best
@@ -76,7 +74,9 @@ class Run:
         identity: str,
         on_change: OnChange,
         clock: Callable[[], datetime],
+        resumed: bool = False,
     ) -> None:
+        self.resumed = resumed
         self.kube = kube
         self.watches = watches
         self.config = config
@@ -131,7 +131,7 @@ class Run:
         """Run to SUCCEEDED or FAILED; LeaseLost and cancellation propagate."""
         watch_task: asyncio.Task[tuple[Any, Any]] | None = None
         try:
-            if self.record.steps and not self.record.dry_run:
+            if self.resumed:
                 self.step("resume", f"resumed by {self.identity} from phase "
                           f"{self.record.phase.value}, continuing from the cluster's state",
                           warning=True)
@@ -232,7 +232,7 @@ class Run:
                     None)
         if prev is None or prev.finished_at is None:
             return
-        found = _replicas_manager(canary, prev.finished_at)
+        found = _replicas_manager(canary)
         manager = found[0] if found else "unknown"
         when = f" at {found[1].isoformat()}" if found and found[1] else ""
         FIGHTS.labels(self.target.name, manager).inc()
