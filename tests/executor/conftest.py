@@ -3,7 +3,6 @@ are closed after each test, decisions as the webhook layer would make them."""
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -76,31 +75,3 @@ async def make_executor(kube_api: ApiClient) -> AsyncIterator[MakeExecutor]:
     for ex in made:
         await ex.close(timeout=1)
 
-
-# Until tests/fixtures/kube.py lands: the same fixtures, defined here.
-if importlib.util.find_spec("tests.fixtures.kube") is None:  # pragma: no cover
-
-    @pytest.fixture
-    async def kube_sim() -> AsyncIterator[Any]:
-        from receiver.sim.kube import KubeSim
-
-        sim = KubeSim(ready_delay=0.02, termination_grace=0.02)
-        sim.load_manifests(KubeSim.default_manifests())
-        await sim.start()
-        await sim.wait_for(lambda: (sim.get("deployments", NS, STABLE) or {}).get(
-            "status", {}).get("readyReplicas") == 4, 10)
-        sim.requests.clear()
-        yield sim
-        await sim.stop()
-
-    @pytest.fixture
-    def kubeconfig_path(kube_sim: Any, tmp_path: Any) -> Any:
-        return kube_sim.write_kubeconfig(tmp_path / "kubeconfig")
-
-    @pytest.fixture
-    async def kube_api(kubeconfig_path: Any) -> AsyncIterator[ApiClient]:
-        from receiver.kube import new_api_client
-
-        api = await new_api_client(kubeconfig_path)
-        yield api
-        await api.close()
