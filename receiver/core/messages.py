@@ -354,6 +354,8 @@ def failure_broadcast(record: RollbackRecord, mention: str = "", target: Target 
 
 
 def _decision_alertname(decision: Decision) -> str | None:
+    if decision.alertname:
+        return decision.alertname
     names = sorted({a.alertname for a in decision.alerts if a.alertname})
     return ", ".join(names) if names else None
 
@@ -361,7 +363,7 @@ def _decision_alertname(decision: Decision) -> str | None:
 def describe_decision_why(decision: Decision) -> str:
     """Plain text: "HighErrorRate 7.2 % > 5 % (rule error-rate)", else the decision's reason."""
     subject = _decision_alertname(decision) or decision.rule or "alert"
-    unit = decision.details.get("unit", "none")
+    unit = decision.unit if decision.unit != "none" else decision.details.get("unit", "none")
     if decision.value is not None and decision.threshold is not None:
         text = f"{subject} {format_value(decision.value, unit)} > {format_value(decision.threshold, unit)}"
     elif decision.value is not None:
@@ -381,7 +383,7 @@ def _would(target: Target) -> str:
 
 
 def _decision_links(decision: Decision, target: Target) -> str:
-    gen = next((a.generator_url for a in decision.alerts if a.generator_url), None)
+    gen = decision.generator_url or next((a.generator_url for a in decision.alerts if a.generator_url), None)
     items = [
         _am_link(decision.external_url, _decision_alertname(decision)),
         link(gen, "Source graph"),
@@ -397,25 +399,30 @@ def muted_until(decision: Decision) -> str:
     return f"until {slack_time(decision.muted_until, '{date_short_pretty} {time}')}"
 
 
-def decision_message(decision: Decision, target: Target, mention: str = "") -> SlackMessage | None:
+def decision_message(
+    decision: Decision, target: Target, mention: str = "", mute_reason: str | None = None
+) -> SlackMessage | None:
     """Muted, dry-run, disabled and halted decisions as a short note; None for the rest.
 
     Roll-backs are told through their record (parent and thread); repeats, already
     rolled back and no-rule-matched say nothing; resolved goes to resolved_followup.
+    ``mute_reason`` defaults to the target's own mute when it is the one that applied.
     """
     why = esc(describe_decision_why(decision))
     reason = esc(decision.reason)
     links = _decision_links(decision, target)
     kind = decision.kind
     if kind is DecisionKind.MUTED:
+        if mute_reason is None and target.mute is not None and target.mute.by == decision.muted_by:
+            mute_reason = target.mute.reason
         who = esc(decision.muted_by or "an operator")
         until = muted_until(decision)
         plain_until = decision.muted_until.strftime("%Y-%m-%d %H:%M UTC") if decision.muted_until else "unmuted"
+        because = f": {esc(mute_reason)}" if mute_reason else ""
         body = (f":no_bell: *Muted:* {_would(target)}.\n*Why:* {why}\n"
-                f"*Muted by* {who} {until}. {reason}")
-        text = (f"Muted: would have rolled back {target.name} ({why}); muted by {who} until "
-                f"{plain_until}")
-        return message(text, section(body), context(links))
+                f"*Muted by* {who} {until}{because}")
+        text = f"Muted: would have rolled back {target.name} ({why}); muted by {who} until {plain_until}{because}"
+        return message(text, section(body), context(links, reason))
     if kind is DecisionKind.DRY_RUN:
         body = f":test_tube: *Dry run:* {_would(target)}.\n*Why:* {why}\n{reason}"
         text = f"Dry run: would have rolled back {target.name} ({why})"

@@ -9,6 +9,7 @@ tried again with the next change.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -155,6 +156,7 @@ class SlackBotNotifier(QueuedNotifier):
         )
         self._threads: OrderedDict[str, _Thread] = OrderedDict()
         self._by_target: dict[str, str] = {}  # target -> latest rollback id
+        self._side_tasks: set[asyncio.Task[None]] = set()
 
     # --- the one place that talks to Slack -----------------------------------------
 
@@ -226,6 +228,8 @@ class SlackBotNotifier(QueuedNotifier):
         log.info("slack bot ready", team=resp.get("team"), user=resp.get("user"), api_url=self._settings.api_url)
 
     async def aclose(self) -> None:
+        if self._side_tasks:
+            await asyncio.wait(self._side_tasks, timeout=2.0)
         if self.client.session is not None:
             await self.client.session.close()
 
@@ -306,12 +310,18 @@ class SlackBotNotifier(QueuedNotifier):
         th.last_parent = msg.payload()
         bound.info("slack thread started", channel=th.channel, ts=th.ts)
         if self._on_thread is not None:
-            try:
-                await self._on_thread(rec.id, th.channel, th.ts)
-            except Exception:
-                bound.exception("could not store the slack thread with the rollback (a restart will "
-                                "post a new parent)")
+            # In the background: storing it writes the Lease, which must not stall Slack delivery.
+            task = asyncio.create_task(self._store_thread(rec.id, th.channel, th.ts, bound))
+            self._side_tasks.add(task)
+            task.add_done_callback(self._side_tasks.discard)
         return True
+
+    async def _store_thread(self, rollback_id: str, channel: str, ts: str, bound: Any) -> None:
+        assert self._on_thread is not None
+        try:
+            await self._on_thread(rollback_id, channel, ts)
+        except Exception:
+            bound.exception("could not store the slack thread with the rollback (a restart will post a new parent)")
 
     async def _update_parent(self, th: _Thread, rec: RollbackRecord, target: Target | None, bound: Any) -> None:
         msg = messages.parent(rec, target)
@@ -329,7 +339,7 @@ class SlackBotNotifier(QueuedNotifier):
         if d.kind is DecisionKind.RESOLVED:
             await self._resolved(ev, bound)
             return
-        msg = messages.decision_message(d, target, self.slack_settings().oncall_mention)
+        msg = messages.decision_message(d, target, self.slack_settings().oncall_mention, self.mute_reason(ev))
         if msg is not None:
             await self.post(bound, self.channel_for(target), msg, d.kind.value)
 

@@ -6,6 +6,7 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
+from receiver.config import Mute
 from receiver.core.decisions import DecisionKind
 from receiver.core.rollback import RollbackRecord, Step
 from receiver.sim.slack import FakeSlack
@@ -107,13 +108,15 @@ async def test_muted_and_dry_run_decisions_post_a_short_note(
     fake_slack: FakeSlack, slack_bot: BotFactory
 ) -> None:
     n = await slack_bot()
-    n.decision(decision(DecisionKind.MUTED, "muted: deploy freeze", muted_by="alice"), FINANCE)
+    muted_target = FINANCE.model_copy(update={"mute": Mute(reason="planned load test", by="alice")})
+    n.decision(decision(DecisionKind.MUTED, "finance-service muted by alice (planned load test): ...",
+                        muted_by="alice"), muted_target)
     n.decision(decision(DecisionKind.DRY_RUN, "dry run"), FINANCE)
     n.decision(decision(DecisionKind.ALREADY_ROLLED_BACK, "already on stable"), FINANCE)
     await n.drained()
     muted, dry = fake_slack.messages("#finance-alerts")
     assert muted.text.startswith("Muted: would have rolled back finance-service")
-    assert "muted by alice until unmuted" in muted.text
+    assert "muted by alice until unmuted: planned load test" in muted.text
     assert dry.text.startswith("Dry run: would have rolled back finance-service")
 
 

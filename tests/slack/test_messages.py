@@ -165,10 +165,10 @@ def test_hostile_alert_text_cannot_ping_the_channel_or_forge_a_link() -> None:
         messages.parent(rec, FINANCE),
         messages.step_reply(rec, hostile_step),
         messages.failure_broadcast(rec, "", FINANCE),
-        messages.decision_message(decision(DecisionKind.MUTED, HOSTILE, muted_by=HOSTILE,
-                                           alerts=(alert(alertname=HOSTILE),)), FINANCE),
-        messages.resolved_followup(decision(DecisionKind.RESOLVED, alerts=(alert("resolved", alertname=HOSTILE),)),
-                                   rec),
+        messages.decision_message(decision(DecisionKind.MUTED, HOSTILE, muted_by=HOSTILE, alertname=HOSTILE,
+                                           alerts=(alert(alertname=HOSTILE),)), FINANCE, mute_reason=HOSTILE),
+        messages.resolved_followup(decision(DecisionKind.RESOLVED, alertname=HOSTILE,
+                                            alerts=(alert("resolved", alertname=HOSTILE),)), rec),
     ]
     for msg in rendered:
         assert msg is not None
