@@ -18,21 +18,31 @@ from receiver.sim.kube import KubeSim
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--manifests", type=Path, default=None,
+        "--manifests",
+        type=Path,
+        default=None,
         help="folder (or file) of Kubernetes YAML to seed from (default: the finance-service week-1 example)",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=0, help="port to listen on (default 0: pick a free one)")
     parser.add_argument(
-        "--kubeconfig", type=Path, default=None,
+        "--kubeconfig",
+        type=Path,
+        default=None,
         help="where to write the kubeconfig (default: a file in a temp dir)",
     )
     parser.add_argument(
-        "--ready-delay", type=float, default=2.0, metavar="SECONDS",
+        "--ready-delay",
+        type=float,
+        default=2.0,
+        metavar="SECONDS",
         help="seconds before a new pod becomes Ready (default 2)",
     )
     parser.add_argument(
-        "--slack-port", type=int, default=None, metavar="N",
+        "--slack-port",
+        type=int,
+        default=None,
+        metavar="N",
         help="also serve the fake Slack API on this port (0 = pick one)",
     )
 

@@ -75,7 +75,10 @@ async def test_rollout_status_waits_until_new_pods_are_ready(kubectl: Kubectl, k
     await kubectl("scale", "deployment", "finance-service-v1", "--replicas=6")
     r = await kubectl("rollout", "status", "deployment/finance-service-v1", "--timeout=20s")
     assert r.returncode == 0, r.stderr
-    assert "Waiting for deployment \"finance-service-v1\" rollout to finish: 4 of 6 updated replicas are available..." in r.stdout
+    assert (
+        'Waiting for deployment "finance-service-v1" rollout to finish: 4 of 6 updated replicas are available...'
+        in r.stdout
+    )
     assert "successfully rolled out" in r.stdout
 
 
@@ -120,10 +123,22 @@ async def test_scaling_a_missing_deployment_prints_the_servers_not_found(kubectl
 
 
 async def test_get_deploy_in_yaml_round_trips_the_stored_object(kubectl: Kubectl) -> None:
-    r = await kubectl("get", "deploy", "finance-service-v1", "-o", "jsonpath={.metadata.generation} {.status.observedGeneration} {.spec.replicas}")
+    r = await kubectl(
+        "get",
+        "deploy",
+        "finance-service-v1",
+        "-o",
+        "jsonpath={.metadata.generation} {.status.observedGeneration} {.spec.replicas}",
+    )
     assert r.stdout == "1 1 4"
     await kubectl("scale", "deployment", "finance-service-v1", "--replicas=3")
     r = await kubectl("rollout", "status", "deployment/finance-service-v1", "--timeout=10s")
     assert r.returncode == 0, r.stderr
-    r = await kubectl("get", "deploy", "finance-service-v1", "-o", "jsonpath={.metadata.generation} {.status.observedGeneration} {.spec.replicas}")
+    r = await kubectl(
+        "get",
+        "deploy",
+        "finance-service-v1",
+        "-o",
+        "jsonpath={.metadata.generation} {.status.observedGeneration} {.spec.replicas}",
+    )
     assert r.stdout == "2 2 3"

@@ -52,7 +52,9 @@ async def test_scale_subresource_patch_returns_a_scale_with_the_deployments_reso
 async def test_a_stale_resource_version_on_the_scale_gets_409(kube_api: ApiClient) -> None:
     apps = client.AppsV1Api(kube_api)
     scale = await apps.read_namespaced_deployment_scale(V1, NS)
-    await apps.patch_namespaced_deployment_scale(V1, NS, {"spec": {"replicas": 5}}, _content_type="application/merge-patch+json")
+    await apps.patch_namespaced_deployment_scale(
+        V1, NS, {"spec": {"replicas": 5}}, _content_type="application/merge-patch+json"
+    )
     scale.spec.replicas = 3
     with pytest.raises(ApiException) as e:
         await apps.replace_namespaced_deployment_scale(V1, NS, scale)
@@ -98,8 +100,11 @@ async def test_watch_deployments_streams_typed_events_until_timeout(kube_api: Ap
     seen: list[tuple[str, str, int | None]] = []
     async with watch.Watch() as w:
         async for ev in w.stream(
-            apps.list_namespaced_deployment, NS, field_selector=f"metadata.name={V2}",
-            resource_version=listed.metadata.resource_version, timeout_seconds=5,
+            apps.list_namespaced_deployment,
+            NS,
+            field_selector=f"metadata.name={V2}",
+            resource_version=listed.metadata.resource_version,
+            timeout_seconds=5,
         ):
             obj = ev["object"]
             assert isinstance(obj, client.V1Deployment)
@@ -111,9 +116,7 @@ async def test_watch_deployments_streams_typed_events_until_timeout(kube_api: Ap
     assert {name for _, name, _ in seen} == {V2}
 
 
-async def _watch_until(
-    api: client.CoreV1Api, rv: str, want: str, *, retries_on_410: int = 1
-) -> tuple[list[str], int]:
+async def _watch_until(api: client.CoreV1Api, rv: str, want: str, *, retries_on_410: int = 1) -> tuple[list[str], int]:
     """A consumer as the receiver would write it: watch from rv; on 410 re-list and
     re-watch; returns pod names seen and how many 410s it recovered from."""
     names: list[str] = []
@@ -155,7 +158,10 @@ async def test_a_forced_expiry_is_recovered_by_relisting(kube_api: ApiClient, ku
     kube_sim.faults.expire_next_watch()
 
     async def create_later() -> None:
-        await kube_sim.wait_for(lambda: kube_sim.watches.open_count > 0)
+        # after the expired watch and the re-list, once the second watch is open
+        await kube_sim.wait_for(
+            lambda: len(kube_sim.requests.matching(verb="watch")) >= 2 and kube_sim.watches.open_count > 0
+        )
         await core.create_namespaced_pod(NS, _pod("after-expiry"))
 
     task = asyncio.create_task(create_later())
@@ -203,7 +209,9 @@ async def test_lease_crud_with_resource_version_preconditions(kube_api: ApiClien
     now = dt.datetime.now(dt.UTC)
     body = client.V1Lease(
         metadata=client.V1ObjectMeta(name="rollback-finance-service"),
-        spec=client.V1LeaseSpec(holder_identity="a", lease_duration_seconds=15, acquire_time=now, renew_time=now, lease_transitions=0),
+        spec=client.V1LeaseSpec(
+            holder_identity="a", lease_duration_seconds=15, acquire_time=now, renew_time=now, lease_transitions=0
+        ),
     )
     created = await coord.create_namespaced_lease(NS, body)
     assert created.spec.holder_identity == "a"
@@ -230,10 +238,13 @@ async def test_lease_crud_with_resource_version_preconditions(kube_api: ApiClien
 
 async def test_lease_micro_time_is_serialised_with_six_fraction_digits(kube_api: ApiClient, kube_sim: KubeSim) -> None:
     coord = client.CoordinationV1Api(kube_api)
-    await coord.create_namespaced_lease(NS, {
-        "metadata": {"name": "l"},
-        "spec": {"holderIdentity": "x", "renewTime": "2026-01-02T03:04:05.123456Z"},
-    })
+    await coord.create_namespaced_lease(
+        NS,
+        {
+            "metadata": {"name": "l"},
+            "spec": {"holderIdentity": "x", "renewTime": "2026-01-02T03:04:05.123456Z"},
+        },
+    )
     lease = kube_sim.get("leases", NS, "l")
     assert lease is not None and lease["spec"]["renewTime"] == "2026-01-02T03:04:05.123456Z"
 
@@ -242,22 +253,39 @@ async def test_events_created_through_both_apis_are_listed_by_both(kube_api: Api
     ev_api = client.EventsV1Api(kube_api)
     core = client.CoreV1Api(kube_api)
     now = dt.datetime.now(dt.UTC)
-    created = await ev_api.create_namespaced_event(NS, client.EventsV1Event(
-        metadata=client.V1ObjectMeta(generate_name="finance-service-v2."),
-        event_time=now, reporting_controller="rollback-receiver.io/receiver",
-        reporting_instance="receiver-0", action="Rollback", reason="RolledBack", type="Normal",
-        note="scaled v2 to 0", regarding=client.V1ObjectReference(kind="Deployment", name=V2, namespace=NS, api_version="apps/v1"),
-    ))
+    created = await ev_api.create_namespaced_event(
+        NS,
+        client.EventsV1Event(
+            metadata=client.V1ObjectMeta(generate_name="finance-service-v2."),
+            event_time=now,
+            reporting_controller="rollback-receiver.io/receiver",
+            reporting_instance="receiver-0",
+            action="Rollback",
+            reason="RolledBack",
+            type="Normal",
+            note="scaled v2 to 0",
+            regarding=client.V1ObjectReference(kind="Deployment", name=V2, namespace=NS, api_version="apps/v1"),
+        ),
+    )
     assert created.metadata.name.startswith("finance-service-v2.")
-    core_ev = await core.create_namespaced_event(NS, client.CoreV1Event(
-        metadata=client.V1ObjectMeta(name="manual.1"),
-        involved_object=client.V1ObjectReference(kind="Deployment", name=V1, namespace=NS),
-        reason="ScaledUp", message="scaled v1 to 5", type="Normal",
-        source=client.V1EventSource(component="rollback-receiver"),
-        first_timestamp=now, last_timestamp=now, count=1,
-    ))
+    core_ev = await core.create_namespaced_event(
+        NS,
+        client.CoreV1Event(
+            metadata=client.V1ObjectMeta(name="manual.1"),
+            involved_object=client.V1ObjectReference(kind="Deployment", name=V1, namespace=NS),
+            reason="ScaledUp",
+            message="scaled v1 to 5",
+            type="Normal",
+            source=client.V1EventSource(component="rollback-receiver"),
+            first_timestamp=now,
+            last_timestamp=now,
+            count=1,
+        ),
+    )
     assert core_ev.involved_object.name == V1
-    core_list = await core.list_namespaced_event(NS, field_selector="involvedObject.kind=Deployment,reason!=ScalingReplicaSet")
+    core_list = await core.list_namespaced_event(
+        NS, field_selector="involvedObject.kind=Deployment,reason!=ScalingReplicaSet"
+    )
     assert sorted(e.message for e in core_list.items) == ["scaled v1 to 5", "scaled v2 to 0"]
     v1_list = await ev_api.list_namespaced_event(NS, field_selector="reason=RolledBack")
     assert [(e.note, e.regarding.name) for e in v1_list.items] == [("scaled v2 to 0", V2)]
@@ -266,9 +294,14 @@ async def test_events_created_through_both_apis_are_listed_by_both(kube_api: Api
 async def test_events_k8s_io_rejects_what_the_real_server_rejects(kube_api: ApiClient) -> None:
     ev_api = client.EventsV1Api(kube_api)
     with pytest.raises(ApiException) as e:
-        await ev_api.create_namespaced_event(NS, {
-            "metadata": {"name": "bad"}, "type": "Info", "reason": "X",
-            "regarding": {"kind": "Deployment", "name": V1, "namespace": NS},
-        })
+        await ev_api.create_namespaced_event(
+            NS,
+            {
+                "metadata": {"name": "bad"},
+                "type": "Info",
+                "reason": "X",
+                "regarding": {"kind": "Deployment", "name": V1, "namespace": NS},
+            },
+        )
     assert e.value.status == 422
     assert e.value.body  # message checked precisely in test_api_semantics

@@ -40,9 +40,7 @@ class AccessRule:
         object.__setattr__(self, "namespaces", _fs(namespaces))
         object.__setattr__(self, "resource_names", _fs(resource_names))
 
-    def allows(
-        self, verb: str, group: str, resource: str, subresource: str, namespace: str, name: str
-    ) -> bool:
+    def allows(self, verb: str, group: str, resource: str, subresource: str, namespace: str, name: str) -> bool:
         """rbac.RuleAllows: `*` wildcards; resourceNames never match list/watch/create
         of the whole collection (no name)."""
         if "*" not in self.verbs and verb not in self.verbs:
@@ -89,7 +87,12 @@ class AccessRule:
 
 
 def allowed(
-    rules: Iterable[AccessRule], verb: str, group: str, resource: str, subresource: str,
-    namespace: str, name: str,
+    rules: Iterable[AccessRule],
+    verb: str,
+    group: str,
+    resource: str,
+    subresource: str,
+    namespace: str,
+    name: str,
 ) -> bool:
     return any(r.allows(verb, group, resource, subresource, namespace, name) for r in rules)

@@ -10,6 +10,7 @@ once rather than surging (the receiver only ever scales).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import json
 import math
@@ -51,7 +52,7 @@ def max_unavailable(d: Obj) -> int:
     unavail = _int_or_percent(ru.get("maxUnavailable", "25%"), replicas, False)
     if surge == 0 and unavail == 0:
         unavail = 1
-    return min(unavail, replicas)
+    return min(unavail, int(replicas))
 
 
 def _owned_by(obj: Obj, uid: str) -> bool:
@@ -71,8 +72,14 @@ def is_pod_ready(pod: Obj) -> bool:
 
 def _condition(type_: str, status: str, reason: str, message: str) -> Obj:
     now = clock.rfc3339()
-    return {"type": type_, "status": status, "lastUpdateTime": now,
-            "lastTransitionTime": now, "reason": reason, "message": message}
+    return {
+        "type": type_,
+        "status": status,
+        "lastUpdateTime": now,
+        "lastTransitionTime": now,
+        "reason": reason,
+        "message": message,
+    }
 
 
 def _get_cond(status: Obj, type_: str) -> Obj | None:
@@ -126,10 +133,8 @@ class DeploymentController:
         self._timers.clear()
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
             self._task = None
 
     def enqueue(self, ns: str, name: str) -> None:
@@ -186,7 +191,8 @@ class DeploymentController:
     def reconcile(self, ns: str, name: str) -> None:
         d = self.store.get("deployments", ns, name)
         rss = [
-            rs for rs in self.store.items("replicasets", ns)
+            rs
+            for rs in self.store.items("replicasets", ns)
             if (_controller_ref(rs) or {}).get("kind") == "Deployment"
             and (_controller_ref(rs) or {}).get("name") == name
         ]
@@ -204,23 +210,36 @@ class DeploymentController:
         thash = template_hash(spec.get("template") or {})
         new_rs = next((rs for rs in rss if rs["metadata"].get("labels", {}).get(HASH_LABEL) == thash), None)
         old_rss = [rs for rs in rss if rs is not new_rs]
-        revision = str(max([int(rs["metadata"].get("annotations", {}).get(REVISION, "0")) for rs in rss] + [0]) + (0 if new_rs else 1))
+        revision = str(
+            max([int(rs["metadata"].get("annotations", {}).get(REVISION, "0")) for rs in rss] + [0])
+            + (0 if new_rs else 1)
+        )
         if new_rs is None:
             new_rs = self._create_rs(d, thash, revision, desired)
             if has_deadline:
-                _set_cond(status, _condition(
-                    "Progressing", "True", "NewReplicaSetCreated",
-                    f'Created new replica set "{new_rs["metadata"]["name"]}"',
-                ))
+                _set_cond(
+                    status,
+                    _condition(
+                        "Progressing",
+                        "True",
+                        "NewReplicaSetCreated",
+                        f'Created new replica set "{new_rs["metadata"]["name"]}"',
+                    ),
+                )
                 self._progress_at[uid] = time.monotonic()
         else:
             if new_rs["metadata"].get("annotations", {}).get(REVISION):
                 revision = new_rs["metadata"]["annotations"][REVISION]
             if has_deadline and _get_cond(status, "Progressing") is None:
-                _set_cond(status, _condition(
-                    "Progressing", "True", "FoundNewReplicaSet",
-                    f'Found new replica set "{new_rs["metadata"]["name"]}"',
-                ))
+                _set_cond(
+                    status,
+                    _condition(
+                        "Progressing",
+                        "True",
+                        "FoundNewReplicaSet",
+                        f'Found new replica set "{new_rs["metadata"]["name"]}"',
+                    ),
+                )
                 self._progress_at[uid] = time.monotonic()
             new_rs = self._scale_rs(d, new_rs, desired)
         for old in old_rss:
@@ -246,9 +265,17 @@ class DeploymentController:
         if status.get("collisionCount"):
             new_status["collisionCount"] = status["collisionCount"]
         if available >= desired - max_unavailable(d):
-            _set_cond(new_status, _condition("Available", "True", "MinimumReplicasAvailable", "Deployment has minimum availability."))
+            _set_cond(
+                new_status,
+                _condition("Available", "True", "MinimumReplicasAvailable", "Deployment has minimum availability."),
+            )
         else:
-            _set_cond(new_status, _condition("Available", "False", "MinimumReplicasUnavailable", "Deployment does not have minimum availability."))
+            _set_cond(
+                new_status,
+                _condition(
+                    "Available", "False", "MinimumReplicasUnavailable", "Deployment does not have minimum availability."
+                ),
+            )
 
         # syncRolloutStatus
         if not has_deadline:
@@ -257,15 +284,21 @@ class DeploymentController:
         rs_name = new_rs["metadata"]["name"]
         complete_already = (
             new_status["replicas"] == new_status["updatedReplicas"]
-            and current is not None and current["reason"] == "NewReplicaSetAvailable"
+            and current is not None
+            and current["reason"] == "NewReplicaSetAvailable"
         )
         old_status = d.get("status") or {}
         if has_deadline and not complete_already:
             if self._complete(d, new_status):
-                _set_cond(new_status, _condition(
-                    "Progressing", "True", "NewReplicaSetAvailable",
-                    f'ReplicaSet "{rs_name}" has successfully progressed.',
-                ))
+                _set_cond(
+                    new_status,
+                    _condition(
+                        "Progressing",
+                        "True",
+                        "NewReplicaSetAvailable",
+                        f'ReplicaSet "{rs_name}" has successfully progressed.',
+                    ),
+                )
                 self._cancel_timer(ns, name)
             elif self._progressing(old_status, new_status):
                 cond = _condition("Progressing", "True", "ReplicaSetUpdated", f'ReplicaSet "{rs_name}" is progressing.')
@@ -277,16 +310,29 @@ class DeploymentController:
                 self._progress_at[uid] = time.monotonic()
                 self._arm_deadline(d)
             elif self._timed_out(d, new_status):
-                _set_cond(new_status, _condition(
-                    "Progressing", "False", "ProgressDeadlineExceeded",
-                    f'ReplicaSet "{rs_name}" has timed out progressing.',
-                ))
+                _set_cond(
+                    new_status,
+                    _condition(
+                        "Progressing",
+                        "False",
+                        "ProgressDeadlineExceeded",
+                        f'ReplicaSet "{rs_name}" has timed out progressing.',
+                    ),
+                )
             else:
                 self._arm_deadline(d)
-        new_status = _omit_zero(new_status, (
-            "observedGeneration", "replicas", "updatedReplicas", "readyReplicas",
-            "availableReplicas", "unavailableReplicas", "conditions",
-        ))
+        new_status = _omit_zero(
+            new_status,
+            (
+                "observedGeneration",
+                "replicas",
+                "updatedReplicas",
+                "readyReplicas",
+                "availableReplicas",
+                "unavailableReplicas",
+                "conditions",
+            ),
+        )
         new_d = copy.deepcopy(self.store.get("deployments", ns, name) or d)
         if new_d["metadata"]["generation"] != d["metadata"]["generation"]:
             self.enqueue(ns, name)  # spec moved under us; the next pass sees it
@@ -294,13 +340,16 @@ class DeploymentController:
         new_d["metadata"].setdefault("annotations", {})[REVISION] = revision
         new_d["status"] = new_status
         old_d = self.store.get("deployments", ns, name)
-        self.registry.system_write("deployments", old_d, new_d, manager=MANAGER, subresource="status", api_version="apps/v1")
+        self.registry.system_write(
+            "deployments", old_d, new_d, manager=MANAGER, subresource="status", api_version="apps/v1"
+        )
 
     @staticmethod
     def _complete(d: Obj, s: Obj) -> bool:
         want = d["spec"].get("replicas", 1)
-        return (
-            s["updatedReplicas"] == want and s["replicas"] == want
+        return bool(
+            s["updatedReplicas"] == want
+            and s["replicas"] == want
             and s["availableReplicas"] == want
             and s["observedGeneration"] >= d["metadata"]["generation"]
         )
@@ -309,7 +358,7 @@ class DeploymentController:
     def _progressing(old: Obj, new: Obj) -> bool:
         old_old = old.get("replicas", 0) - old.get("updatedReplicas", 0)
         new_old = new["replicas"] - new["updatedReplicas"]
-        return (
+        return bool(
             new["updatedReplicas"] > old.get("updatedReplicas", 0)
             or new_old < old_old
             or new["readyReplicas"] > old.get("readyReplicas", 0)
@@ -327,7 +376,7 @@ class DeploymentController:
         since = self._progress_at.get(d["metadata"]["uid"])
         if since is None:
             since = clock.parse_time(cond["lastUpdateTime"]).timestamp() - time.time() + time.monotonic()
-        return since + d["spec"]["progressDeadlineSeconds"] < time.monotonic()
+        return bool(since + d["spec"]["progressDeadlineSeconds"] < time.monotonic())
 
     def _arm_deadline(self, d: Obj) -> None:
         ns, name = d["metadata"]["namespace"], d["metadata"]["name"]
@@ -351,8 +400,11 @@ class DeploymentController:
         selector = copy.deepcopy(d["spec"].get("selector") or {})
         selector.setdefault("matchLabels", {})[HASH_LABEL] = thash
         name = f"{meta['name']}-{thash}"
-        annotations = {k: v for k, v in (meta.get("annotations") or {}).items()
-                       if not k.startswith("kubectl.kubernetes.io/") and k != REVISION}
+        annotations = {
+            k: v
+            for k, v in (meta.get("annotations") or {}).items()
+            if not k.startswith("kubectl.kubernetes.io/") and k != REVISION
+        }
         annotations.update({DESIRED: str(replicas), MAX_REPLICAS: str(replicas + self._surge(d)), REVISION: revision})
         rs: Obj = {
             "kind": "ReplicaSet",
@@ -362,10 +414,16 @@ class DeploymentController:
                 "namespace": meta["namespace"],
                 "labels": dict(tmeta["labels"]),
                 "annotations": annotations,
-                "ownerReferences": [{
-                    "apiVersion": "apps/v1", "kind": "Deployment", "name": meta["name"],
-                    "uid": meta["uid"], "controller": True, "blockOwnerDeletion": True,
-                }],
+                "ownerReferences": [
+                    {
+                        "apiVersion": "apps/v1",
+                        "kind": "Deployment",
+                        "name": meta["name"],
+                        "uid": meta["uid"],
+                        "controller": True,
+                        "blockOwnerDeletion": True,
+                    }
+                ],
                 "generation": 1,
             },
             "spec": {"replicas": replicas, "selector": selector, "template": template},
@@ -381,7 +439,9 @@ class DeploymentController:
         strategy = d["spec"].get("strategy") or {}
         if strategy.get("type") != "RollingUpdate":
             return 0
-        return _int_or_percent((strategy.get("rollingUpdate") or {}).get("maxSurge", "25%"), d["spec"].get("replicas", 1), True)
+        return _int_or_percent(
+            (strategy.get("rollingUpdate") or {}).get("maxSurge", "25%"), d["spec"].get("replicas", 1), True
+        )
 
     def _scale_rs(self, d: Obj, rs: Obj, replicas: int) -> Obj:
         current = int(rs["spec"].get("replicas", 0))
@@ -400,7 +460,9 @@ class DeploymentController:
         if current != replicas:
             direction = "up" if replicas > current else "down"
             self.recorder.event(
-                d, "Normal", "ScalingReplicaSet",
+                d,
+                "Normal",
+                "ScalingReplicaSet",
                 f"Scaled {direction} replica set {rs['metadata']['name']} from {current} to {replicas}",
             )
         return out
@@ -444,7 +506,9 @@ class DeploymentController:
             return current
         new = copy.deepcopy(current)
         new["status"] = status
-        return self.registry.system_write("replicasets", current, new, manager=MANAGER, subresource="status", api_version="apps/v1")
+        return self.registry.system_write(
+            "replicasets", current, new, manager=MANAGER, subresource="status", api_version="apps/v1"
+        )
 
     def _create_pod(self, rs: Obj) -> Obj:
         template = copy.deepcopy(rs["spec"].get("template") or {})
@@ -460,10 +524,16 @@ class DeploymentController:
             "generateName": f"{rs_name}-",
             "namespace": ns,
             "labels": dict(tmeta.get("labels") or {}),
-            "ownerReferences": [{
-                "apiVersion": "apps/v1", "kind": "ReplicaSet", "name": rs_name,
-                "uid": rs["metadata"]["uid"], "controller": True, "blockOwnerDeletion": True,
-            }],
+            "ownerReferences": [
+                {
+                    "apiVersion": "apps/v1",
+                    "kind": "ReplicaSet",
+                    "name": rs_name,
+                    "uid": rs["metadata"]["uid"],
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
         }
         if tmeta.get("annotations"):
             meta["annotations"] = dict(tmeta["annotations"])

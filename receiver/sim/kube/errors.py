@@ -78,10 +78,7 @@ def already_exists(resource: str, group: str, name: str) -> ApiError:
 
 
 def conflict(resource: str, group: str, name: str, why: str | None = None) -> ApiError:
-    why = why or (
-        "the object has been modified; please apply your changes to the latest version "
-        "and try again"
-    )
+    why = why or ("the object has been modified; please apply your changes to the latest version and try again")
     return ApiError(
         409,
         "Conflict",
@@ -130,13 +127,17 @@ def bad_request(message: str) -> ApiError:
 
 
 def unsupported_media_type(content_type: str) -> ApiError:
-    return ApiError(415, "UnsupportedMediaType", f"the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json")
+    return ApiError(
+        415,
+        "UnsupportedMediaType",
+        "the body of the request was in an unknown format - accepted media types include: "
+        "application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, "
+        "application/strategic-merge-patch+json",
+    )
 
 
 def method_not_allowed(verb: str, what: str) -> ApiError:
-    return ApiError(
-        405, "MethodNotAllowed", f"the server does not allow this method on the requested resource"
-    )
+    return ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
 
 
 def page_not_found() -> ApiError:
@@ -151,17 +152,14 @@ def unauthorized() -> ApiError:
     return ApiError(401, "Unauthorized", "Unauthorized")
 
 
-def forbidden(
-    user: str, verb: str, resource: str, subresource: str, group: str, namespace: str, name: str
-) -> ApiError:
+def forbidden(user: str, verb: str, resource: str, subresource: str, group: str, namespace: str, name: str) -> ApiError:
     full = f"{resource}/{subresource}" if subresource else resource
     subject = f'{qualified(resource, group)} "{name}"' if name else qualified(resource, group)
     where = f' in the namespace "{namespace}"' if namespace else " at the cluster scope"
     return ApiError(
         403,
         "Forbidden",
-        f'{subject} is forbidden: User "{user}" cannot {verb} resource "{full}" '
-        f'in API group "{group}"{where}',
+        f'{subject} is forbidden: User "{user}" cannot {verb} resource "{full}" in API group "{group}"{where}',
         _details(name, group, resource),
     )
 
@@ -198,5 +196,9 @@ def for_status(code: int, retry_after: int = 1) -> ApiError:
     if code == 500:
         return internal_error()
     if code == 504:
-        return ApiError(504, "Timeout", "the server was unable to return a response in the time allotted, but may still be processing the request")
+        return ApiError(
+            504,
+            "Timeout",
+            "the server was unable to return a response in the time allotted, but may still be processing the request",
+        )
     return ApiError(code, "InternalError" if code >= 500 else "BadRequest", f"simulated failure ({code})")

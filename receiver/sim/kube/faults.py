@@ -35,9 +35,7 @@ class LatencyRule:
     resource: str | None
 
     def matches(self, verb: str, resource: str) -> bool:
-        return (self.verb is None or self.verb == verb) and (
-            self.resource is None or self.resource == resource
-        )
+        return (self.verb is None or self.verb == verb) and (self.resource is None or self.resource == resource)
 
 
 @dataclass
@@ -92,9 +90,7 @@ class Faults:
         self.latencies.append(rule)
         return rule
 
-    def drop_connections(
-        self, times: int | None = 1, verb: str | None = None, resource: str | None = None
-    ) -> DropRule:
+    def drop_connections(self, times: int | None = 1, verb: str | None = None, resource: str | None = None) -> DropRule:
         """Close the TCP connection without answering."""
         rule = DropRule(verb, resource, times)
         self.drops.append(rule)

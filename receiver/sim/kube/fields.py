@@ -15,8 +15,16 @@ Path = tuple[str, ...]
 
 # Metadata the server owns itself; never attributed to a manager.
 SYSTEM_META = {
-    "name", "namespace", "uid", "resourceVersion", "generation", "creationTimestamp",
-    "deletionTimestamp", "deletionGracePeriodSeconds", "managedFields", "selfLink",
+    "name",
+    "namespace",
+    "uid",
+    "resourceVersion",
+    "generation",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "managedFields",
+    "selfLink",
     "generateName",
 }
 
@@ -110,9 +118,7 @@ def record(
     for e in entries:
         owned = from_fields_v1(e.get("fieldsV1") or {})
         same = (
-            e.get("manager") == manager
-            and e.get("operation") == operation
-            and e.get("subresource", "") == subresource
+            e.get("manager") == manager and e.get("operation") == operation and e.get("subresource", "") == subresource
         )
         if same:
             mine = e

@@ -36,7 +36,7 @@ class Kubelet:
         self.termination_grace = termination_grace
         self.behavior_for = behavior_for
         self.recorder = Recorder(registry, "kubelet", NODE)
-        self._timers: dict[str, list[asyncio.TimerHandle]] = {}
+        self._timers: dict[str, list[asyncio.Handle]] = {}
         self._terminating: set[str] = set()
         self._ip = 0
         self._unsubscribe = self.store.subscribe(self._on_change)
@@ -83,7 +83,9 @@ class Kubelet:
                     self.recorder.event(pod, "Normal", "Killing", f"Stopping container {c['name']}")
                 self._later(uid, grace, self._remove, meta["namespace"], meta["name"], uid)
             return
-        if uid in self._timers or (pod["spec"].get("nodeName") and uid not in self._timers and pod.get("status", {}).get("startTime")):
+        if uid in self._timers or (
+            pod["spec"].get("nodeName") and uid not in self._timers and pod.get("status", {}).get("startTime")
+        ):
             return
         behavior, delay = self.behavior_for(pod)
         self._timers[uid] = []
@@ -92,7 +94,9 @@ class Kubelet:
         self._later(uid, delay / 2, self._start, meta["namespace"], meta["name"], uid, behavior, delay)
 
     # helpers ---------------------------------------------------------------
-    def _mutate(self, ns: str, name: str, uid: str, fn: Callable[[Obj], None], subresource: str = "status") -> Obj | None:
+    def _mutate(
+        self, ns: str, name: str, uid: str, fn: Callable[[Obj], None], subresource: str = "status"
+    ) -> Obj | None:
         pod = self.store.get("pods", ns, name)
         if pod is None or pod["metadata"]["uid"] != uid or (pod["metadata"].get("deletionTimestamp") and subresource):
             return None
@@ -140,6 +144,7 @@ class Kubelet:
     def _schedule(self, ns: str, name: str, uid: str) -> None:
         def bind(p: Obj) -> None:
             p["spec"]["nodeName"] = NODE
+
         pod = self._mutate(ns, name, uid, bind, subresource="")
         if pod is None:
             return
@@ -168,6 +173,7 @@ class Kubelet:
                 ],
                 "qosClass": "BestEffort",
             }
+
         self._mutate(ns, name, uid, pending)
 
     def _pod_ip(self) -> str:
@@ -207,11 +213,14 @@ class Kubelet:
                 }
                 for c in containers
             ]
+
         pod = self._mutate(ns, name, uid, running)
         if pod is None:
             return
         for c in containers:
-            self.recorder.event(pod, "Normal", "Pulled", f'Container image "{c.get("image", "")}" already present on machine')
+            self.recorder.event(
+                pod, "Normal", "Pulled", f'Container image "{c.get("image", "")}" already present on machine'
+            )
             self.recorder.event(pod, "Normal", "Created", f"Created container: {c['name']}")
             self.recorder.event(pod, "Normal", "Started", f"Started container {c['name']}")
         if behavior == "ready":
@@ -225,6 +234,7 @@ class Kubelet:
             st["conditions"] = self._conditions(p, started=True, ready=True, unready=[])
             for cs in st.get("containerStatuses") or []:
                 cs["ready"] = True
+
         self._mutate(ns, name, uid, ready)
 
     def _crash(self, ns: str, name: str, uid: str, restarts: int, backoff: float) -> None:
@@ -236,26 +246,36 @@ class Kubelet:
             st["conditions"] = self._conditions(p, started=True, ready=False, unready=names)
             for cs in st.get("containerStatuses") or []:
                 started = (cs.get("state") or {}).get("running", {}).get("startedAt") or (
-                    cs.get("lastState") or {}).get("terminated", {}).get("startedAt", now)
-                cs["lastState"] = {"terminated": {
-                    "exitCode": 1, "reason": "Error", "startedAt": started, "finishedAt": now,
-                    "containerID": cs.get("containerID", ""),
-                }}
+                    cs.get("lastState") or {}
+                ).get("terminated", {}).get("startedAt", now)
+                cs["lastState"] = {
+                    "terminated": {
+                        "exitCode": 1,
+                        "reason": "Error",
+                        "startedAt": started,
+                        "finishedAt": now,
+                        "containerID": cs.get("containerID", ""),
+                    }
+                }
                 wait_s = min(10 * 2 ** (restarts - 1), 300)
-                cs["state"] = {"waiting": {
-                    "reason": "CrashLoopBackOff",
-                    "message": f"back-off {wait_s // 60}m{wait_s % 60}s restarting failed container={cs['name']} pod={name}_{ns}({uid})"
-                    if wait_s >= 60 else
-                    f"back-off {wait_s}s restarting failed container={cs['name']} pod={name}_{ns}({uid})",
-                }}
+                wait = f"{wait_s // 60}m{wait_s % 60}s" if wait_s >= 60 else f"{wait_s}s"
+                cs["state"] = {
+                    "waiting": {
+                        "reason": "CrashLoopBackOff",
+                        "message": f"back-off {wait} restarting failed container={cs['name']} pod={name}_{ns}({uid})",
+                    }
+                }
                 cs["ready"] = False
                 cs["started"] = False
                 cs["restartCount"] = restarts
+
         pod = self._mutate(ns, name, uid, crashed)
         if pod is None:
             return
         for c in pod["spec"].get("containers") or []:
-            self.recorder.event(pod, "Warning", "BackOff", f"Back-off restarting failed container {c['name']} in pod {name}_{ns}({uid})")
+            self.recorder.event(
+                pod, "Warning", "BackOff", f"Back-off restarting failed container {c['name']} in pod {name}_{ns}({uid})"
+            )
         self._later(uid, min(backoff, 5.0), self._crash, ns, name, uid, restarts + 1, backoff * 2)
 
     def _image_pull(self, ns: str, name: str, uid: str, reason: str) -> None:
@@ -264,10 +284,12 @@ class Kubelet:
             for cs in st.get("containerStatuses") or []:
                 image = cs.get("image", "")
                 message = (
-                    f'Back-off pulling image "{image}"' if reason == "ImagePullBackOff" else
-                    f'failed to pull and unpack image "{image}": failed to resolve reference "{image}": not found'
+                    f'Back-off pulling image "{image}"'
+                    if reason == "ImagePullBackOff"
+                    else f'failed to pull and unpack image "{image}": failed to resolve reference "{image}": not found'
                 )
                 cs["state"] = {"waiting": {"reason": reason, "message": message}}
+
         pod = self._mutate(ns, name, uid, failing)
         if pod is None:
             return

@@ -55,9 +55,11 @@ def apply_patch(target: dict[str, Any], patch: Any, content_type: str | None) ->
     if not isinstance(patch, dict):
         raise bad_request("json: cannot unmarshal array into Go value of type map[string]interface {}")
     if kind == MERGE_PATCH:
-        return merge_patch(target, patch)
+        merged: dict[str, Any] = merge_patch(target, patch)
+        return merged
     # apply-patch+yaml: a server-side apply treated as a strategic merge of the intent.
-    return strategic_merge(target, patch)
+    strategic: dict[str, Any] = strategic_merge(target, patch)
+    return strategic
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
@@ -113,7 +115,8 @@ def _merge_keyed_list(current: list[Any], patch: list[Any], key: str) -> list[An
     for item in patch:
         if not isinstance(item, dict) or key not in item:
             raise ApiError(
-                500, "InternalError",
+                500,
+                "InternalError",
                 f"Internal error occurred: map: {item} does not contain declared merge key: {key}",
             )
         idx = next((i for i, x in enumerate(out) if isinstance(x, dict) and x.get(key) == item[key]), None)
@@ -132,7 +135,7 @@ def _pointer(path: str) -> list[str]:
     if path == "":
         return []
     if not path.startswith("/"):
-        raise bad_request(f"the server rejected our request due to an error in our request")
+        raise bad_request("the server rejected our request due to an error in our request")
     return [p.replace("~1", "/").replace("~0", "~") for p in path[1:].split("/")]
 
 
@@ -145,8 +148,9 @@ def _walk(doc: Any, parts: list[str], path: str) -> Any:
             cur = cur[int(p)]
         else:
             raise ApiError(
-                422, "Invalid",
-                f"the server rejected our request due to an error in our request",
+                422,
+                "Invalid",
+                "the server rejected our request due to an error in our request",
             ) from None
     return cur
 
@@ -162,7 +166,8 @@ def json_patch(target: dict[str, Any], ops: list[Any]) -> dict[str, Any]:
         if kind == "test":
             if _walk(doc, parts, path) != op.get("value"):
                 raise ApiError(
-                    422, "Invalid",
+                    422,
+                    "Invalid",
                     f"the server rejected our request due to an error in our request: "
                     f"testing value {path} failed: test failed",
                 )
@@ -201,9 +206,9 @@ def _add(doc: Any, parts: list[str], value: Any, path: str) -> Any:
         elif last.isdigit() and int(last) <= len(parent):
             parent.insert(int(last), value)
         else:
-            raise ApiError(422, "Invalid", f"the server rejected our request due to an error in our request")
+            raise ApiError(422, "Invalid", "the server rejected our request due to an error in our request")
     else:
-        raise ApiError(422, "Invalid", f"the server rejected our request due to an error in our request")
+        raise ApiError(422, "Invalid", "the server rejected our request due to an error in our request")
     return doc
 
 
@@ -215,5 +220,5 @@ def _remove(doc: Any, parts: list[str], path: str) -> Any:
     elif isinstance(parent, list) and last.isdigit() and int(last) < len(parent):
         parent.pop(int(last))
     else:
-        raise ApiError(422, "Invalid", f"the server rejected our request due to an error in our request")
+        raise ApiError(422, "Invalid", "the server rejected our request due to an error in our request")
     return doc

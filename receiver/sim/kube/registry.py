@@ -22,8 +22,14 @@ from .resources import NAMESPACES, PODS, Resource
 from .store import Obj, Store
 
 WITH_STATUS = {"deployments", "replicasets", "pods", "namespaces"}
-SYSTEM_META = ("uid", "creationTimestamp", "generation", "deletionTimestamp",
-               "deletionGracePeriodSeconds", "managedFields")
+SYSTEM_META = (
+    "uid",
+    "creationTimestamp",
+    "generation",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "managedFields",
+)
 
 
 def _strip_meta_for_compare(obj: Obj) -> Obj:
@@ -45,8 +51,8 @@ class Registry:
             raise not_found(res.plural, res.group, name)
         return obj
 
-    def list(self, res: Resource, ns: str | None) -> list[Obj]:
-        return list(self.store.items(res.store, ns if res.namespaced else None))
+    def list_objects(self, res: Resource, ns: str | None) -> list[Obj]:
+        return [*self.store.items(res.store, ns if res.namespaced else None)]
 
     # create -------------------------------------------------------------
     def create(self, res: Resource, ns: str, body: Any, *, manager: str, operation: str = "Update") -> Obj:
@@ -73,7 +79,9 @@ class Registry:
         name = meta.get("name", "")
         causes: list[Cause] = []
         if not name:
-            causes.append(Cause("FieldValueRequired", "Required value: name or generateName is required", "metadata.name"))
+            causes.append(
+                Cause("FieldValueRequired", "Required value: name or generateName is required", "metadata.name")
+            )
         else:
             causes += validation.validate_name(res.kind, name)
         causes += self._validate(res, obj, ns)
@@ -111,8 +119,15 @@ class Registry:
 
     # update -------------------------------------------------------------
     def update(
-        self, res: Resource, ns: str, name: str, body: Any, *, manager: str,
-        subresource: str = "", operation: str = "Update",
+        self,
+        res: Resource,
+        ns: str,
+        name: str,
+        body: Any,
+        *,
+        manager: str,
+        subresource: str = "",
+        operation: str = "Update",
     ) -> Obj:
         if not isinstance(body, dict):
             raise bad_request("the body of the request was in an unknown format")
@@ -154,7 +169,8 @@ class Registry:
         if res.plural in ("deployments", "pods"):
             defaults.pod_spec(
                 (new.get("spec") or {}).get("template", {}).get("spec", {})
-                if res.plural == "deployments" else new.setdefault("spec", {})
+                if res.plural == "deployments"
+                else new.setdefault("spec", {})
             )
         causes = self._validate_update(res, old, new, ns)
         if causes:
@@ -163,27 +179,37 @@ class Registry:
 
     def _validate_update(self, res: Resource, old: Obj, new: Obj, ns: str) -> list[Cause]:
         causes = self._validate(res, new, ns) if res.store != "events" else []
-        if res.plural == "deployments":
-            if (old.get("spec") or {}).get("selector") != (new.get("spec") or {}).get("selector"):
-                causes.append(Cause(
+        selector = (new.get("spec") or {}).get("selector")
+        if res.plural == "deployments" and (old.get("spec") or {}).get("selector") != selector:
+            causes.append(
+                Cause(
                     "FieldValueInvalid",
-                    "Invalid value: " + _go_selector(new["spec"].get("selector")) + ": field is immutable",
+                    "Invalid value: " + _go_selector(selector) + ": field is immutable",
                     "spec.selector",
-                ))
+                )
+            )
         return causes
 
     def _preconditions(self, res: Resource, old: Obj, rv: Any, uid: Any) -> None:
         name = old["metadata"]["name"]
         if uid and uid != old["metadata"]["uid"]:
             raise conflict(
-                res.plural, res.group, name,
+                res.plural,
+                res.group,
+                name,
                 f"Precondition failed: UID in precondition: {uid}, UID in object meta: {old['metadata']['uid']}",
             )
         if rv and str(rv) != old["metadata"]["resourceVersion"]:
             raise conflict(res.plural, res.group, name)
 
     def _commit_update(
-        self, res: Resource, old: Obj, new: Obj, *, manager: str, subresource: str = "",
+        self,
+        res: Resource,
+        old: Obj,
+        new: Obj,
+        *,
+        manager: str,
+        subresource: str = "",
         operation: str = "Update",
     ) -> Obj:
         if _strip_meta_for_compare(old) == _strip_meta_for_compare(new):
@@ -197,8 +223,12 @@ class Registry:
             if spec_changed or ann_changed:
                 meta["generation"] = old["metadata"]["generation"] + 1
         fields.record(
-            new, old, manager=manager, operation=operation,
-            api_version=res.group_version, subresource=subresource,
+            new,
+            old,
+            manager=manager,
+            operation=operation,
+            api_version=res.group_version,
+            subresource=subresource,
         )
         meta["resourceVersion"] = str(self.store.next_rv())
         self.store.commit(res.store, new)
@@ -222,8 +252,15 @@ class Registry:
 
     # patch --------------------------------------------------------------
     def patch(
-        self, res: Resource, ns: str, name: str, patch: Any, content_type: str, *,
-        manager: str, subresource: str = "",
+        self,
+        res: Resource,
+        ns: str,
+        name: str,
+        patch: Any,
+        content_type: str,
+        *,
+        manager: str,
+        subresource: str = "",
     ) -> Obj:
         kind = media_type(content_type)
         current = self.store.get(res.store, ns, name)
@@ -249,7 +286,11 @@ class Registry:
 
     # delete -------------------------------------------------------------
     def delete(
-        self, res: Resource, ns: str, name: str, options: dict[str, Any] | None = None,
+        self,
+        res: Resource,
+        ns: str,
+        name: str,
+        options: dict[str, Any] | None = None,
         grace_override: int | None = None,
     ) -> tuple[Obj, bool]:
         """Returns (object, gone). A pod with a grace period is only marked terminating."""
@@ -258,12 +299,16 @@ class Registry:
         pre = options.get("preconditions") or {}
         if pre.get("uid") and pre["uid"] != obj["metadata"]["uid"]:
             raise conflict(
-                res.plural, res.group, name,
+                res.plural,
+                res.group,
+                name,
                 f"Precondition failed: UID in precondition: {pre['uid']}, UID in object meta: {obj['metadata']['uid']}",
             )
         if pre.get("resourceVersion") and str(pre["resourceVersion"]) != obj["metadata"]["resourceVersion"]:
             raise conflict(
-                res.plural, res.group, name,
+                res.plural,
+                res.group,
+                name,
                 f"Precondition failed: ResourceVersion in precondition: {pre['resourceVersion']}, "
                 f"ResourceVersion in object meta: {obj['metadata']['resourceVersion']}",
             )
@@ -294,16 +339,23 @@ class Registry:
         return gone
 
     # system writes (controller, kubelet, seeding) -------------------------
-    def system_write(self, storage: str, old: Obj | None, new: Obj, *, manager: str,
-                     subresource: str = "", api_version: str = "") -> Obj:
+    def system_write(
+        self, storage: str, old: Obj | None, new: Obj, *, manager: str, subresource: str = "", api_version: str = ""
+    ) -> Obj:
         """Commit a write from a cluster component, skipping API validation."""
         if old is not None and _strip_meta_for_compare(old) == _strip_meta_for_compare(new):
             return old
         if old is None:
             new["metadata"].setdefault("uid", clock.new_uid())
             new["metadata"].setdefault("creationTimestamp", clock.rfc3339())
-        fields.record(new, old, manager=manager, operation="Update",
-                      api_version=api_version or new.get("apiVersion", "v1"), subresource=subresource)
+        fields.record(
+            new,
+            old,
+            manager=manager,
+            operation="Update",
+            api_version=api_version or new.get("apiVersion", "v1"),
+            subresource=subresource,
+        )
         new["metadata"]["resourceVersion"] = str(self.store.next_rv())
         self.store.commit(storage, new)
         return new
@@ -316,7 +368,10 @@ class Registry:
 def _go_selector(sel: Any) -> str:
     labels = (sel or {}).get("matchLabels") or {}
     inner = ", ".join(f'"{k}":"{v}"' for k, v in sorted(labels.items()))
-    return f"v1.LabelSelector{{MatchLabels:map[string]string{{{inner}}}, MatchExpressions:[]v1.LabelSelectorRequirement(nil)}}"
+    return (
+        f"v1.LabelSelector{{MatchLabels:map[string]string{{{inner}}}, "
+        "MatchExpressions:[]v1.LabelSelectorRequirement(nil)}"
+    )
 
 
 def raise_if(err: ApiError | None) -> None:

@@ -46,40 +46,69 @@ class Resource:
 
 
 DEPLOYMENTS = Resource(
-    "apps", "v1", "deployments", "deployment", "Deployment", True, ALL_VERBS,
-    short_names=("deploy",), categories=("all",),
+    "apps",
+    "v1",
+    "deployments",
+    "deployment",
+    "Deployment",
+    True,
+    ALL_VERBS,
+    short_names=("deploy",),
+    categories=("all",),
     subresources=(
         SubResource("scale", "Scale", ("get", "patch", "update"), "autoscaling", "v1"),
         SubResource("status", "Deployment", ("get", "patch", "update")),
     ),
 )
 REPLICASETS = Resource(
-    "apps", "v1", "replicasets", "replicaset", "ReplicaSet", True, ALL_VERBS,
-    short_names=("rs",), categories=("all",),
+    "apps",
+    "v1",
+    "replicasets",
+    "replicaset",
+    "ReplicaSet",
+    True,
+    ALL_VERBS,
+    short_names=("rs",),
+    categories=("all",),
     subresources=(SubResource("status", "ReplicaSet", ("get", "patch", "update")),),
 )
 PODS = Resource(
-    "", "v1", "pods", "pod", "Pod", True, ALL_VERBS, short_names=("po",), categories=("all",),
+    "",
+    "v1",
+    "pods",
+    "pod",
+    "Pod",
+    True,
+    ALL_VERBS,
+    short_names=("po",),
+    categories=("all",),
     subresources=(SubResource("status", "Pod", ("get", "patch", "update")),),
 )
 NAMESPACES = Resource(
-    "", "v1", "namespaces", "namespace", "Namespace", False,
-    ("create", "delete", "get", "list", "patch", "update", "watch"), short_names=("ns",),
+    "",
+    "v1",
+    "namespaces",
+    "namespace",
+    "Namespace",
+    False,
+    ("create", "delete", "get", "list", "patch", "update", "watch"),
+    short_names=("ns",),
 )
-CORE_EVENTS = Resource(
-    "", "v1", "events", "event", "Event", True, ALL_VERBS, short_names=("ev",), storage="events"
-)
+CORE_EVENTS = Resource("", "v1", "events", "event", "Event", True, ALL_VERBS, short_names=("ev",), storage="events")
 EVENTS_V1 = Resource(
-    "events.k8s.io", "v1", "events", "event", "Event", True, ALL_VERBS, short_names=("ev",),
+    "events.k8s.io",
+    "v1",
+    "events",
+    "event",
+    "Event",
+    True,
+    ALL_VERBS,
+    short_names=("ev",),
     storage="events",
 )
-LEASES = Resource(
-    "coordination.k8s.io", "v1", "leases", "lease", "Lease", True, ALL_VERBS
-)
+LEASES = Resource("coordination.k8s.io", "v1", "leases", "lease", "Lease", True, ALL_VERBS)
 
-RESOURCES: tuple[Resource, ...] = (
-    PODS, NAMESPACES, CORE_EVENTS, DEPLOYMENTS, REPLICASETS, LEASES, EVENTS_V1
-)
+RESOURCES: tuple[Resource, ...] = (PODS, NAMESPACES, CORE_EVENTS, DEPLOYMENTS, REPLICASETS, LEASES, EVENTS_V1)
 
 
 def find(group: str, version: str, plural: str) -> Resource | None:

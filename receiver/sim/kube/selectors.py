@@ -131,16 +131,32 @@ def format_selector(reqs: list[Requirement]) -> str:
 # Field selectors the real server supports per storage (others get 400).
 _COMMON_FIELDS = ("metadata.name", "metadata.namespace")
 FIELD_LABELS: dict[str, tuple[str, ...]] = {
-    "pods": _COMMON_FIELDS + (
-        "spec.nodeName", "spec.restartPolicy", "spec.schedulerName", "spec.serviceAccountName",
-        "spec.hostNetwork", "status.phase", "status.podIP", "status.nominatedNodeName",
+    "pods": (
+        *_COMMON_FIELDS,
+        "spec.nodeName",
+        "spec.restartPolicy",
+        "spec.schedulerName",
+        "spec.serviceAccountName",
+        "spec.hostNetwork",
+        "status.phase",
+        "status.podIP",
+        "status.nominatedNodeName",
     ),
-    "events": _COMMON_FIELDS + (
-        "involvedObject.kind", "involvedObject.namespace", "involvedObject.name",
-        "involvedObject.uid", "involvedObject.apiVersion", "involvedObject.resourceVersion",
-        "involvedObject.fieldPath", "reason", "reportingComponent", "source", "type",
+    "events": (
+        *_COMMON_FIELDS,
+        "involvedObject.kind",
+        "involvedObject.namespace",
+        "involvedObject.name",
+        "involvedObject.uid",
+        "involvedObject.apiVersion",
+        "involvedObject.resourceVersion",
+        "involvedObject.fieldPath",
+        "reason",
+        "reportingComponent",
+        "source",
+        "type",
     ),
-    "replicasets": _COMMON_FIELDS + ("status.replicas",),
+    "replicasets": (*_COMMON_FIELDS, "status.replicas"),
 }
 
 
@@ -184,7 +200,7 @@ def parse_field_selector(text: str | None, storage: str) -> list[FieldRequiremen
             raise bad_request(f"invalid selector: '{text}'; can't understand '{part}'")
         path, op, value = m.group(1).strip(), m.group(2), m.group(3).strip()
         if path not in allowed:
-            raise bad_request(f'field label not supported: {path}')
+            raise bad_request(f"field label not supported: {path}")
         out.append(FieldRequirement(path, "!=" if op == "!=" else "=", value))
     return out
 

@@ -126,8 +126,13 @@ class Handlers:
         target = parse_path(request.path)
         user: str | None = None
         record = RecordedRequest(
-            request.method, request.path, query, request.headers.get("Content-Type"),
-            body or None, 0, None,
+            request.method,
+            request.path,
+            query,
+            request.headers.get("Content-Type"),
+            body or None,
+            0,
+            None,
         )
         if isinstance(target, Target):
             record.verb = verb_of(request.method, target, query)
@@ -189,10 +194,8 @@ class Handlers:
         if self.sim.tokens is None or user is None:
             return
         res = t.res
-        if t.res.plural == "namespaces":
-            ns = t.name
-        else:
-            ns = t.namespace
+        # RequestInfo treats a namespace's own name as its namespace attribute.
+        ns = t.name if t.res.plural == "namespaces" else t.namespace
         if not allowed(self.sim.tokens[user], verb, res.group, res.plural, t.subresource, ns, t.name):
             raise errors.forbidden(user, verb, res.plural, t.subresource, res.group, ns, t.name)
 
@@ -267,7 +270,7 @@ class Handlers:
             return web.json_response(self._present(res, obj))
         if verb == "list":
             match = selectors.matcher(query.get("labelSelector"), query.get("fieldSelector"), res.store)
-            items = [o for o in reg.list(res, ns if res.namespaced and ns else None) if match(o)]
+            items = [o for o in reg.list_objects(res, ns if res.namespaced and ns else None) if match(o)]
             rv = str(self.sim.store.rv)
             items, cont = self._page(items, query, rv)
             if tables.wants_table(accept):
@@ -296,14 +299,21 @@ class Handlers:
             return web.json_response(self._present(res, obj), status=201)
         if verb == "update":
             data = self._decode(body, ctype)
-            obj = reg.update(res, ns, t.name, data, manager=self._manager(request, query, False), subresource=t.subresource)
+            obj = reg.update(
+                res, ns, t.name, data, manager=self._manager(request, query, False), subresource=t.subresource
+            )
             return web.json_response(obj if t.subresource == "scale" else self._present(res, obj))
         if verb == "patch":
             data = self._decode(body, ctype)
             apply = media_type(ctype) == APPLY_PATCH
             obj = reg.patch(
-                res, ns, t.name, data, ctype or "",
-                manager=self._manager(request, query, apply), subresource=t.subresource,
+                res,
+                ns,
+                t.name,
+                data,
+                ctype or "",
+                manager=self._manager(request, query, apply),
+                subresource=t.subresource,
             )
             return web.json_response(obj if t.subresource == "scale" else self._present(res, obj))
         if verb == "delete":
@@ -322,22 +332,29 @@ class Handlers:
         if verb == "deletecollection":
             match = selectors.matcher(query.get("labelSelector"), query.get("fieldSelector"), res.store)
             deleted = []
-            for o in reg.list(res, ns or None):
+            for o in reg.list_objects(res, ns or None):
                 if match(o):
                     obj, _ = reg.delete(res, o["metadata"].get("namespace", ""), o["metadata"]["name"])
                     p = dict(self._present(res, obj))
                     deleted.append(p)
             return web.json_response(
-                {"kind": f"{res.kind}List", "apiVersion": res.group_version,
-                 "metadata": {"resourceVersion": str(self.sim.store.rv)}, "items": deleted}
+                {
+                    "kind": f"{res.kind}List",
+                    "apiVersion": res.group_version,
+                    "metadata": {"resourceVersion": str(self.sim.store.rv)},
+                    "items": deleted,
+                }
             )
         raise errors.method_not_allowed(verb, res.plural)
 
     def _table(self, res: Resource, objs: list[Obj], query: dict[str, str], rv: str) -> Obj:
         return tables.table(
-            res.plural, [self._present(res, o) if res.plural != "events" else o for o in objs], rv,
+            res.plural,
+            [self._present(res, o) if res.plural != "events" else o for o in objs],
+            rv,
             include_object=query.get("includeObject", "Metadata"),
-            api_version=res.group_version, kind=res.kind,
+            api_version=res.group_version,
+            kind=res.kind,
         )
 
     @staticmethod
@@ -347,11 +364,15 @@ class Handlers:
             try:
                 start = int(json.loads(base64.urlsafe_b64decode(query["continue"]))["start"])
             except (ValueError, KeyError):
-                raise errors.bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)") from None
+                raise errors.bad_request(
+                    "continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)"
+                ) from None
         limit = int(query.get("limit") or 0)
         if limit <= 0 or start + limit >= len(items):
             return items[start:], ""
-        token = base64.urlsafe_b64encode(json.dumps({"v": "meta.k8s.io/v1", "rv": int(rv), "start": start + limit}).encode()).decode()
+        token = base64.urlsafe_b64encode(
+            json.dumps({"v": "meta.k8s.io/v1", "rv": int(rv), "start": start + limit}).encode()
+        ).decode()
         return items[start : start + limit], token
 
     async def _watch(self, request: web.Request, t: Target, query: dict[str, str]) -> web.StreamResponse:
@@ -360,12 +381,18 @@ class Handlers:
         timeout = float(query.get("timeoutSeconds") or 1800)
         table_fn = None
         if tables.wants_table(request.headers.get("Accept")):
+
             def table_fn(obj: Obj, headers: bool) -> Obj:
                 return tables.table(
-                    res.plural, [self._present(res, obj)], obj["metadata"]["resourceVersion"],
+                    res.plural,
+                    [self._present(res, obj)],
+                    obj["metadata"]["resourceVersion"],
                     include_object=query.get("includeObject", "Metadata"),
-                    api_version=res.group_version, kind=res.kind, with_headers=headers,
+                    api_version=res.group_version,
+                    kind=res.kind,
+                    with_headers=headers,
                 )
+
         w = WatchRequest(
             storage=res.store,
             kind=res.kind,

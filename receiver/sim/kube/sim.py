@@ -32,11 +32,15 @@ class RequestLog(list[RecordedRequest]):
     """Every request the simulator received, in order."""
 
     def matching(
-        self, method: str | None = None, resource: str | None = None, verb: str | None = None,
+        self,
+        method: str | None = None,
+        resource: str | None = None,
+        verb: str | None = None,
         name: str | None = None,
     ) -> list[RecordedRequest]:
         return [
-            r for r in self
+            r
+            for r in self
             if (method is None or r.method == method)
             and (resource is None or r.resource == resource)
             and (verb is None or r.verb == verb)
@@ -167,7 +171,9 @@ class KubeSim:
         self.scale_as("finance", "finance-service-v1", v1, field_manager=SEED_MANAGER)
         self.scale_as("finance", "finance-service-v2", v2, field_manager=SEED_MANAGER)
 
-    def write_kubeconfig(self, path: str | os.PathLike[str], token: str | None = None, namespace: str = "finance") -> Path:
+    def write_kubeconfig(
+        self, path: str | os.PathLike[str], token: str | None = None, namespace: str = "finance"
+    ) -> Path:
         user: dict[str, Any] = {"token": token} if token else {}
         doc = {
             "apiVersion": "v1",
@@ -202,11 +208,12 @@ class KubeSim:
         r = self._res(resource)
         reqs = selectors.parse_label_selector(label_selector)
         return [
-            copy.deepcopy(o) for o in self.store.items(r.store, namespace if r.namespaced else None)
+            copy.deepcopy(o)
+            for o in self.store.items(r.store, namespace if r.namespaced else None)
             if selectors.matches_labels(reqs, o["metadata"].get("labels"))
         ]
 
-    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 5.0) -> None:  # noqa: ASYNC109
         """Return once predicate() holds, re-checking on every store change (no polling)."""
         deadline = time.monotonic() + timeout
         while not predicate():
@@ -221,7 +228,7 @@ class KubeSim:
                     return
                 raise TimeoutError(f"condition not met within {timeout}s") from None
 
-    async def settled(self, timeout: float = 5.0) -> None:
+    async def settled(self, timeout: float = 5.0) -> None:  # noqa: ASYNC109
         """Wait until the controller has nothing queued (useful right after a write)."""
         if self._controller is not None:
             await asyncio.wait_for(self._controller.idle.wait(), timeout)
@@ -267,8 +274,12 @@ class KubeSim:
         """Scale as another actor would (a GitOps revert): through the scale subresource,
         recorded in managedFields under field_manager."""
         self.registry.update(
-            resources.DEPLOYMENTS, namespace, name, {"spec": {"replicas": replicas}},
-            manager=field_manager, subresource="scale",
+            resources.DEPLOYMENTS,
+            namespace,
+            name,
+            {"spec": {"replicas": replicas}},
+            manager=field_manager,
+            subresource="scale",
         )
         return self.get("deployments", namespace, name) or {}
 

@@ -48,9 +48,15 @@ def _pod_row(p: Obj) -> list[Any]:
     if last_restart:
         restarts_cell = f"{restarts} ({_age(last_restart)} ago)"
     return [
-        p["metadata"]["name"], f"{ready}/{len(containers)}", reason, restarts_cell,
-        _age(p["metadata"].get("creationTimestamp")), st.get("podIP") or "<none>",
-        spec.get("nodeName") or "<none>", st.get("nominatedNodeName") or "<none>", "<none>",
+        p["metadata"]["name"],
+        f"{ready}/{len(containers)}",
+        reason,
+        restarts_cell,
+        _age(p["metadata"].get("creationTimestamp")),
+        st.get("podIP") or "<none>",
+        spec.get("nodeName") or "<none>",
+        st.get("nominatedNodeName") or "<none>",
+        "<none>",
     ]
 
 
@@ -68,9 +74,14 @@ def _deploy_row(d: Obj) -> list[Any]:
     st = d.get("status") or {}
     names, images = _containers((spec.get("template") or {}).get("spec") or {})
     return [
-        d["metadata"]["name"], f"{st.get('readyReplicas', 0)}/{spec.get('replicas', 0)}",
-        st.get("updatedReplicas", 0), st.get("availableReplicas", 0),
-        _age(d["metadata"].get("creationTimestamp")), names, images, _selector(spec),
+        d["metadata"]["name"],
+        f"{st.get('readyReplicas', 0)}/{spec.get('replicas', 0)}",
+        st.get("updatedReplicas", 0),
+        st.get("availableReplicas", 0),
+        _age(d["metadata"].get("creationTimestamp")),
+        names,
+        images,
+        _selector(spec),
     ]
 
 
@@ -79,9 +90,14 @@ def _rs_row(rs: Obj) -> list[Any]:
     st = rs.get("status") or {}
     names, images = _containers((spec.get("template") or {}).get("spec") or {})
     return [
-        rs["metadata"]["name"], spec.get("replicas", 0), st.get("replicas", 0),
-        st.get("readyReplicas", 0), _age(rs["metadata"].get("creationTimestamp")),
-        names, images, _selector(spec),
+        rs["metadata"]["name"],
+        spec.get("replicas", 0),
+        st.get("replicas", 0),
+        st.get("readyReplicas", 0),
+        _age(rs["metadata"].get("creationTimestamp")),
+        names,
+        images,
+        _selector(spec),
     ]
 
 
@@ -99,13 +115,25 @@ def _event_row(e: Obj) -> list[Any]:
     host = src.get("host") or e.get("reportingInstance", "")
     source = f"{component}, {host}" if host else component
     return [
-        last, e.get("type", ""), e.get("reason", ""), target, inv.get("fieldPath", ""), source,
-        (e.get("message") or "").strip(), first, count, e["metadata"]["name"],
+        last,
+        e.get("type", ""),
+        e.get("reason", ""),
+        target,
+        inv.get("fieldPath", ""),
+        source,
+        (e.get("message") or "").strip(),
+        first,
+        count,
+        e["metadata"]["name"],
     ]
 
 
 def _ns_row(n: Obj) -> list[Any]:
-    return [n["metadata"]["name"], (n.get("status") or {}).get("phase", ""), _age(n["metadata"].get("creationTimestamp"))]
+    return [
+        n["metadata"]["name"],
+        (n.get("status") or {}).get("phase", ""),
+        _age(n["metadata"].get("creationTimestamp")),
+    ]
 
 
 def _lease_row(lease: Obj) -> list[Any]:
@@ -120,25 +148,65 @@ def _default_row(o: Obj) -> list[Any]:
 NAME: Column = ("Name", "string", "name", 0)
 AGE: Column = ("Age", "string", "", 0)
 PRINTERS: dict[str, tuple[list[Column], Callable[[Obj], list[Any]]]] = {
-    "pods": ([NAME, ("Ready", "string", "", 0), ("Status", "string", "", 0), ("Restarts", "string", "", 0), AGE,
-              ("IP", "string", "", 1), ("Node", "string", "", 1), ("Nominated Node", "string", "", 1),
-              ("Readiness Gates", "string", "", 1)], _pod_row),
-    "deployments": ([NAME, ("Ready", "string", "", 0), ("Up-to-date", "integer", "", 0),
-                     ("Available", "integer", "", 0), AGE, ("Containers", "string", "", 1),
-                     ("Images", "string", "", 1), ("Selector", "string", "", 1)], _deploy_row),
-    "replicasets": ([NAME, ("Desired", "integer", "", 0), ("Current", "integer", "", 0),
-                     ("Ready", "integer", "", 0), AGE, ("Containers", "string", "", 1),
-                     ("Images", "string", "", 1), ("Selector", "string", "", 1)], _rs_row),
-    "events": ([("Last Seen", "string", "", 0), ("Type", "string", "", 0), ("Reason", "string", "", 0),
-                ("Object", "string", "", 0), ("Subobject", "string", "", 1), ("Source", "string", "", 1),
-                ("Message", "string", "", 0), ("First Seen", "string", "", 1), ("Count", "string", "", 1),
-                ("Name", "string", "", 1)], _event_row),
+    "pods": (
+        [
+            NAME,
+            ("Ready", "string", "", 0),
+            ("Status", "string", "", 0),
+            ("Restarts", "string", "", 0),
+            AGE,
+            ("IP", "string", "", 1),
+            ("Node", "string", "", 1),
+            ("Nominated Node", "string", "", 1),
+            ("Readiness Gates", "string", "", 1),
+        ],
+        _pod_row,
+    ),
+    "deployments": (
+        [
+            NAME,
+            ("Ready", "string", "", 0),
+            ("Up-to-date", "integer", "", 0),
+            ("Available", "integer", "", 0),
+            AGE,
+            ("Containers", "string", "", 1),
+            ("Images", "string", "", 1),
+            ("Selector", "string", "", 1),
+        ],
+        _deploy_row,
+    ),
+    "replicasets": (
+        [
+            NAME,
+            ("Desired", "integer", "", 0),
+            ("Current", "integer", "", 0),
+            ("Ready", "integer", "", 0),
+            AGE,
+            ("Containers", "string", "", 1),
+            ("Images", "string", "", 1),
+            ("Selector", "string", "", 1),
+        ],
+        _rs_row,
+    ),
+    "events": (
+        [
+            ("Last Seen", "string", "", 0),
+            ("Type", "string", "", 0),
+            ("Reason", "string", "", 0),
+            ("Object", "string", "", 0),
+            ("Subobject", "string", "", 1),
+            ("Source", "string", "", 1),
+            ("Message", "string", "", 0),
+            ("First Seen", "string", "", 1),
+            ("Count", "string", "", 1),
+            ("Name", "string", "", 1),
+        ],
+        _event_row,
+    ),
     "namespaces": ([NAME, ("Status", "string", "", 0), AGE], _ns_row),
     "leases": ([NAME, ("Holder", "string", "", 0), AGE], _lease_row),
 }
-DEFAULT: tuple[list[Column], Callable[[Obj], list[Any]]] = (
-    [NAME, ("Created At", "date", "", 0)], _default_row
-)
+DEFAULT: tuple[list[Column], Callable[[Obj], list[Any]]] = ([NAME, ("Created At", "date", "", 0)], _default_row)
 
 
 def wants_table(accept: str | None) -> bool:
@@ -146,8 +214,13 @@ def wants_table(accept: str | None) -> bool:
 
 
 def table(
-    plural: str, objs: list[Obj], resource_version: str, include_object: str = "Metadata",
-    api_version: str = "v1", kind: str = "", with_headers: bool = True,
+    plural: str,
+    objs: list[Obj],
+    resource_version: str,
+    include_object: str = "Metadata",
+    api_version: str = "v1",
+    kind: str = "",
+    with_headers: bool = True,
 ) -> Obj:
     columns, row_fn = PRINTERS.get(plural, DEFAULT)
     rows = []
@@ -165,6 +238,8 @@ def table(
         "metadata": {"resourceVersion": resource_version},
         "columnDefinitions": [
             {"name": n, "type": t, "format": f, "description": "", "priority": p} for n, t, f, p in columns
-        ] if with_headers else [],
+        ]
+        if with_headers
+        else [],
         "rows": rows,
     }

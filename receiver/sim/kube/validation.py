@@ -100,7 +100,8 @@ def validate_deployment(obj: dict[str, Any]) -> list[Cause]:
     if pds is not None and pds <= mrs:
         causes.append(
             invalid_value(
-                "spec.progressDeadlineSeconds", pds,
+                "spec.progressDeadlineSeconds",
+                pds,
                 "must be greater than minReadySeconds",
             )
         )

@@ -80,7 +80,7 @@ class WatchHub:
             try:
                 since = int(rv)  # type: ignore[arg-type]
             except ValueError:
-                raise errors.bad_request(f'invalid resource version: {rv}') from None
+                raise errors.bad_request(f"invalid resource version: {rv}") from None
             if since < self.store.compacted_rv:
                 error = errors.expired(since, self.store.compacted_rv + 1)
             else:
