@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import replace
@@ -44,6 +45,7 @@ from receiver.verify import NamespaceWatches
 
 log = structlog.get_logger(__name__)
 
+PREFETCH_MAX_AGE = 1.0  # seconds a claim's reads stand in for the pre-flight reads
 OnChange = Callable[[RollbackRecord, Step | None], None]
 
 __all__ = ["Executor", "OnChange", "RecordError", "RollbackBusy", "TargetWatcher"]
@@ -137,6 +139,7 @@ class Executor:
         self._slots = _Slots(lambda: self.config_provider().settings.max_concurrent_rollbacks)
         self._closing = False
         self._resumed: set[str] = set()  # ids taken over from a dead (or earlier) holder
+        self._prefetched: dict[str, tuple[float, tuple[Obj | BaseException, Obj | BaseException]]] = {}
 
     # -- claiming -------------------------------------------------------------------------
 
@@ -169,13 +172,40 @@ class Executor:
                 return current  # a dead holder's rollback: continue it, same id and thread
             return None if resume_only else fresh()
 
-        held = await try_acquire(self.kube, ns, name, target.name, self.identity,
-                                 config.settings.lease_duration_seconds, self.clock, choose)
+        # Read both Deployments while taking the Lease: the reads change nothing, and the
+        # scale patches that follow are absolute, so a read a few ms early is harmless.
+        reads = asyncio.gather(
+            self.kube.read_deployment(target.namespace, target.stable),
+            self.kube.read_deployment(target.namespace, target.canary),
+            return_exceptions=True,
+        )
+        try:
+            held = await try_acquire(self.kube, ns, name, target.name, self.identity,
+                                     config.settings.lease_duration_seconds, self.clock, choose)
+        except BaseException:
+            reads.cancel()
+            with contextlib.suppress(BaseException):
+                await reads
+            raise
         if held is None:
+            reads.cancel()
+            with contextlib.suppress(BaseException):
+                await reads
             return None
+        stable_r, canary_r = await reads
+        self._prefetched[held.record.id] = (time.monotonic(), (stable_r, canary_r))
         self._held[target.name] = held
         held.start()
         return held.record
+
+    def _fresh_reads(
+        self, rollback_id: str
+    ) -> tuple[Obj | BaseException, Obj | BaseException] | None:
+        """The claim's Deployment reads, if the run starts right after it."""
+        got = self._prefetched.pop(rollback_id, None)
+        if got is None or time.monotonic() - got[0] > PREFETCH_MAX_AGE:
+            return None
+        return got[1]
 
     async def claim(self, decision: Decision, target: Target) -> RollbackRecord | None:
         """Take the target's Lease and record the intent (phase STARTED) in it.
@@ -230,7 +260,7 @@ class Executor:
         run = Run(kube=self.kube, watches=self.watches, config=self.config_provider(),
                   target=target, record=record, held=held, identity=self.identity,
                   on_change=self.on_change, clock=self.clock,
-                  resumed=record.id in self._resumed)
+                  resumed=record.id in self._resumed, prefetched=self._fresh_reads(record.id))
         self._resumed.discard(record.id)
         self._runs[record.id] = run
         ROLLBACKS_RUNNING.inc()

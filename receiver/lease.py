@@ -69,6 +69,8 @@ def lease_body(
 class HeldLease:
     """A Lease we hold: renewed in the background, carrying the latest record."""
 
+    COALESCE_SECONDS = 0.05
+
     def __init__(
         self,
         kube: Kube,
@@ -118,6 +120,8 @@ class HeldLease:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(interval):
                     await self._dirty.wait()
+                    # coalesce a burst of step and progress changes into one write
+                    await asyncio.sleep(min(self.COALESCE_SECONDS, interval))
             self._dirty.clear()
             try:
                 async with asyncio.timeout(max(self.duration * 2 / 3, 0.5)):

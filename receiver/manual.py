@@ -19,6 +19,7 @@ from receiver.config import ConfigError, load_config
 from receiver.core.rollback import Phase, Progress, RollbackRecord, Step
 from receiver.executor import Executor, RecordError, RollbackBusy
 from receiver.kube import KubeError, new_api_client
+from receiver.logs import configure as configure_logs
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BUSY = 0, 1, 2, 3
 
@@ -102,6 +103,7 @@ async def rollback(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    configure_logs(level="warning")  # the progress lines are the output; logs only for trouble
     try:
         return asyncio.run(rollback(args, sys.stdout))
     except KeyboardInterrupt:

@@ -75,8 +75,10 @@ class Run:
         on_change: OnChange,
         clock: Callable[[], datetime],
         resumed: bool = False,
+        prefetched: tuple[Obj | BaseException, Obj | BaseException] | None = None,
     ) -> None:
         self.resumed = resumed
+        self.prefetched = prefetched
         self.kube = kube
         self.watches = watches
         self.config = config
@@ -137,22 +139,22 @@ class Run:
                           warning=True)
             self.phase(Phase.SCALING if not self.record.dry_run else self.record.phase)
             stable, canary = await self.preflight()
-            if not self.record.dry_run:
-                watch_task = asyncio.create_task(self.watches.acquire(self.target.namespace))
             order = self.choose(stable, canary)
             await self.detect_fight(canary)
             if self.record.dry_run:
                 self.describe_dry_run(stable, canary, order)
                 return await self.finish(Phase.SUCCEEDED, None)
-            assert watch_task is not None
+            # the watches start once the first change is made, so they do not delay it
             if order is StepOrder.CANARY_FIRST:
                 await self.scale(self.target.canary, canary, 0, "scale-canary")
+                watch_task = asyncio.create_task(self.watches.acquire(self.target.namespace))
                 await self.scale(self.target.stable, stable, self.target.replicas, "scale-stable")
                 deploys, pods = await watch_task
                 await self.verify(deploys, pods, stable)
                 await self.canary_gone(deploys, pods)
             else:
                 await self.scale(self.target.stable, stable, self.target.replicas, "scale-stable")
+                watch_task = asyncio.create_task(self.watches.acquire(self.target.namespace))
                 deploys, pods = await watch_task
                 await self.verify(deploys, pods, stable)
                 self._check_lease()
@@ -175,10 +177,13 @@ class Run:
     async def preflight(self) -> tuple[Obj, Obj | None]:
         t0 = time.monotonic()
         ns, t = self.target.namespace, self.target
-        stable_r, canary_r = await asyncio.gather(
-            self.kube.read_deployment(ns, t.stable), self.kube.read_deployment(ns, t.canary),
-            return_exceptions=True,
-        )
+        if self.prefetched is not None:
+            stable_r, canary_r = self.prefetched  # read while the Lease was being taken
+        else:
+            stable_r, canary_r = await asyncio.gather(
+                self.kube.read_deployment(ns, t.stable), self.kube.read_deployment(ns, t.canary),
+                return_exceptions=True,
+            )
         if isinstance(stable_r, BaseException):
             if not isinstance(stable_r, KubeError):
                 raise stable_r

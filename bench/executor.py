@@ -1,0 +1,256 @@
+"""Executor benchmark against the simulator: prints the figures issue 4 asks for.
+
+    python bench/executor.py [--rounds N] [--targets N]
+
+1. claim -> first scale PATCH at the API server (median, p95): the executor's share of
+   "webhook -> first PATCH" (the web layer's intake is measured by bench/ of the web layer).
+2. last stable pod Ready -> rollback verified (median), next to `kubectl rollout status`
+   watching the same Deployment in the same run (the real kubectl, when installed).
+3. N targets rolling back at once vs one target: wall time ratio (pods take --ready-delay
+   seconds to become Ready, like a small real service; max_concurrent_rollbacks = N).
+Times are taken in-process from the simulator's store (the moment it commits a write),
+so they include HTTP and JSON on loopback but no network.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import copy
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from receiver.config import Config, parse_config  # noqa: E402
+from receiver.core.decisions import Decision, DecisionKind  # noqa: E402
+from receiver.core.rollback import RollbackRecord, Step  # noqa: E402
+from receiver.executor import Executor  # noqa: E402
+from receiver.kube import RetryPolicy, new_api_client  # noqa: E402
+from receiver.logs import configure  # noqa: E402
+from receiver.sim.kube import KubeSim  # noqa: E402
+
+NS = "finance"
+RETRY = RetryPolicy(base_seconds=0.01, cap_seconds=0.2)
+
+
+def config_for(names: list[str], namespace: str = NS, limit: int = 10) -> Config:
+    body = {
+        "settings": {"max_concurrent_rollbacks": max(limit, 1), "lease_duration_seconds": 15},
+        "rules": [{"name": "error-rate", "matchers": ['alertname="HighErrorRate"']}],
+        "targets": [{"name": n, "namespace": namespace, "matchers": [f'service="{n}"'],
+                     "stable": f"{n}-v1", "canary": f"{n}-v2", "replicas": 5} for n in names],
+    }
+    return parse_config(yaml.safe_dump(body))
+
+
+def decision(target: str) -> Decision:
+    return Decision(target=target, kind=DecisionKind.ROLL_BACK, reason="bench", rule="error-rate")
+
+
+def seed(sim: KubeSim, names: list[str]) -> None:
+    """Week-1 pairs (v1 4 pods, v2 1) named after the finance-service manifests."""
+    docs = [d for d in yaml.safe_load_all(
+        (KubeSim.default_manifests() / "finance-service.yaml").read_text()) if d]
+    base = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}
+    for n in names:
+        for ver in ("v1", "v2"):
+            d = copy.deepcopy(base[f"finance-service-{ver}"])
+            d["metadata"]["name"] = f"{n}-{ver}"
+            labels = {"app": n, "version": ver}
+            d["metadata"]["labels"] = labels
+            d["spec"]["selector"]["matchLabels"] = labels
+            d["spec"]["template"]["metadata"]["labels"] = labels
+            sim.apply(d)
+
+
+def available(sim: KubeSim, names: list[str]) -> bool:
+    for n in names:
+        for ver, want in (("v1", 4), ("v2", 1)):
+            d = sim.get("deployments", NS, f"{n}-{ver}") or {}
+            st = d.get("status") or {}
+            if (d.get("spec", {}).get("replicas") != want or st.get("availableReplicas", 0) != want
+                    or st.get("observedGeneration") != d["metadata"].get("generation")):
+                return False
+    return True
+
+
+async def reset(sim: KubeSim, names: list[str]) -> None:
+    for n in names:
+        sim.scale_as(NS, f"{n}-v1", 4, field_manager="bench")
+        sim.scale_as(NS, f"{n}-v2", 1, field_manager="bench")
+    await sim.wait_for(lambda: available(sim, names) and not any(
+        p["metadata"].get("deletionTimestamp") for p in sim.list("pods", NS)), 120)
+
+
+def ready(pod: dict[str, Any]) -> bool:
+    return any(c.get("type") == "Ready" and c.get("status") == "True"
+               for c in (pod.get("status") or {}).get("conditions") or [])
+
+
+async def new_sim(names: list[str], ready_delay: float, tmp: Path) -> tuple[KubeSim, Any]:
+    sim = KubeSim(ready_delay=ready_delay, termination_grace=0.02)
+    sim.load_manifests(KubeSim.default_manifests())
+    seed(sim, names)
+    await sim.start()
+    await reset(sim, names)
+    api = await new_api_client(sim.write_kubeconfig(tmp / "kubeconfig"))
+    return sim, api
+
+
+async def claim_to_patch(rounds: int, tmp: Path) -> list[float]:
+    names = ["svc"]
+    sim, api = await new_sim(names, 0.02, tmp)
+    cfg = config_for(names)
+    ex = Executor(api, lambda: cfg, "bench", retry=RETRY)
+    out = []
+    try:
+        for i in range(rounds):
+            await reset(sim, names)
+            first: list[float] = []
+
+            def on_write(change: Any) -> None:
+                if (change.storage == "deployments" and change.old is not None and not first
+                        and change.obj["spec"].get("replicas") != change.old["spec"].get("replicas")):
+                    first.append(time.perf_counter())
+
+            unsubscribe = sim.store.subscribe(on_write)
+            t0 = time.perf_counter()
+            record = await ex.claim(decision("svc"), cfg.targets[0])
+            assert record is not None
+            await ex.start(record)
+            unsubscribe()
+            if i:  # the first round warms connections and imports
+                out.append(first[0] - t0)
+    finally:
+        await ex.close(1)
+        await api.close()
+        await sim.stop()
+    return out
+
+
+async def ready_to_verified(rounds: int, tmp: Path) -> tuple[list[float], list[float]]:
+    names = ["svc"]
+    sim, api = await new_sim(names, 0.8, tmp)
+    kubectl = shutil.which("kubectl")
+    ours, theirs = [], []
+    try:
+        for _ in range(rounds):
+            await reset(sim, names)
+            last_ready: list[float] = []
+            verified: list[float] = []
+            kubectl_done: list[float] = []
+            watchers: list[asyncio.Task[None]] = []
+
+            def on_write(change: Any) -> None:
+                obj = change.obj
+                if (change.storage == "pods" and obj["metadata"]["labels"].get("app") == "svc"
+                        and obj["metadata"]["labels"].get("version") == "v1"
+                        and ready(obj) and not (change.old and ready(change.old))):
+                    last_ready.append(time.perf_counter())
+
+            async def rollout_status() -> None:
+                assert kubectl is not None
+                proc = await asyncio.create_subprocess_exec(
+                    kubectl, f"--kubeconfig={tmp / 'kubeconfig'}", f"--cache-dir={tmp / 'cache'}",
+                    "-n", NS, "rollout", "status", "deployment/svc-v1",
+                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+                assert proc.stdout is not None
+                async for line in proc.stdout:
+                    if b"successfully rolled out" in line:
+                        kubectl_done.append(time.perf_counter())
+                await proc.wait()
+
+            def on_change(record: RollbackRecord, step: Step | None) -> None:
+                if step is None:
+                    return
+                if step.name == "scale-stable" and kubectl:
+                    watchers.append(asyncio.create_task(rollout_status()))
+                if step.name == "verify" and step.ok:
+                    verified.append(time.perf_counter())
+
+            cfg = config_for(names)
+            ex = Executor(api, lambda: cfg, "bench", on_change, retry=RETRY)
+            unsubscribe = sim.store.subscribe(on_write)
+            record = await ex.claim(decision("svc"), cfg.targets[0])
+            assert record is not None
+            await ex.start(record)
+            await asyncio.gather(*watchers)
+            unsubscribe()
+            await ex.close(1)
+            ours.append(verified[0] - last_ready[-1])
+            if kubectl_done:
+                theirs.append(kubectl_done[0] - last_ready[-1])
+    finally:
+        await api.close()
+        await sim.stop()
+    return ours, theirs
+
+
+async def many_at_once(n: int, ready_delay: float, tmp: Path) -> tuple[float, float]:
+    names = [f"svc{i:03d}" for i in range(n)]
+    sim, api = await new_sim(names, ready_delay, tmp)
+    cfg = config_for(names, limit=n)
+    try:
+        ex = Executor(api, lambda: cfg, "bench", retry=RETRY)
+        t0 = time.perf_counter()
+        record = await ex.claim(decision(names[0]), cfg.targets[0])
+        assert record is not None
+        assert (await ex.start(record)).phase.value == "succeeded"
+        one = time.perf_counter() - t0
+        await ex.close(1)
+        await reset(sim, names)
+
+        ex = Executor(api, lambda: cfg, "bench", retry=RETRY)
+        t0 = time.perf_counter()
+
+        async def one_target(i: int) -> str:
+            rec = await ex.claim(decision(names[i]), cfg.targets[i])
+            assert rec is not None
+            return (await ex.start(rec)).phase.value
+
+        phases = await asyncio.gather(*(one_target(i) for i in range(n)))
+        many = time.perf_counter() - t0
+        await ex.close(1)
+        assert set(phases) == {"succeeded"}, phases
+    finally:
+        await api.close()
+        await sim.stop()
+    return one, many
+
+
+def ms(values: list[float]) -> str:
+    if not values:
+        return "n/a"
+    q = statistics.quantiles(values, n=20) if len(values) > 1 else values
+    return f"median {statistics.median(values) * 1000:.1f} ms, p95 {q[-1] * 1000:.1f} ms (n={len(values)})"
+
+
+async def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rounds", type=int, default=15)
+    p.add_argument("--targets", type=int, default=200)
+    p.add_argument("--ready-delay", type=float, default=2.0)
+    args = p.parse_args()
+    configure(json=True, level="error")
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        c2p = await claim_to_patch(args.rounds + 1, tmp)
+        print(f"claim -> first scale PATCH:           {ms(c2p)}   (target < 10 ms)")
+        ours, theirs = await ready_to_verified(max(args.rounds // 2, 3), tmp)
+        print(f"last stable pod Ready -> verified:    {ms(ours)}   (target < 50 ms)")
+        print(f"  kubectl rollout status, same runs:  {ms(theirs)}")
+        one, many = await many_at_once(args.targets, args.ready_delay, tmp)
+        print(f"1 target: {one:.2f} s; {args.targets} targets at once: {many:.2f} s; "
+              f"ratio {many / one:.2f}   (target <= 1.5; pods Ready after {args.ready_delay} s)")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
