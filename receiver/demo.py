@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import html
 import json
 import os
 import secrets
@@ -120,14 +121,19 @@ async def alertmanager(tmp: Path, webhook_url: str, token_file: Path) -> AsyncIt
                 await proc.wait()
 
 
-def slack_lines(slack: Any, channel: str) -> list[Text]:
+def _shown(mrkdwn: str) -> str:
+    """Slack shows &lt; &gt; &amp; as the characters they stand for."""
+    return html.unescape(mrkdwn)
+
+
+def slack_lines(slack: Any, channel: str, skip: int = 0) -> list[Text]:
     """The channel as a person would read it: parents with their threads indented."""
     out: list[Text] = []
-    for msg in slack.messages(channel):
-        out.append(Text(f"● {msg.text}", style="bold"))
+    for msg in slack.messages(channel)[skip:]:
+        out.append(Text(f"● {_shown(msg.text)}", style="bold"))
         for reply in slack.thread(channel, msg.ts)[1:]:
             style = "red" if getattr(reply, "reply_broadcast", False) else "dim"
-            out.append(Text(f"    ↳ {reply.text}", style=style))
+            out.append(Text(f"    ↳ {_shown(reply.text)}", style=style))
     return out
 
 
@@ -139,9 +145,11 @@ def cluster_view(sim: Any, desired: int) -> Table:
     s_ready = stable.get("status", {}).get("readyReplicas", 0)
     s_spec = stable.get("spec", {}).get("replicas", 0)
     t = Table.grid(padding=(0, 2))
-    t.add_row(Text(f"canary {CANARY}", style="magenta"), Text(f"replicas {c_spec}  pods {c_pods}"))
-    t.add_row(Text(f"stable {STABLE}", style="green"),
-              Group(ProgressBar(total=desired, completed=s_ready, width=30), Text(f"{s_ready}/{desired} ready (spec {s_spec})")))
+    t.add_row(Text(f"canary {CANARY}", style="magenta"),
+              ProgressBar(total=max(c_pods, 1), completed=c_pods, width=30, complete_style="magenta"),
+              Text(f"{c_pods} pod(s), spec {c_spec}"))
+    t.add_row(Text(f"stable {STABLE}", style="green"), ProgressBar(total=desired, completed=s_ready, width=30),
+              Text(f"{s_ready}/{desired} Ready, spec {s_spec}"))
     return t
 
 
@@ -173,7 +181,9 @@ async def run_demo(args: argparse.Namespace, console: Console) -> int:
         console.print(f"Kubernetes simulator at {sim.url} (kubeconfig {kubeconfig}), fake Slack at {slack.api_url}")
         console.print(f"Receiver at {rx.url} with the shipped config.yaml: target [bold]{target.name}[/], "
                       f"stable {target.stable}, canary {target.canary}, full count {target.replicas}")
-        console.print("Week 1 of the phased rollout: v1 has 4 pods, v2 has 1 (20 %).\n")
+        await sim.wait_for(lambda: _ready(sim, STABLE) == 4 and _ready(sim, CANARY) == 1, timeout=30)
+        await rx.watcher.wait_synced(10)  # type: ignore[attr-defined]
+        console.print("Week 1 of the phased rollout: v1 has 4 pods Ready, v2 has 1 (20 % of the traffic).\n")
         async with contextlib.AsyncExitStack() as stack:
             am_url = await stack.enter_async_context(alertmanager(tmp, f"{rx.url}/webhook", tmp / "token")) if use_am else None
             async with aiohttp.ClientSession() as http:
@@ -217,8 +227,9 @@ async def run_demo(args: argparse.Namespace, console: Console) -> int:
                 await fire(alert_body("HighLatencyP95", "1.4", "finance-service v2 p95 1.4 s"))
                 await slack.wait_for(lambda: len(slack.messages(channel)) > before, timeout=15)
                 canary = (sim.get("deployments", NS, CANARY) or {}).get("spec", {}).get("replicas")
-                console.print(f"  cluster unchanged: {CANARY} still at {canary} replica(s)")
-                console.print(Panel(Group(*slack_lines(slack, channel)[-3:]), title=f"Slack {channel}", border_style="blue"))
+                console.print(f"  decision: muted; cluster unchanged: {CANARY} still at {canary} replica(s)")
+                console.print(Panel(Group(*slack_lines(slack, channel, skip=before)), title=f"Slack {channel}",
+                                    border_style="blue"))
         console.rule("[bold]Against a real cluster")
         console.print(
             "  kubectl apply -k deploy/                      # the receiver, its RBAC and config\n"
@@ -247,6 +258,8 @@ async def _follow_rollback(console: Console, rx: Any, sim: Any, desired: int, ti
             records = await rx.executor.list_rollbacks()
             record = max(records, key=lambda r: r.started_at, default=None)
             if record is not None:
+                if seen_steps == 0 and record.steps:
+                    live.console.print(f"  [bold]decision: roll back[/] — {_shown(record.reason)}")
                 for step in record.steps[seen_steps:]:
                     mark = "✔" if step.ok and not step.warning else ("⚠" if step.warning else "✘")
                     took = f" ({step.duration_seconds:.2f} s)" if step.duration_seconds is not None else ""
