@@ -139,6 +139,7 @@ class Handlers:
             record.resource = f"{target.res.plural}/{target.subresource}" if target.subresource else target.res.plural
             record.namespace, record.name = target.namespace, target.name
         self.sim.requests.append(record)
+        self.sim.store.notify()
         faults = self.sim.faults
         try:
             delay = faults.delay_for(record.verb, record.resource)

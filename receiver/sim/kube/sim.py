@@ -214,7 +214,8 @@ class KubeSim:
         ]
 
     async def wait_for(self, predicate: Callable[[], bool], timeout: float = 5.0) -> None:  # noqa: ASYNC109
-        """Return once predicate() holds, re-checking on every store change (no polling)."""
+        """Return once predicate() holds, re-checking on every store change, request and
+        watch opened or closed (no polling)."""
         deadline = time.monotonic() + timeout
         while not predicate():
             remaining = deadline - time.monotonic()

@@ -70,11 +70,16 @@ class Store:
             self.compacted_rv = dropped.rv
         for sub in list(self._subscribers):
             sub(change)
+        self.notify()
+        return change
+
+    def notify(self) -> None:
+        """Wake everything waiting in changed(): also used for non-store state that
+        tests wait on (open watches, recorded requests)."""
         waiters, self._waiters = self._waiters, []
         for fut in waiters:
             if not fut.done():
                 fut.set_result(None)
-        return change
 
     def compact(self) -> None:
         """Forget the change history, as etcd compaction does: older RVs now get 410."""

@@ -91,6 +91,7 @@ class WatchHub:
                             backlog.append(ev)
         unsubscribe = self.store.subscribe(on_change)
         self._queues.add(queue)
+        self.store.notify()
         resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
         resp.enable_chunked_encoding()
         sent = 0
@@ -154,6 +155,7 @@ class WatchHub:
         finally:
             unsubscribe()
             self._queues.discard(queue)
+            self.store.notify()
         return resp
 
     @staticmethod
