@@ -131,10 +131,10 @@ def parse_matcher(text: str) -> Matcher:
             'name=~"regex" or name!~"regex", with a label name like service or alertname)'
         )
     name, op, raw = m.group(1), m.group(2), m.group(3)
-    if raw == "":
-        raise ValueError(f'matcher value is not present: {text!r} (write {name}{op}"" for empty)')
+    # Debian's Alertmanager 0.25 (amtool check-config) reads `job=` in a config as job="";
+    # newer parse tables reject it, but the running Alertmanager is the reference here.
     expect_trailing_quote = False
-    if raw[0] == '"':
+    if raw[:1] == '"':
         raw = raw[1:]
         expect_trailing_quote = True
     out: list[str] = []
