@@ -29,7 +29,6 @@ import textwrap
 import time
 from pathlib import Path
 
-
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "bench-token"
 
@@ -57,7 +56,8 @@ structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.
 
 class States:
     def states(self):
-        return {"finance-service": TargetState(canary_replicas=0, stable_replicas=5, stable_ready=5, stable_exists=True)}
+        back = TargetState(canary_replicas=0, stable_replicas=5, stable_ready=5, stable_exists=True)
+        return {"finance-service": back}
 
 class NoExecutor:
     async def claim(self, decision, target):
@@ -85,19 +85,31 @@ web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print
 def payload() -> bytes:
     alerts = []
     for i, name in enumerate(("HighErrorRate", "HighLatencyP95", "HighCPU")):
-        alerts.append({
+        alerts.append(
+            {
+                "status": "firing",
+                "labels": {"alertname": name, "service": "finance-service", "severity": "critical", "version": "v2"},
+                "annotations": {"summary": f"{name} on finance-service", "value": "0.072"},
+                "startsAt": "2026-11-27T00:15:37.241232707Z",
+                "endsAt": "0001-01-01T00:00:00Z",
+                "generatorURL": "http://prometheus:9090/graph",
+                "fingerprint": f"55700370c855a6a{i}",
+            }
+        )
+    return json.dumps(
+        {
+            "receiver": "rollback",
             "status": "firing",
-            "labels": {"alertname": name, "service": "finance-service", "severity": "critical", "version": "v2"},
-            "annotations": {"summary": f"{name} on finance-service", "value": "0.072"},
-            "startsAt": "2026-11-27T00:15:37.241232707Z", "endsAt": "0001-01-01T00:00:00Z",
-            "generatorURL": "http://prometheus:9090/graph", "fingerprint": f"55700370c855a6a{i}",
-        })
-    return json.dumps({
-        "receiver": "rollback", "status": "firing", "alerts": alerts,
-        "groupLabels": {"service": "finance-service"}, "commonLabels": {"service": "finance-service"},
-        "commonAnnotations": {}, "externalURL": "http://alertmanager:9093", "version": "4",
-        "groupKey": '{}:{service="finance-service"}', "truncatedAlerts": 0,
-    }).encode()
+            "alerts": alerts,
+            "groupLabels": {"service": "finance-service"},
+            "commonLabels": {"service": "finance-service"},
+            "commonAnnotations": {},
+            "externalURL": "http://alertmanager:9093",
+            "version": "4",
+            "groupKey": '{}:{service="finance-service"}',
+            "truncatedAlerts": 0,
+        }
+    ).encode()
 
 
 def free_port() -> int:
@@ -122,15 +134,19 @@ def start(code: str, *args: str) -> tuple[subprocess.Popen[bytes], int]:
 
 def wrk(port: int, body_file: Path, seconds: int, connections: int = 32) -> float:
     lua = body_file.with_suffix(".lua")
-    lua.write_text(textwrap.dedent(f"""
+    lua.write_text(
+        textwrap.dedent(f"""
         wrk.method = "POST"
         wrk.headers["Content-Type"] = "application/json"
         wrk.headers["Authorization"] = "Bearer {TOKEN}"
         local f = io.open("{body_file}", "rb"); wrk.body = f:read("*a"); f:close()
-    """))
+    """)
+    )
     out = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", str(lua), f"http://127.0.0.1:{port}/webhook"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     m = re.search(r"Requests/sec:\s+([\d.]+)", out)
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
@@ -143,10 +159,27 @@ def paced_p99(port: int, body_file: Path, rate: float, seconds: int) -> tuple[fl
     """Open-loop-ish load at a fixed total rate with hey (-q per worker); (p50, p99) in ms."""
     workers = 16
     out = subprocess.run(
-        ["hey", "-z", f"{seconds}s", "-c", str(workers), "-q", str(max(1, int(rate / workers))),
-         "-m", "POST", "-T", "application/json", "-H", f"Authorization: Bearer {TOKEN}",
-         "-D", str(body_file), f"http://127.0.0.1:{port}/webhook"],
-        capture_output=True, text=True, check=True,
+        [
+            "hey",
+            "-z",
+            f"{seconds}s",
+            "-c",
+            str(workers),
+            "-q",
+            str(max(1, int(rate / workers))),
+            "-m",
+            "POST",
+            "-T",
+            "application/json",
+            "-H",
+            f"Authorization: Bearer {TOKEN}",
+            "-D",
+            str(body_file),
+            f"http://127.0.0.1:{port}/webhook",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     codes = set(re.findall(r"\[(\d{3})\]\s+\d+ responses", out))
     if codes != {"200"} or "Error distribution" in out:
@@ -202,7 +235,9 @@ def main() -> None:
     print(f"receiver (3 alerts)  : {rx_rps:9.0f} req/s   ratio {rx_rps / bare_rps:.2f} (goal >= 0.60)")
     print(f"at {rx_rps / 2:.0f} req/s       : p50 {p50:.2f} ms, p99 {p99:.2f} ms (goal p99 < 10 ms)")
     print(f"idle RSS             : {idle:.1f} MB (goal < 80 MB)")
-    print(f"RSS over ~{sent:,} webhooks: {before:.1f} -> {after:.1f} MB, growth {after - before:+.1f} MB (goal < 10 MB)")
+    print(
+        f"RSS over ~{sent:,} webhooks: {before:.1f} -> {after:.1f} MB, growth {after - before:+.1f} MB (goal < 10 MB)"
+    )
 
 
 if __name__ == "__main__":

@@ -76,9 +76,7 @@ class Rule(Strict):
         description="Roll back only when the alert's value is strictly above this; "
         "a missing or non-numeric value then does not trigger.",
     )
-    value_annotation: str = Field(
-        default="value", description="Annotation carrying the alert's value ({{ $value }})."
-    )
+    value_annotation: str = Field(default="value", description="Annotation carrying the alert's value ({{ $value }}).")
     unit: Literal["ratio", "percent", "ms", "seconds", "count", "none"] = Field(
         default="none",
         description="How the value is shown: ratio 0.072 -> 7.2 %, ms, seconds, count.",
@@ -96,10 +94,14 @@ class Rule(Strict):
 class Target(Strict):
     """A service the receiver may roll back. Only these are ever touched."""
 
-    name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63,
-                      description="Names the target in decisions, Slack, metrics and its Lease.")
-    namespace: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63,
-                           description="Namespace of both Deployments.")
+    name: str = Field(
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        max_length=63,
+        description="Names the target in decisions, Slack, metrics and its Lease.",
+    )
+    namespace: str = Field(
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63, description="Namespace of both Deployments."
+    )
     matchers: MatcherList
     stable: str = Field(description="The old, known-good Deployment (v1).")
     canary: str = Field(description="The new Deployment being rolled out (v2).")
@@ -130,7 +132,8 @@ class Settings(Strict):
     mute: Mute | None = Field(default=None, description="Global mute with reason and owner.")
     dry_run: bool = Field(default=False, description="Decide and notify, never change the cluster.")
     verification_timeout_seconds: float | None = Field(
-        default=None, gt=0,
+        default=None,
+        gt=0,
         description="Give up verifying after this; default: the stable's progressDeadlineSeconds, else 300.",
     )
     step_order: StepOrder = Field(
@@ -145,7 +148,8 @@ class Settings(Strict):
         default=False, description="Also wait until the canary's pods have terminated."
     )
     max_rollbacks_per_hour: int = Field(
-        default=3, ge=1,
+        default=3,
+        ge=1,
         description="Fight detection: after this many rollbacks of one target within an hour, "
         "stop acting on it and report instead.",
     )
@@ -172,9 +176,7 @@ class SlackSettings(Strict):
     webhook_url_file: Path | None = Field(default=None, description="File with the incoming-webhook URL.")
     webhook_url_env: str = Field(default="SLACK_WEBHOOK_URL", description="Env var with the webhook URL.")
     default_channel: str = Field(default="#rollbacks", description="Used when a target names none.")
-    oncall_mention: str = Field(
-        default="", description="Added to failure broadcasts, e.g. <!subteam^S123> or <!here>."
-    )
+    oncall_mention: str = Field(default="", description="Added to failure broadcasts, e.g. <!subteam^S123> or <!here>.")
     timeout_seconds: float = Field(default=10, gt=0, description="Per Slack call; a timed-out post is never repeated.")
     queue_size: int = Field(default=1000, ge=1, description="Notifications queued beyond this are dropped and counted.")
 

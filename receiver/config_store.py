@@ -93,8 +93,13 @@ class ConfigStore:
             self.last_reload = ReloadResult(ok=True, at=datetime.now(UTC), changed=changed)
             CONFIG_RELOADS.labels("success").inc()
             CONFIG_LAST_RELOAD_SUCCESS.set(1)
-            log.info("config reloaded", trigger=trigger, changed=changed,
-                     enabled=config.settings.enabled, dry_run=config.settings.dry_run)
+            log.info(
+                "config reloaded",
+                trigger=trigger,
+                changed=changed,
+                enabled=config.settings.enabled,
+                dry_run=config.settings.dry_run,
+            )
             for listener in self.listeners:
                 listener(config)
             return self.last_reload

@@ -44,7 +44,9 @@ SHIPPED_CONFIG = Path(__file__).resolve().parent.parent / "config.yaml"
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, default=None, help="config to start from (default: the shipped config.yaml)")
-    p.add_argument("--no-alertmanager", action="store_true", help="post the payload directly even if Alertmanager is installed")
+    p.add_argument(
+        "--no-alertmanager", action="store_true", help="post the payload directly even if Alertmanager is installed"
+    )
     p.add_argument("--ready-delay", type=float, default=1.5, help="seconds a simulated pod takes to become Ready")
 
 
@@ -57,8 +59,13 @@ def _free_port() -> int:
 def _demo_config(base: Config, slack_api: str) -> dict[str, Any]:
     """The shipped config, pointed at the fake Slack; nothing else changes."""
     data = base.model_dump(mode="json", exclude_none=True)
-    data["slack"] = {**data.get("slack", {}), "mode": "bot", "api_url": slack_api, "token_env": "SLACK_BOT_TOKEN",
-                     "default_channel": "#rollbacks"}
+    data["slack"] = {
+        **data.get("slack", {}),
+        "mode": "bot",
+        "api_url": slack_api,
+        "token_env": "SLACK_BOT_TOKEN",
+        "default_channel": "#rollbacks",
+    }
     return data
 
 
@@ -75,12 +82,24 @@ def am_payload(alert: dict[str, Any], external_url: str = "http://127.0.0.1:9093
     fp = secrets.token_hex(8)
     labels = alert["labels"]
     return {
-        "receiver": "rollback-receiver", "status": "firing", "version": "4",
-        "alerts": [{**alert, "status": "firing", "startsAt": datetime.now(UTC).isoformat(),
-                    "endsAt": "0001-01-01T00:00:00Z", "fingerprint": fp}],
+        "receiver": "rollback-receiver",
+        "status": "firing",
+        "version": "4",
+        "alerts": [
+            {
+                **alert,
+                "status": "firing",
+                "startsAt": datetime.now(UTC).isoformat(),
+                "endsAt": "0001-01-01T00:00:00Z",
+                "fingerprint": fp,
+            }
+        ],
         "groupLabels": {"alertname": labels["alertname"], "service": labels["service"]},
-        "commonLabels": labels, "commonAnnotations": alert["annotations"], "externalURL": external_url,
-        "groupKey": f'{{}}:{{alertname="{labels["alertname"]}", service="finance-service"}}', "truncatedAlerts": 0,
+        "commonLabels": labels,
+        "commonAnnotations": alert["annotations"],
+        "externalURL": external_url,
+        "groupKey": f'{{}}:{{alertname="{labels["alertname"]}", service="finance-service"}}',
+        "truncatedAlerts": 0,
     }
 
 
@@ -89,18 +108,37 @@ async def alertmanager(tmp: Path, webhook_url: str, token_file: Path) -> AsyncIt
     """Debian's prometheus-alertmanager routing every alert to the receiver, bearer auth."""
     port = _free_port()
     cfg = {
-        "route": {"receiver": "rollback-receiver", "group_by": ["alertname", "service"],
-                  "group_wait": "0s", "group_interval": "5s", "repeat_interval": "4h"},
-        "receivers": [{"name": "rollback-receiver", "webhook_configs": [{
-            "url": webhook_url, "send_resolved": True,
-            "http_config": {"authorization": {"type": "Bearer", "credentials_file": str(token_file)}}}]}],
+        "route": {
+            "receiver": "rollback-receiver",
+            "group_by": ["alertname", "service"],
+            "group_wait": "0s",
+            "group_interval": "5s",
+            "repeat_interval": "4h",
+        },
+        "receivers": [
+            {
+                "name": "rollback-receiver",
+                "webhook_configs": [
+                    {
+                        "url": webhook_url,
+                        "send_resolved": True,
+                        "http_config": {"authorization": {"type": "Bearer", "credentials_file": str(token_file)}},
+                    }
+                ],
+            }
+        ],
     }
     (tmp / "am.yml").write_text(yaml.safe_dump(cfg))
     url = f"http://127.0.0.1:{port}"
     proc = await asyncio.create_subprocess_exec(
-        "prometheus-alertmanager", f"--config.file={tmp / 'am.yml'}", f"--storage.path={tmp / 'am-data'}",
-        f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address=", f"--web.external-url={url}/",
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        "prometheus-alertmanager",
+        f"--config.file={tmp / 'am.yml'}",
+        f"--storage.path={tmp / 'am-data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--cluster.listen-address=",
+        f"--web.external-url={url}/",
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
     )
     try:
         async with aiohttp.ClientSession() as s:
@@ -145,11 +183,16 @@ def cluster_view(sim: Any, desired: int) -> Table:
     s_ready = stable.get("status", {}).get("readyReplicas", 0)
     s_spec = stable.get("spec", {}).get("replicas", 0)
     t = Table.grid(padding=(0, 2))
-    t.add_row(Text(f"canary {CANARY}", style="magenta"),
-              ProgressBar(total=max(c_pods, 1), completed=c_pods, width=30, complete_style="magenta"),
-              Text(f"{c_pods} pod(s), spec {c_spec}"))
-    t.add_row(Text(f"stable {STABLE}", style="green"), ProgressBar(total=desired, completed=s_ready, width=30),
-              Text(f"{s_ready}/{desired} Ready, spec {s_spec}"))
+    t.add_row(
+        Text(f"canary {CANARY}", style="magenta"),
+        ProgressBar(total=max(c_pods, 1), completed=c_pods, width=30, complete_style="magenta"),
+        Text(f"{c_pods} pod(s), spec {c_spec}"),
+    )
+    t.add_row(
+        Text(f"stable {STABLE}", style="green"),
+        ProgressBar(total=desired, completed=s_ready, width=30),
+        Text(f"{s_ready}/{desired} Ready, spec {s_spec}"),
+    )
     return t
 
 
@@ -163,7 +206,9 @@ async def run_demo(args: argparse.Namespace, console: Console) -> int:
     target = base.targets[0]
     sim = KubeSim(ready_delay=args.ready_delay, termination_grace=0.5)
     sim.load_manifests(KubeSim.default_manifests())
-    slack = FakeSlack(channels={"#rollbacks": "C0ROLLBACKS", **({target.slack_channel: "C0TARGET"} if target.slack_channel else {})})
+    slack = FakeSlack(
+        channels={"#rollbacks": "C0ROLLBACKS", **({target.slack_channel: "C0TARGET"} if target.slack_channel else {})}
+    )
     await sim.start()
     await slack.start()
     kubeconfig = sim.write_kubeconfig(tmp / "kubeconfig")
@@ -179,13 +224,19 @@ async def run_demo(args: argparse.Namespace, console: Console) -> int:
     try:
         console.rule("[bold]rollback-receiver demo")
         console.print(f"Kubernetes simulator at {sim.url} (kubeconfig {kubeconfig}), fake Slack at {slack.api_url}")
-        console.print(f"Receiver at {rx.url} with the shipped config.yaml: target [bold]{target.name}[/], "
-                      f"stable {target.stable}, canary {target.canary}, full count {target.replicas}")
+        console.print(
+            f"Receiver at {rx.url} with the shipped config.yaml: target [bold]{target.name}[/], "
+            f"stable {target.stable}, canary {target.canary}, full count {target.replicas}"
+        )
         await sim.wait_for(lambda: _ready(sim, STABLE) == 4 and _ready(sim, CANARY) == 1, timeout=30)
         await rx.watcher.wait_synced(10)  # type: ignore[attr-defined]
         console.print("Week 1 of the phased rollout: v1 has 4 pods Ready, v2 has 1 (20 % of the traffic).\n")
         async with contextlib.AsyncExitStack() as stack:
-            am_url = await stack.enter_async_context(alertmanager(tmp, f"{rx.url}/webhook", tmp / "token")) if use_am else None
+            am_url = (
+                await stack.enter_async_context(alertmanager(tmp, f"{rx.url}/webhook", tmp / "token"))
+                if use_am
+                else None
+            )
             async with aiohttp.ClientSession() as http:
 
                 async def fire(alert: dict[str, Any]) -> None:
@@ -193,25 +244,35 @@ async def run_demo(args: argparse.Namespace, console: Console) -> int:
                         async with http.post(f"{am_url}/api/v2/alerts", json=[alert]) as r:
                             r.raise_for_status()
                     else:
-                        async with http.post(f"{rx.url}/webhook", json=am_payload(alert),
-                                             headers={"Authorization": f"Bearer {token}"}) as r:
+                        async with http.post(
+                            f"{rx.url}/webhook", json=am_payload(alert), headers={"Authorization": f"Bearer {token}"}
+                        ) as r:
                             console.print(f"  receiver answered {r.status}: {json.dumps(await r.json())[:200]}")
 
-                via = f"the real Alertmanager at {am_url}" if am_url else "a payload shaped like Alertmanager's (not installed)"
+                via = (
+                    f"the real Alertmanager at {am_url}"
+                    if am_url
+                    else "a payload shaped like Alertmanager's (not installed)"
+                )
                 console.print(f"[bold red]▶ HighErrorRate fires:[/] v2 error rate 7.0 % > 5 %, sent through {via}")
                 t0 = time.monotonic()
                 await fire(alert_body("HighErrorRate", "0.07", "finance-service v2 error rate 7.0 %"))
-                record = await _follow_rollback(console, rx, sim, target.replicas, timeout=40)
+                record = await _follow_rollback(console, rx, sim, target.replicas, within=40)
                 elapsed = time.monotonic() - t0
                 await slack.wait_for(lambda: any(m.text for m in slack.messages(channel)), timeout=5)
                 await asyncio.sleep(0.3)  # let the last thread replies land before showing them
                 console.print()
                 console.print(Panel(Group(*slack_lines(slack, channel)), title=f"Slack {channel}", border_style="blue"))
                 ok = record is not None and record.phase.value == "succeeded"
-                console.print(Panel(
-                    f"Rollback {'verified' if ok else 'NOT verified'}: {CANARY} at 0, {STABLE} "
-                    f"{target.replicas}/{target.replicas} Ready.\nTime from alert to verified rollback: [bold]{elapsed:.1f} s[/]",
-                    title="summary", border_style="green" if ok else "red"))
+                console.print(
+                    Panel(
+                        f"Rollback {'verified' if ok else 'NOT verified'}: {CANARY} at 0, {STABLE} "
+                        f"{target.replicas}/{target.replicas} Ready.\n"
+                        f"Time from alert to verified rollback: [bold]{elapsed:.1f} s[/]",
+                        title="summary",
+                        border_style="green" if ok else "red",
+                    )
+                )
 
                 console.rule("[bold]An operator mutes the target for a planned load test")
                 until = (datetime.now(UTC) + timedelta(hours=2)).replace(microsecond=0)
@@ -228,14 +289,18 @@ async def run_demo(args: argparse.Namespace, console: Console) -> int:
                 await slack.wait_for(lambda: len(slack.messages(channel)) > before, timeout=15)
                 canary = (sim.get("deployments", NS, CANARY) or {}).get("spec", {}).get("replicas")
                 console.print(f"  decision: muted; cluster unchanged: {CANARY} still at {canary} replica(s)")
-                console.print(Panel(Group(*slack_lines(slack, channel, skip=before)), title=f"Slack {channel}",
-                                    border_style="blue"))
+                console.print(
+                    Panel(
+                        Group(*slack_lines(slack, channel, skip=before)), title=f"Slack {channel}", border_style="blue"
+                    )
+                )
         console.rule("[bold]Against a real cluster")
         console.print(
             "  kubectl apply -k deploy/                      # the receiver, its RBAC and config\n"
             "  add deploy/alertmanager/alertmanager.yml's route and receiver to Alertmanager\n"
             "  receiver serve --config config.yaml           # or locally: uses $KUBECONFIG like kubectl\n"
-            "  receiver rollback finance-service --config config.yaml --dry-run   # the manual button")
+            "  receiver rollback finance-service --config config.yaml --dry-run   # the manual button"
+        )
         return 0 if ok else 1
     finally:
         await rx.stop(grace=5)
@@ -248,10 +313,10 @@ def _ready(sim: Any, name: str) -> int:
     return int(((sim.get("deployments", NS, name) or {}).get("status") or {}).get("readyReplicas", 0))
 
 
-async def _follow_rollback(console: Console, rx: Any, sim: Any, desired: int, timeout: float) -> Any:
+async def _follow_rollback(console: Console, rx: Any, sim: Any, desired: int, within: float) -> Any:
     """Show the cluster live until the rollback record is finished (or timeout)."""
     seen_steps = 0
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     record = None
     with Live(cluster_view(sim, desired), console=console, refresh_per_second=10, transient=False) as live:
         while time.monotonic() < deadline:

@@ -6,9 +6,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
-WEBHOOKS = Counter(
-    "receiver_webhooks_total", "Webhook deliveries by HTTP outcome.", ["outcome"], registry=REGISTRY
-)
+WEBHOOKS = Counter("receiver_webhooks_total", "Webhook deliveries by HTTP outcome.", ["outcome"], registry=REGISTRY)
 DECISIONS = Counter(
     "receiver_decisions_total", "Decisions per target by kind.", ["target", "decision"], registry=REGISTRY
 )
@@ -28,15 +26,11 @@ ROLLBACK_DURATION = Histogram(
     buckets=(1, 2, 5, 10, 20, 30, 60, 120, 300, 600),
     registry=REGISTRY,
 )
-ROLLBACKS_RUNNING = Gauge(
-    "receiver_rollbacks_running", "Rollbacks in progress in this replica.", registry=REGISTRY
-)
+ROLLBACKS_RUNNING = Gauge("receiver_rollbacks_running", "Rollbacks in progress in this replica.", registry=REGISTRY)
 KUBE_RETRIES = Counter(
     "receiver_kube_retries_total", "Kubernetes API calls retried, by reason.", ["reason"], registry=REGISTRY
 )
-CONFIG_RELOADS = Counter(
-    "receiver_config_reloads_total", "Config reloads by result.", ["result"], registry=REGISTRY
-)
+CONFIG_RELOADS = Counter("receiver_config_reloads_total", "Config reloads by result.", ["result"], registry=REGISTRY)
 CONFIG_LAST_RELOAD_SUCCESS = Gauge(
     "receiver_config_last_reload_successful", "1 if the last reload succeeded.", registry=REGISTRY
 )

@@ -18,6 +18,7 @@ import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 from aiohttp import web
@@ -29,6 +30,13 @@ from receiver.core.rollback import RollbackRecord, Step
 from receiver.service import Service
 from receiver.web.app import Runtime, make_app
 
+if TYPE_CHECKING:
+    from kubernetes_asyncio.client import ApiClient
+
+    from receiver.executor import Executor
+    from receiver.slack import Notifier
+    from receiver.target_watcher import TargetWatcher
+
 log = structlog.get_logger(__name__)
 
 
@@ -37,12 +45,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--listen", default="0.0.0.0:8080", help="HOST:PORT to listen on (default 0.0.0.0:8080)")
     p.add_argument("--kubeconfig", type=Path, default=None, help="default: $KUBECONFIG, ~/.kube/config, in-cluster")
     p.add_argument("--identity", default=None, help="lease holder identity (default: $POD_NAME or hostname)")
-    p.add_argument("--insecure", action="store_true",
-                   help="accept webhooks without credentials (demo and local testing only)")
+    p.add_argument(
+        "--insecure", action="store_true", help="accept webhooks without credentials (demo and local testing only)"
+    )
     p.add_argument("--log-format", choices=("json", "console", "auto"), default="auto")
     p.add_argument("--log-level", default="info")
-    p.add_argument("--shutdown-grace", type=float, default=25.0,
-                   help="seconds running rollbacks get to reach a safe point on SIGTERM")
+    p.add_argument(
+        "--shutdown-grace",
+        type=float,
+        default=25.0,
+        help="seconds running rollbacks get to reach a safe point on SIGTERM",
+    )
 
 
 def install_sighup(store: ConfigStore) -> None:
@@ -54,7 +67,7 @@ def install_sighup(store: ConfigStore) -> None:
 class KubeProbe:
     """Readiness check of the API server, cached briefly so probes cost no API load."""
 
-    def __init__(self, api: object, ttl: float = 5.0) -> None:
+    def __init__(self, api: ApiClient, ttl: float = 5.0) -> None:
         self._api = api
         self._ttl = ttl
         self._at = -1e9
@@ -82,19 +95,19 @@ class RunningReceiver:
     store: ConfigStore
     service: Service
     runner: web.AppRunner
-    executor: object
-    watcher: object
-    notifier: object
-    api: object
+    executor: Executor
+    watcher: TargetWatcher
+    notifier: Notifier
+    api: ApiClient
     tasks: list[asyncio.Task[RollbackRecord]] = field(default_factory=list)
 
     async def stop(self, grace: float = 10.0) -> None:
         await self.runner.cleanup()  # stop taking webhooks first
         await self.store.stop_watching()
-        await self.executor.close(grace)  # type: ignore[attr-defined]
-        await self.notifier.close(min(grace, 5.0))  # type: ignore[attr-defined]
-        await self.watcher.stop()  # type: ignore[attr-defined]
-        await self.api.close()  # type: ignore[attr-defined]
+        await self.executor.close(grace)
+        await self.notifier.close(min(grace, 5.0))
+        await self.watcher.stop()
+        await self.api.close()
 
 
 async def start_receiver(
@@ -148,15 +161,21 @@ async def start_receiver(
     if watch_config:
         store.start_watching()
     url = f"http://{bound_host}:{bound_port}"
-    log.info("receiver listening", url=url, identity=identity, targets=[t.name for t in store.config.targets],
-             resumed=len(tasks))
+    log.info(
+        "receiver listening",
+        url=url,
+        identity=identity,
+        targets=[t.name for t in store.config.targets],
+        resumed=len(tasks),
+    )
     return RunningReceiver(url, store, service, runner, executor, watcher, notifier, api, tasks)
 
 
 async def _serve(args: argparse.Namespace) -> int:
     try:
-        rx = await start_receiver(args.config, args.listen, insecure=args.insecure,
-                                  kubeconfig=args.kubeconfig, identity=args.identity)
+        rx = await start_receiver(
+            args.config, args.listen, insecure=args.insecure, kubeconfig=args.kubeconfig, identity=args.identity
+        )
     except ConfigError as e:
         log.error("cannot start", error=str(e))
         return 2

@@ -29,8 +29,9 @@ log = structlog.get_logger(__name__)
 #: Decisions that people are told about in Slack (the rest are silent no-ops).
 NOTIFIED = frozenset({DecisionKind.MUTED, DecisionKind.DRY_RUN, DecisionKind.HALTED, DecisionKind.RESOLVED})
 #: Decisions that change nothing and tell no one: a repeat of the same body may reuse them.
-QUIET = frozenset({DecisionKind.ALREADY_ROLLED_BACK, DecisionKind.IN_PROGRESS,
-                   DecisionKind.NO_RULE_MATCHED, DecisionKind.DISABLED})
+QUIET = frozenset(
+    {DecisionKind.ALREADY_ROLLED_BACK, DecisionKind.IN_PROGRESS, DecisionKind.NO_RULE_MATCHED, DecisionKind.DISABLED}
+)
 
 
 ALREADY_CLAIMED = "a rollback of this target is already running (another delivery or replica holds its lease)"
@@ -65,11 +66,13 @@ class WebhookResult:
     @cached_property
     def response_body(self) -> bytes:
         """The JSON answer, serialised once (a repeated delivery reuses it)."""
-        return json.dumps({
-            "status": "ok",
-            "decisions": [d.summary() for d in self.decisions],
-            "rollbacks": [r.id for r in self.records],
-        }).encode()
+        return json.dumps(
+            {
+                "status": "ok",
+                "decisions": [d.summary() for d in self.decisions],
+                "rollbacks": [r.id for r in self.records],
+            }
+        ).encode()
 
 
 @dataclass(frozen=True)
@@ -165,8 +168,9 @@ class Service:
             raise IntentNotRecorded("; ".join(failures), final)
         result = WebhookResult(final, records)
         if body is not None and all(d.kind in QUIET for d in final):
-            counters = tuple((DECISIONS.labels(d.target, d.kind.value), ALERTS.labels(d.kind.value), len(d.alerts))
-                             for d in final)
+            counters = tuple(
+                (DECISIONS.labels(d.target, d.kind.value), ALERTS.labels(d.kind.value), len(d.alerts)) for d in final
+            )
             self._repeats[body_digest(body)] = _Repeat(config, states, result, counters)
             if len(self._repeats) > 1024:
                 self._repeats.popitem(last=False)

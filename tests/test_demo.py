@@ -13,7 +13,10 @@ def test_the_demo_rolls_back_shows_the_slack_thread_and_the_muted_target_then_ex
     before = subprocess.run(["pgrep", "-f", "receiver-demo-"], capture_output=True, text=True).stdout.split()
     proc = subprocess.run(
         [sys.executable, "-m", "receiver", "demo", "--ready-delay", "0.3"],
-        capture_output=True, text=True, timeout=100, env={"COLUMNS": "160", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=100,
+        env={"COLUMNS": "160", "PATH": "/usr/bin:/bin"},
     )
     out = proc.stdout
     assert proc.returncode == 0, out + proc.stderr

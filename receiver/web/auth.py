@@ -55,9 +55,7 @@ class Credentials:
         return bool(self.webhook_tokens or self.basic_users)
 
     @classmethod
-    def load(
-        cls, auth: AuthSettings, env: Mapping[str, str] | None = None, insecure: bool = False
-    ) -> Credentials:
+    def load(cls, auth: AuthSettings, env: Mapping[str, str] | None = None, insecure: bool = False) -> Credentials:
         env = os.environ if env is None else env
         tokens = [_read_secret(p) for p in auth.bearer_token_files]
         tokens += _split(env.get(auth.bearer_token_env))

@@ -80,8 +80,9 @@ async def chain(kube_sim: KubeSim, kubeconfig_path: Path, tmp_path: Path, *, mut
     try:
         async with running_alertmanager(alertmanager_config(f"{rx.url}/webhook", token_file), tmp_path) as am:
             rules = fast_rules(RULES, tmp_path / "rules.yml")
-            async with running_prometheus([v1.metrics_url, v2.metrics_url], rules, tmp_path,
-                                          alertmanager_url=am.url) as prom:
+            async with running_prometheus(
+                [v1.metrics_url, v2.metrics_url], rules, tmp_path, alertmanager_url=am.url
+            ) as prom:
                 yield Chain(kube_sim, slack, rx, prom, v1, v2)
     finally:
         follower.cancel()
@@ -103,8 +104,7 @@ async def test_a_real_error_rate_alert_rolls_the_canary_back_and_the_alert_resol
     async with chain(kube_sim, kubeconfig_path, tmp_path, mute=False) as c:
         c.v2.set_error_ratio(0.07)
         await c.prom.wait_for_alert("HighErrorRate", labels={"version": "v2"}, timeout=40)
-        await c.sim.wait_for(
-            lambda: spec_replicas(c.sim, CANARY) == 0 and ready(c.sim, STABLE) == 5, timeout=60)
+        await c.sim.wait_for(lambda: spec_replicas(c.sim, CANARY) == 0 and ready(c.sim, STABLE) == 5, timeout=60)
         records = await c.rx.executor.list_rollbacks()  # type: ignore[attr-defined]
         await c.slack.wait_for(lambda: "rolled back" in texts(c.slack.messages(CHANNEL)).lower(), timeout=30)
         # the cluster tells the story too: an event on each Deployment
@@ -113,8 +113,7 @@ async def test_a_real_error_rate_alert_rolls_the_canary_back_and_the_alert_resol
         # v2 no longer takes traffic, so the alert resolves, and the thread says so
         await c.prom.wait_for_no_alert("HighErrorRate", timeout=40)
         parent = c.slack.messages(CHANNEL)[0]
-        await c.slack.wait_for(
-            lambda: "resolved" in texts(c.slack.thread(CHANNEL, parent.ts)).lower(), timeout=40)
+        await c.slack.wait_for(lambda: "resolved" in texts(c.slack.thread(CHANNEL, parent.ts)).lower(), timeout=40)
         assert len(records) == 1 and records[0].phase.value == "succeeded"
         assert records[0].rule == "error-rate"
         assert spec_replicas(c.sim, STABLE) == 5

@@ -93,7 +93,9 @@ async def test_a_changed_file_is_picked_up_without_a_restart(
     store.listeners.append(lambda _c: reloaded.set())
     store.start_watching()
     try:
-        config_file(config_file().read_text().replace("max_body_bytes: 65536", "enabled: false\n  max_body_bytes: 65536"))
+        config_file(
+            config_file().read_text().replace("max_body_bytes: 65536", "enabled: false\n  max_body_bytes: 65536")
+        )
         await asyncio.wait_for(reloaded.wait(), 5)
         assert store.config.settings.enabled is False
     finally:
@@ -110,7 +112,9 @@ async def test_sighup_reloads_the_config(
     store.listeners.append(lambda _c: reloaded.set())
     install_sighup(store)
     try:
-        config_file(config_file().read_text().replace("max_body_bytes: 65536", "dry_run: true\n  max_body_bytes: 65536"))
+        config_file(
+            config_file().read_text().replace("max_body_bytes: 65536", "dry_run: true\n  max_body_bytes: 65536")
+        )
         os.kill(os.getpid(), signal.SIGHUP)
         await asyncio.wait_for(reloaded.wait(), 5)
         assert store.config.settings.dry_run is True
@@ -118,7 +122,9 @@ async def test_sighup_reloads_the_config(
         asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
 
 
-async def test_liveness_answers_without_credentials_and_reports_memory(app_client: tuple[TestClient, ConfigStore]) -> None:
+async def test_liveness_answers_without_credentials_and_reports_memory(
+    app_client: tuple[TestClient, ConfigStore],
+) -> None:
     client, _ = app_client
     body = await (await client.get("/health/live")).json()
     assert body["status"] == "alive" and body["memory_rss_bytes"] > 0

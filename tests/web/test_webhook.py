@@ -47,9 +47,7 @@ class Harness:
 
 
 @pytest.fixture
-async def harness(
-    aiohttp_client: Callable[..., Awaitable[TestClient]], config_file: Callable[..., Path]
-) -> Harness:
+async def harness(aiohttp_client: Callable[..., Awaitable[TestClient]], config_file: Callable[..., Path]) -> Harness:
     store = ConfigStore(config_file(), env=ENV, poll_seconds=0.05)
     executor, notifier, states = FakeExecutor(), FakeNotifier(), FakeStates()
     service = Service(lambda: store.config, states, executor, notifier)
@@ -157,9 +155,13 @@ async def test_newer_alertmanager_fields_are_accepted(harness: Harness) -> None:
 async def test_a_muted_target_is_told_once_and_never_rolled_back(
     harness: Harness, config_file: Callable[..., Path]
 ) -> None:
-    text = config_file().read_text().replace(
-        "    replicas: 5\n",
-        "    replicas: 5\n    mute: {reason: planned load test, by: alice, until: '2099-01-01T00:00:00Z'}\n",
+    text = (
+        config_file()
+        .read_text()
+        .replace(
+            "    replicas: 5\n",
+            "    replicas: 5\n    mute: {reason: planned load test, by: alice, until: '2099-01-01T00:00:00Z'}\n",
+        )
     )
     config_file(text)
     assert (await harness.store.reload("test")).ok
@@ -195,9 +197,9 @@ async def test_a_byte_identical_repeat_is_decided_afresh_once_the_cluster_change
         status, body = await harness.post(firing_payload())
         assert status == 200 and body["decisions"][0]["decision"] == "already_rolled_back"
     # someone scaled the canary back up: the same delivery must now roll back
-    harness.states.values = {"finance-service": TargetState(
-        canary_replicas=1, stable_replicas=4, stable_ready=4, stable_exists=True
-    )}
+    harness.states.values = {
+        "finance-service": TargetState(canary_replicas=1, stable_replicas=4, stable_ready=4, stable_exists=True)
+    }
     status, body = await harness.post(firing_payload())
     assert status == 200 and body["decisions"][0]["decision"] == "roll_back"
     assert len(harness.executor.started) == 1
