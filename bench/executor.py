@@ -1,3 +1,4 @@
+# ruff: noqa: B023, E402
 """Executor benchmark against the simulator: prints the figures issue 4 asks for.
 
     python bench/executor.py [--rounds N] [--targets N]
@@ -8,6 +9,7 @@
    watching the same Deployment in the same run (the real kubectl, when installed).
 3. N targets rolling back at once vs one target: wall time ratio (pods take --ready-delay
    seconds to become Ready, like a small real service; max_concurrent_rollbacks = N).
+Callbacks in loops are used only within the iteration that defines them (B023).
 Times are taken in-process from the simulator's store (the moment it commits a write),
 so they include HTTP and JSON on loopback but no network.
 """
@@ -27,15 +29,16 @@ from typing import Any
 
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
-from receiver.config import Config, parse_config  # noqa: E402
-from receiver.core.decisions import Decision, DecisionKind  # noqa: E402
-from receiver.core.rollback import RollbackRecord, Step  # noqa: E402
-from receiver.executor import Executor  # noqa: E402
-from receiver.kube import RetryPolicy, new_api_client  # noqa: E402
-from receiver.logs import configure  # noqa: E402
-from receiver.sim.kube import KubeSim  # noqa: E402
+from receiver.config import Config, parse_config
+from receiver.core.decisions import Decision, DecisionKind
+from receiver.core.rollback import RollbackRecord, Step
+from receiver.executor import Executor
+from receiver.kube import RetryPolicy, new_api_client
+from receiver.logs import configure
+from receiver.sim.kube import KubeSim
 
 NS = "finance"
 RETRY = RetryPolicy(base_seconds=0.01, cap_seconds=0.2)
@@ -194,9 +197,60 @@ async def ready_to_verified(rounds: int, tmp: Path) -> tuple[list[float], list[f
     return ours, theirs
 
 
-async def many_at_once(n: int, ready_delay: float, tmp: Path) -> tuple[float, float]:
+SIM_CHILD = """
+import asyncio, sys
+sys.path.insert(0, {root!r}); sys.path.insert(0, {bench!r})
+from executor import seed, available
+from receiver.sim.kube import KubeSim
+async def main():
+    sim = KubeSim(ready_delay={delay!r}, termination_grace=0.02)
+    sim.load_manifests(KubeSim.default_manifests())
+    names = [f"svc{{i:03d}}" for i in range({n})]
+    seed(sim, names)
+    await sim.start()
+    await sim.wait_for(lambda: available(sim, names), 300)
+    sim.write_kubeconfig({kubeconfig!r})
+    print("ready", flush=True)
+    await asyncio.Event().wait()
+asyncio.run(main())
+"""
+
+
+def cpu_seconds(pid: int) -> float:
+    """User+system CPU of a process, from /proc (Linux)."""
+    import os
+
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def wait_week_one(kube: Any, names: list[str]) -> None:
+    while True:  # a benchmark may poll: it is not the code under test
+        items = (await kube.list_deployments(NS)).get("items") or []
+        by = {d["metadata"]["name"]: d for d in items}
+        if all((by[f"{n}-v1"].get("status") or {}).get("availableReplicas") == 4
+               and (by[f"{n}-v2"].get("status") or {}).get("availableReplicas") == 1
+               and (by[f"{n}-v2"].get("status") or {}).get("replicas") == 1 for n in names):
+            return
+        await asyncio.sleep(0.1)
+
+
+async def many_at_once(n: int, ready_delay: float, tmp: Path) -> tuple[float, float, float, float]:
+    """The simulator runs in its own process, so its CPU is not the receiver's."""
+    from receiver.kube import Kube
+
     names = [f"svc{i:03d}" for i in range(n)]
-    sim, api = await new_sim(names, ready_delay, tmp)
+    kubeconfig = tmp / "kubeconfig-many"
+    root = ROOT
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", SIM_CHILD.format(root=str(root), bench=str(root / "bench"),
+                                               delay=ready_delay, n=n,
+                                               kubeconfig=str(kubeconfig)),
+        stdout=asyncio.subprocess.PIPE)
+    assert proc.stdout is not None
+    await asyncio.wait_for(proc.stdout.readline(), 600)
+    api = await new_api_client(kubeconfig)
+    kube = Kube(api, RETRY, field_manager="bench")
     cfg = config_for(names, limit=n)
     try:
         ex = Executor(api, lambda: cfg, "bench", retry=RETRY)
@@ -206,9 +260,12 @@ async def many_at_once(n: int, ready_delay: float, tmp: Path) -> tuple[float, fl
         assert (await ex.start(record)).phase.value == "succeeded"
         one = time.perf_counter() - t0
         await ex.close(1)
-        await reset(sim, names)
+        await kube.scale_deployment(NS, f"{names[0]}-v2", 1)
+        await kube.scale_deployment(NS, f"{names[0]}-v1", 4)
+        await wait_week_one(kube, names)
 
         ex = Executor(api, lambda: cfg, "bench", retry=RETRY)
+        sim_cpu0, own_cpu0 = cpu_seconds(proc.pid), time.process_time()
         t0 = time.perf_counter()
 
         async def one_target(i: int) -> str:
@@ -218,12 +275,14 @@ async def many_at_once(n: int, ready_delay: float, tmp: Path) -> tuple[float, fl
 
         phases = await asyncio.gather(*(one_target(i) for i in range(n)))
         many = time.perf_counter() - t0
+        sim_cpu, own_cpu = cpu_seconds(proc.pid) - sim_cpu0, time.process_time() - own_cpu0
         await ex.close(1)
         assert set(phases) == {"succeeded"}, phases
     finally:
         await api.close()
-        await sim.stop()
-    return one, many
+        proc.terminate()
+        await proc.wait()
+    return one, many, own_cpu, sim_cpu
 
 
 def ms(values: list[float]) -> str:
@@ -247,9 +306,11 @@ async def main() -> None:
         ours, theirs = await ready_to_verified(max(args.rounds // 2, 3), tmp)
         print(f"last stable pod Ready -> verified:    {ms(ours)}   (target < 50 ms)")
         print(f"  kubectl rollout status, same runs:  {ms(theirs)}")
-        one, many = await many_at_once(args.targets, args.ready_delay, tmp)
+        one, many, own, sim = await many_at_once(args.targets, args.ready_delay, tmp)
         print(f"1 target: {one:.2f} s; {args.targets} targets at once: {many:.2f} s; "
               f"ratio {many / one:.2f}   (target <= 1.5; pods Ready after {args.ready_delay} s)")
+        print(f"  CPU during the {args.targets}: receiver {own:.2f} s, simulator {sim:.2f} s "
+              "(separate process)")
 
 
 if __name__ == "__main__":
