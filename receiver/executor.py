@@ -143,12 +143,6 @@ class Executor:
 
     # -- claiming -------------------------------------------------------------------------
 
-    def _target(self, name: str) -> Target:
-        target = self.config_provider().target(name)
-        if target is None:
-            raise RecordError(f"target {name!r} is not configured")
-        return target
-
     async def _acquire(
         self, target: Target, fresh: Callable[[], RollbackRecord], *, resume_only: bool = False
     ) -> RollbackRecord | None:
@@ -253,7 +247,14 @@ class Executor:
     # -- running -------------------------------------------------------------------------
 
     async def _run(self, record: RollbackRecord) -> RollbackRecord:
-        target = self._target(record.target)
+        target = self.config_provider().target(record.target)
+        if target is None:  # removed from config.yaml since the claim: touch nothing
+            failed = replace(record, phase=Phase.FAILED, finished_at=self.clock(),
+                             error=f"target {record.target!r} is no longer configured")
+            lease = self._held.pop(record.target, None)
+            if lease is not None:
+                await lease.release(failed, lease.history)
+            return failed
         held = self._held.get(target.name) if not record.dry_run else None
         if held is not None and held.record.id == record.id:
             record = held.record  # may carry what was added since the claim (Slack thread)

@@ -209,9 +209,18 @@ async def try_acquire(
         else:
             written = await kube.replace_lease(namespace, name, body)
     except KubeError as err:
-        if err.conflict:
+        if not err.conflict:
+            raise
+        # 409: another replica won, unless our own write landed before a dropped
+        # connection made the gateway send it again
+        fresh = await kube.read_lease(namespace, name)
+        mine = holder(fresh) == identity and (
+            ((fresh.get("metadata") or {}).get("annotations") or {}).get(ANN_RECORD)
+            == body["metadata"]["annotations"][ANN_RECORD]
+        )
+        if not mine:
             log.info("lease_race_lost", lease=name)
             return None
-        raise
+        written = fresh
     return HeldLease(kube, namespace, name, target, identity, duration, written, record,
                      history, clock)

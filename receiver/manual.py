@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TextIO
 
 from receiver.config import ConfigError, load_config
-from receiver.core.rollback import Phase, Progress, RollbackRecord, Step
+from receiver.core.rollback import Phase, RollbackRecord, Step
 from receiver.executor import Executor, RecordError, RollbackBusy
 from receiver.kube import KubeError, new_api_client
 from receiver.logs import configure as configure_logs
@@ -41,7 +41,7 @@ class Printer:
 
     def __init__(self, out: TextIO) -> None:
         self.out = out
-        self.last: Progress | None = None
+        self.last = ""
 
     def __call__(self, record: RollbackRecord, step: Step | None) -> None:
         if step is not None:
@@ -50,13 +50,14 @@ class Printer:
             print(f"[{mark}] {step.at:%H:%M:%S} {step.name:<13} {step.message}{took}",
                   file=self.out, flush=True)
         p = record.progress
-        if p != self.last and p.stable_desired is not None:
-            self.last = p
+        if p.stable_desired is not None:
             line = (f"    {record.canary} {p.canary_replicas if p.canary_replicas is not None else '?'}"
                     f" replicas | {record.stable} {p.stable_ready or 0}/{p.stable_desired} ready")
             if p.not_ready:
                 line += " | not ready: " + ", ".join(p.not_ready[:5])
-            print(line, file=self.out, flush=True)
+            if line != self.last:
+                self.last = line
+                print(line, file=self.out, flush=True)
 
 
 async def rollback(args: argparse.Namespace, out: TextIO) -> int:

@@ -177,7 +177,10 @@ class Run:
     async def preflight(self) -> tuple[Obj, Obj | None]:
         t0 = time.monotonic()
         ns, t = self.target.namespace, self.target
-        if self.prefetched is not None:
+        usable = self.prefetched is not None and all(
+            not isinstance(r, BaseException) or isinstance(r, KubeError) for r in self.prefetched
+        )
+        if usable and self.prefetched is not None:
             stable_r, canary_r = self.prefetched  # read while the Lease was being taken
         else:
             stable_r, canary_r = await asyncio.gather(

@@ -223,3 +223,34 @@ async def test_kube_gateway_reports_missing_objects_with_the_api_servers_message
         assert not e.transient
     else:
         raise AssertionError("expected a KubeError")
+
+
+async def test_progress_deadline_exceeded_fails_at_once_without_waiting_for_the_timeout(
+    kube_sim, kube_api, make_executor: MakeExecutor
+) -> None:
+    # a stable stuck mid-rollout of a crashing template (a complete Deployment that is only
+    # scaled never reports ProgressDeadlineExceeded, in Kubernetes as in the simulator)
+    ex = make_executor(config=make_config(verification_timeout_seconds=30))
+    kube_sim.set_pod_behavior(NS, STABLE, "crashloop")
+    await ex.kube.call("restart stable", ex.kube.apps.patch_namespaced_deployment, STABLE, NS,
+                       {"spec": {"progressDeadlineSeconds": 1, "template": {"metadata": {
+                           "annotations": {"restartedAt": "now"}}}}},
+                       _content_type="application/merge-patch+json")
+    t0 = time.monotonic()
+    final = await ex.start(await ex.claim(decision(), make_config().targets[0]))  # type: ignore[arg-type]
+    assert final.phase is Phase.FAILED
+    assert "exceeded its progress deadline" in (final.error or "")
+    assert time.monotonic() - t0 < 10
+
+
+async def test_the_rollback_events_show_in_kubectl_get_events(
+    kube_sim, kubectl, make_executor: MakeExecutor
+) -> None:
+    ex = make_executor()
+    final = await ex.start(await ex.claim(decision(), make_config().targets[0]))  # type: ignore[arg-type]
+    assert final.phase is Phase.SUCCEEDED
+    result = await kubectl("get", "events", "-n", NS)
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stdout.splitlines() if "RolledBack" in line]
+    assert any(f"deployment/{CANARY}" in line for line in lines), result.stdout
+    assert any(f"deployment/{STABLE}" in line for line in lines), result.stdout
