@@ -279,7 +279,7 @@ class Executor:
 
                 await self._slots.acquire(waiting)
                 slot = True
-                return await run.execute()
+                return await self._execute_while_held(run, held)
         except LeaseLost as e:
             log.warning("rollback_handed_over", error=str(e))
             return run.record
@@ -296,6 +296,27 @@ class Executor:
                 await held.stop()
                 if self._held.get(target.name) is held:
                     del self._held[target.name]
+
+    @staticmethod
+    async def _execute_while_held(run: Run, held: HeldLease | None) -> RollbackRecord:
+        """Run the steps, stopping them at once if another replica takes the Lease."""
+        if held is None:
+            return await run.execute()
+        steps = asyncio.create_task(run.execute())
+        lost = asyncio.create_task(held.lost.wait())
+        try:
+            await asyncio.wait({steps, lost}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            steps.cancel()
+            await asyncio.wait([steps])
+            raise
+        finally:
+            lost.cancel()
+        if steps.done():
+            return steps.result()
+        steps.cancel()
+        await asyncio.wait([steps])
+        raise LeaseLost("another replica took the target's Lease; it continues the rollback")
 
     # -- records ---------------------------------------------------------------------------
 

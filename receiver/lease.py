@@ -104,10 +104,12 @@ class HeldLease:
         if self._task is None:
             self._task = asyncio.create_task(self._keep(), name=f"lease {self.name}")
 
-    def update(self, record: RollbackRecord) -> None:
-        """Remember the latest record; written to the Lease soon (coalesced)."""
+    def update(self, record: RollbackRecord, *, soon: bool = True) -> None:
+        """Remember the latest record: written within ~50 ms (coalesced), or with the
+        next renewal when ``soon`` is False (progress counts change often and matter less)."""
         self.record = record
-        self._dirty.set()
+        if soon:
+            self._dirty.set()
 
     async def flush(self) -> None:
         """Write the current record now."""

@@ -93,9 +93,9 @@ class Run:
 
     # -- record keeping -----------------------------------------------------------------
 
-    def _emit(self, step: Step | None) -> None:
+    def _emit(self, step: Step | None, *, progress_only: bool = False) -> None:
         if self.held is not None:
-            self.held.update(self.record)
+            self.held.update(self.record, soon=not progress_only)
         try:
             self.on_change(self.record, step)
         except Exception:  # a notifier's bug must never stop a rollback
@@ -121,7 +121,7 @@ class Run:
         new = replace(self.record.progress, **changes)
         if new != self.record.progress:
             self.record = replace(self.record, progress=new)
-            self._emit(None)
+            self._emit(None, progress_only=True)
 
     def _check_lease(self) -> None:
         if self.held is not None and self.held.lost.is_set():

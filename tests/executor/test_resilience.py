@@ -10,7 +10,7 @@ import pytest
 from receiver.core.rollback import Phase
 from receiver.kube import new_api_client
 from receiver.metrics import KUBE_RETRIES
-from receiver.records import history_from_lease
+from receiver.records import ANN_LAST, history_from_lease
 from tests.executor.conftest import CANARY, NS, STABLE, MakeExecutor, Seen, decision, make_config
 from tests.executor.test_rollback import replicas, scale_patches
 
@@ -173,3 +173,32 @@ async def test_graceful_close_hands_an_unfinished_rollback_to_the_next_replica(
     assert len(tasks) == 1
     final = await tasks[0]
     assert final.id == record.id and final.phase is Phase.SUCCEEDED, final.error
+
+
+async def test_a_receiver_that_loses_its_lease_stops_acting_at_once(
+    kube_sim, make_executor: MakeExecutor
+) -> None:
+    from receiver.kube import micro_time
+
+    kube_sim.set_pod_behavior(NS, STABLE, "never-ready")
+    seen = Seen()
+    a = make_executor("receiver-a", on_change=seen)
+    record = await a.claim(decision(), make_config().targets[0])
+    assert record is not None
+    verifying = asyncio.Event()
+    seen.hooks.append(lambda r, s: r.phase is Phase.VERIFYING and verifying.set())
+    task = a.start(record)
+    await verifying.wait()
+
+    # an operator (or a replica with a skewed clock) takes the Lease over
+    lease = await a.kube.read_lease(NS, "rollback-finance-service")
+    lease["spec"].update(holderIdentity="intruder", renewTime=micro_time(),
+                         leaseDurationSeconds=60)
+    await a.kube.replace_lease(NS, "rollback-finance-service", lease)
+
+    final = await asyncio.wait_for(task, 5)  # well before the 20 s verification timeout
+    assert not final.phase.finished  # not declared failed: the new holder owns the outcome
+    lease = kube_sim.get("leases", NS, "rollback-finance-service")
+    assert lease["spec"]["holderIdentity"] == "intruder"  # not released over the new holder
+    annotations = kube_sim.get("deployments", NS, STABLE)["metadata"].get("annotations") or {}
+    assert ANN_LAST not in annotations  # no outcome recorded by the old holder
