@@ -139,6 +139,7 @@ class Executor:
         self._slots = _Slots(lambda: self.config_provider().settings.max_concurrent_rollbacks)
         self._closing = False
         self._resumed: set[str] = set()  # ids taken over from a dead (or earlier) holder
+        self._lease_cache: dict[tuple[str, str], Obj | None] = {}  # as last seen or written
         self._prefetched: dict[str, tuple[float, tuple[Obj | BaseException, Obj | BaseException]]] = {}
 
     # -- claiming -------------------------------------------------------------------------
@@ -174,8 +175,12 @@ class Executor:
             return_exceptions=True,
         )
         try:
-            held = await try_acquire(self.kube, ns, name, target.name, self.identity,
-                                     config.settings.lease_duration_seconds, self.clock, choose)
+            held, seen = await try_acquire(
+                self.kube, ns, name, target.name, self.identity,
+                config.settings.lease_duration_seconds, self.clock, choose,
+                cached=self._lease_cache.get((ns, name)),
+            )
+            self._lease_cache[(ns, name)] = seen
         except BaseException:
             reads.cancel()
             with contextlib.suppress(BaseException):
@@ -294,6 +299,7 @@ class Executor:
             self._runs.pop(record.id, None)
             if held is not None:
                 await held.stop()
+                self._lease_cache[(held.namespace, held.name)] = held.lease
                 if self._held.get(target.name) is held:
                     del self._held[target.name]
 

@@ -202,3 +202,18 @@ async def test_a_receiver_that_loses_its_lease_stops_acting_at_once(
     assert lease["spec"]["holderIdentity"] == "intruder"  # not released over the new holder
     annotations = kube_sim.get("deployments", NS, STABLE)["metadata"].get("annotations") or {}
     assert ANN_LAST not in annotations  # no outcome recorded by the old holder
+
+
+async def test_a_replica_with_an_outdated_view_of_the_lease_still_backs_off(
+    kube_sim, make_executor: MakeExecutor
+) -> None:
+    a, b = make_executor("receiver-a"), make_executor("receiver-b")
+    target = make_config().targets[0]
+    done = await a.start(await a.claim(decision(), target))  # type: ignore[arg-type]
+    assert done.phase is Phase.SUCCEEDED  # a last saw the Lease free
+    held_by_b = await b.claim(decision(), target)
+    assert held_by_b is not None
+    assert await a.claim(decision(), target) is None  # its free copy is stale: 409, re-read
+    assert kube_sim.get("leases", NS, "rollback-finance-service")["spec"][
+        "holderIdentity"] == "receiver-b"
+    await b.start(held_by_b)
