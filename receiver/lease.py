@@ -42,10 +42,13 @@ class LeaseLost(Exception):
 
 def lease_body(
     namespace: str, name: str, target: str, identity: str, duration: int,
-    now: datetime, record: RollbackRecord, history: list[RollbackRecord],
+    now: datetime, record: RollbackRecord, history: list[RollbackRecord] | None,
     previous: Obj | None,
 ) -> Obj:
-    """The Lease we write when acquiring, renewing or updating the record."""
+    """The Lease we write when acquiring, renewing or updating the record.
+
+    ``history`` None keeps the previous history annotation as it is (it only changes
+    when a rollback finishes, and encoding it on every renewal is wasted work)."""
     body: Obj = copy.deepcopy(previous) if previous else {
         "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
         "metadata": {"name": name, "namespace": namespace}, "spec": {},
@@ -54,7 +57,10 @@ def lease_body(
     meta.setdefault("labels", {}).update({LABEL_MANAGED_BY: MANAGED_BY, LABEL_TARGET: target})
     annotations = meta.setdefault("annotations", {})
     annotations[ANN_RECORD] = encode_record(record)
-    annotations[ANN_HISTORY] = encode_history(history)
+    if history is not None:
+        annotations[ANN_HISTORY] = encode_history(history)
+    else:
+        annotations.setdefault(ANN_HISTORY, "[]")
     spec = body.setdefault("spec", {})
     old_holder = spec.get("holderIdentity") or ""
     if old_holder != identity:
@@ -113,7 +119,7 @@ class HeldLease:
 
     async def flush(self) -> None:
         """Write the current record now."""
-        await self._write(self.record, self.history, release=False)
+        await self._write(self.record, None, release=False)
 
     async def _keep(self) -> None:
         """Renew every duration/3, and whenever the record changed."""
@@ -127,7 +133,7 @@ class HeldLease:
             self._dirty.clear()
             try:
                 async with asyncio.timeout(max(self.duration * 2 / 3, 0.5)):
-                    await self._write(self.record, self.history, release=False)
+                    await self._write(self.record, None, release=False)
             except LeaseLost:
                 self.lost.set()
                 return
@@ -139,7 +145,7 @@ class HeldLease:
                     return
 
     async def _write(
-        self, record: RollbackRecord, history: list[RollbackRecord], *, release: bool
+        self, record: RollbackRecord, history: list[RollbackRecord] | None, *, release: bool
     ) -> None:
         async with self._lock:
             for _ in range(5):
@@ -202,7 +208,7 @@ async def try_acquire(
     if cached is not None and (record := choose(cached)) is not None:
         history = history_from_lease(cached)
         body = lease_body(namespace, name, target, identity, duration, clock(), record,
-                          history, cached)
+                          None, cached)
         try:
             written = await kube.replace_lease(namespace, name, body)
             return HeldLease(kube, namespace, name, target, identity, duration, written,
@@ -220,7 +226,7 @@ async def try_acquire(
     if record is None:
         return None, current
     history = history_from_lease(current)
-    body = lease_body(namespace, name, target, identity, duration, clock(), record, history,
+    body = lease_body(namespace, name, target, identity, duration, clock(), record, None,
                       current)
     try:
         if current is None:
