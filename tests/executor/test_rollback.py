@@ -254,3 +254,17 @@ async def test_the_rollback_events_show_in_kubectl_get_events(
     lines = [line for line in result.stdout.splitlines() if "RolledBack" in line]
     assert any(f"deployment/{CANARY}" in line for line in lines), result.stdout
     assert any(f"deployment/{STABLE}" in line for line in lines), result.stdout
+
+
+async def test_with_wait_for_canary_pods_gone_it_ends_only_when_no_canary_pod_is_left(
+    kube_sim, make_executor: MakeExecutor
+) -> None:
+    kube_sim.termination_grace = 0.3
+    cfg = make_config(wait_for_canary_pods_gone=True)
+    ex = make_executor(config=cfg)
+    final = await ex.start(await ex.claim(decision(), cfg.targets[0]))  # type: ignore[arg-type]
+    assert final.phase is Phase.SUCCEEDED, final.error
+    gone = next(s for s in final.steps if s.name == "canary-gone")
+    assert gone.ok and f"{CANARY} has no pods left" == gone.message
+    assert kube_sim.list("pods", NS, label_selector="version=v2") == []
+    assert final.progress.canary_pods == 0
