@@ -58,6 +58,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+async def adopt_orphans(store: ConfigStore, watcher: TargetWatcher, executor: Executor) -> None:
+    """Take over rollbacks whose receiver died, without waiting for a restart.
+
+    Checked from the Lease watch's memory every third of a lease duration; only when a
+    Lease holds an unfinished record that nobody renews does it touch the API (the
+    executor then takes the Lease with client-go's rules, so two survivors cannot both
+    adopt it).
+    """
+    while True:
+        await asyncio.sleep(max(1.0, store.config.settings.lease_duration_seconds / 3))
+        try:
+            if watcher.orphaned():
+                for task in await executor.resume_unfinished():
+                    log.warning(
+                        "adopted a rollback whose receiver stopped renewing its lease",
+                        rollback_id=task.get_name().removeprefix("rollback "),
+                    )
+        except Exception as e:  # keep adopting; the next pass retries
+            log.error("adopting orphaned rollbacks failed; will retry", error=str(e))
+
+
 def install_sighup(store: ConfigStore) -> None:
     """SIGHUP reloads config.yaml, as Prometheus and Alertmanager do."""
     loop = asyncio.get_running_loop()
@@ -100,10 +121,20 @@ class RunningReceiver:
     notifier: Notifier
     api: ApiClient
     tasks: list[asyncio.Task[RollbackRecord]] = field(default_factory=list)
+    adopter: asyncio.Task[None] | None = None
+    stopped: bool = False
 
     async def stop(self, grace: float = 10.0) -> None:
+        """Stop taking webhooks, give running rollbacks ``grace`` s, hand over the rest."""
+        if self.stopped:
+            return
+        self.stopped = True
         await self.runner.cleanup()  # stop taking webhooks first
         await self.store.stop_watching()
+        if self.adopter is not None:
+            self.adopter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.adopter
         await self.executor.close(grace)
         await self.notifier.close(min(grace, 5.0))
         await self.watcher.stop()
@@ -160,6 +191,7 @@ async def start_receiver(
     bound_host, bound_port = sock.getsockname()[:2]
     if watch_config:
         store.start_watching()
+    adopter = asyncio.create_task(adopt_orphans(store, watcher, executor), name="adopt-orphans")
     url = f"http://{bound_host}:{bound_port}"
     log.info(
         "receiver listening",
@@ -168,7 +200,7 @@ async def start_receiver(
         targets=[t.name for t in store.config.targets],
         resumed=len(tasks),
     )
-    return RunningReceiver(url, store, service, runner, executor, watcher, notifier, api, tasks)
+    return RunningReceiver(url, store, service, runner, executor, watcher, notifier, api, tasks, adopter)
 
 
 async def _serve(args: argparse.Namespace) -> int:

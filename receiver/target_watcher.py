@@ -140,6 +140,29 @@ class TargetWatcher:
             for t in config.targets
         }
 
+    def orphaned(self) -> list[str]:
+        """Targets whose Lease holds an unfinished rollback nobody renews (its holder died).
+
+        Cheap (the Lease watch's memory): the receiver checks it every few seconds so a
+        running replica takes over a dead one's rollback without waiting for a restart.
+        """
+        config = self.config_provider()
+        now = self.clock()
+        out = []
+        for t in config.targets:
+            leases = self._leases.get(lease_namespace(config, t))
+            if leases is None or not leases.synced.is_set():
+                continue
+            lease = leases.get(lease_name(t))
+            try:
+                current = record_from_lease(lease)
+            except RecordError:
+                continue
+            if lease is not None and current is not None and not current.phase.finished \
+                    and not current.dry_run and lease_expired(lease, now):
+                out.append(t.name)
+        return out
+
     def errors(self) -> list[str]:
         """Non-transient watch failures (e.g. 403), for /health to report."""
         out = []
