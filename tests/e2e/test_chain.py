@@ -9,6 +9,7 @@ builds it, against the Kubernetes simulator and the fake Slack over real HTTP.
 from __future__ import annotations
 
 import asyncio
+import html
 import contextlib
 import secrets
 from collections.abc import AsyncIterator
@@ -33,6 +34,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(150)]
 ROOT = Path(__file__).resolve().parents[2]
 NS, STABLE, CANARY = "finance", "finance-service-v1", "finance-service-v2"
 CHANNEL, CHANNEL_ID = "#rollbacks", "C0ROLLBACKS"
+ADMIN = "e2e-admin-token"
 
 
 def spec_replicas(sim: KubeSim, name: str) -> int:
@@ -66,7 +68,7 @@ async def chain(kube_sim: KubeSim, kubeconfig_path: Path, tmp_path: Path, *, mut
     token = secrets.token_urlsafe(16)
     token_file = tmp_path / "webhook-token"
     token_file.write_text(token + "\n")
-    env = {"RECEIVER_WEBHOOK_TOKEN": token, "SLACK_BOT_TOKEN": slack.token}
+    env = {"RECEIVER_WEBHOOK_TOKEN": token, "SLACK_BOT_TOKEN": slack.token, "RECEIVER_ADMIN_TOKEN": ADMIN}
     rx = await start_receiver(cfg_path, kubeconfig=kubeconfig_path, identity="e2e", env=env)
     v1 = await start_fake_service("v1")
     v2 = await start_fake_service("v2")
@@ -95,7 +97,8 @@ async def chain(kube_sim: KubeSim, kubeconfig_path: Path, tmp_path: Path, *, mut
 
 
 def texts(msgs: list[Any]) -> str:
-    return "\n".join(m.text for m in msgs)
+    """What people read: Slack shows &gt; as >."""
+    return html.unescape("\n".join(m.text for m in msgs))
 
 
 async def test_a_real_error_rate_alert_rolls_the_canary_back_and_the_alert_resolves(
@@ -107,13 +110,37 @@ async def test_a_real_error_rate_alert_rolls_the_canary_back_and_the_alert_resol
         await c.sim.wait_for(lambda: spec_replicas(c.sim, CANARY) == 0 and ready(c.sim, STABLE) == 5, timeout=60)
         records = await c.rx.executor.list_rollbacks()  # type: ignore[attr-defined]
         await c.slack.wait_for(lambda: "rolled back" in texts(c.slack.messages(CHANNEL)).lower(), timeout=30)
-        # the cluster tells the story too: an event on each Deployment
-        events = c.sim.list("events", NS)
-        assert {e.get("regarding", e.get("involvedObject", {})).get("name") for e in events} >= {STABLE, CANARY}
+        # the cluster tells the story too: the receiver's own event on each Deployment
+        ours = [e for e in c.sim.list("events", NS) if e.get("reportingComponent") == "rollback-receiver.io/receiver"]
+        assert sorted((e["involvedObject"]["name"], e["reason"], e["type"]) for e in ours) == [
+            (STABLE, "RolledBack", "Normal"),
+            (CANARY, "RolledBack", "Normal"),
+        ]
         # v2 no longer takes traffic, so the alert resolves, and the thread says so
         await c.prom.wait_for_no_alert("HighErrorRate", timeout=40)
         parent = c.slack.messages(CHANNEL)[0]
         await c.slack.wait_for(lambda: "resolved" in texts(c.slack.thread(CHANNEL, parent.ts)).lower(), timeout=40)
+        # the conversation as the on-call engineer reads it: one parent, final state, the steps in its thread
+        assert len(c.slack.messages(CHANNEL)) == 1
+        parent = c.slack.messages(CHANNEL)[0]
+        assert "rolled back to finance-service-v1" in parent.text and "HighErrorRate" in parent.text
+        thread = texts(c.slack.thread(CHANNEL, parent.ts))
+        for line in (
+            "canary first",
+            "finance-service-v2 scaled 1 -> 0",
+            "finance-service-v1 scaled 4 -> 5",
+            "successfully rolled out and all 5 pods are Ready",
+            "HighErrorRate resolved",
+        ):
+            assert line in thread, (line, thread)
+        # any replica answers GET /rollbacks from the records in the cluster
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"{c.rx.url}/rollbacks", headers={"Authorization": f"Bearer {ADMIN}"}) as resp,
+        ):
+            listed = (await resp.json())["rollbacks"]
+        assert [(r["id"], r["phase"]) for r in listed] == [(records[0].id, "succeeded")]
+        assert [s["name"] for s in listed[0]["steps"]][:4] == ["preflight", "order", "scale-canary", "scale-stable"]
         assert len(records) == 1 and records[0].phase.value == "succeeded"
         assert records[0].rule == "error-rate"
         assert spec_replicas(c.sim, STABLE) == 5
