@@ -52,7 +52,8 @@ class ConfigStore:
         self.config, self.credentials = self._load()  # raises: no good config at start-up
         self._digest = self._file_digest()
         self.last_reload = ReloadResult(ok=True, at=datetime.now(UTC))
-        self.listeners: list[Callable[[Config], None]] = []
+        self.listeners: list[Callable[[Config], None]] = []  # told of each new good config
+        self.observers: list[Callable[[ReloadResult], None]] = []  # told of every reload, good or bad
         self._watch_task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
 
@@ -87,6 +88,8 @@ class ConfigStore:
                 CONFIG_LAST_RELOAD_SUCCESS.set(0)
                 log.error("config reload failed; keeping the last good config", trigger=trigger, error=str(e))
                 self._digest = digest
+                for observer in self.observers:
+                    observer(self.last_reload)
                 return self.last_reload
             changed = config != self.config or creds != self.credentials
             self.config, self.credentials, self._digest = config, creds, digest
@@ -102,13 +105,18 @@ class ConfigStore:
             )
             for listener in self.listeners:
                 listener(config)
+            for observer in self.observers:
+                observer(self.last_reload)
             return self.last_reload
 
     async def _watch(self) -> None:
         while True:
             await asyncio.sleep(self.poll_seconds)
-            if self._file_digest() != self._digest:
-                await self.reload("file-change")
+            try:
+                if self._file_digest() != self._digest:
+                    await self.reload("file-change")
+            except Exception as e:  # the watch must outlive any one bad reload
+                log.error("config watch: reload crashed; keeping the last good config", error=repr(e))
 
     def start_watching(self) -> None:
         CONFIG_LAST_RELOAD_SUCCESS.set(1)

@@ -79,10 +79,23 @@ async def adopt_orphans(store: ConfigStore, watcher: TargetWatcher, executor: Ex
             log.error("adopting orphaned rollbacks failed; will retry", error=str(e))
 
 
+_background: set[asyncio.Task[object]] = set()
+
+
 def install_sighup(store: ConfigStore) -> None:
     """SIGHUP reloads config.yaml, as Prometheus and Alertmanager do."""
     loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(store.reload("SIGHUP")))
+
+    def reload() -> None:
+        task: asyncio.Task[object] = loop.create_task(store.reload("SIGHUP"))
+        _background.add(task)  # keep a reference until done, and surface a crash in the log
+        task.add_done_callback(_background.discard)
+        task.add_done_callback(
+            lambda t: t.cancelled() or t.exception() is None
+            or log.error("SIGHUP reload crashed", error=repr(t.exception()))
+        )
+
+    loop.add_signal_handler(signal.SIGHUP, reload)
 
 
 class KubeProbe:
@@ -182,7 +195,9 @@ async def start_receiver(
         kube_check=KubeProbe(api),
         running_rollbacks=lambda: executor.running,
     )
-    runner = web.AppRunner(make_app(runtime), access_log=None)
+    # Shutdown budget (Kubernetes' default grace is 30 s): 5 s to finish HTTP requests,
+    # --shutdown-grace (25 s) for running rollbacks, then Leases are released (or expire).
+    runner = web.AppRunner(make_app(runtime), access_log=None, shutdown_timeout=5.0)
     await runner.setup()
     host, _, port = listen.rpartition(":")
     site = web.TCPSite(runner, host or "0.0.0.0", int(port))
@@ -219,8 +234,11 @@ async def _serve(args: argparse.Namespace) -> int:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("shutting down", grace_seconds=args.shutdown_grace)
-    with contextlib.suppress(Exception):
+    try:
         await rx.stop(args.shutdown_grace)
+    except Exception as e:  # a replica adopts whatever was not handed over
+        log.error("unclean shutdown; unfinished rollbacks will be adopted from their Leases", error=repr(e))
+        return 1
     return 0
 
 

@@ -34,6 +34,8 @@ def _read_secret(path: Path) -> str:
         return path.read_text(encoding="utf-8").strip()
     except OSError as e:
         raise CredentialsError(f"cannot read secret file {path}: {e.strerror}") from e
+    except UnicodeDecodeError as e:  # never echo the bytes: they are a secret
+        raise CredentialsError(f"secret file {path} is not UTF-8 text") from e
 
 
 def _split(value: str | None) -> list[str]:

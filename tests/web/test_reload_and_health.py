@@ -156,3 +156,26 @@ async def test_full_health_needs_an_admin_token_or_jwt(
     denied = jwt.encode({"sub": "bob", "permissions": ["read"]}, "k" * 32, algorithm="HS256")
     assert (await client.get("/health", headers={"Authorization": f"Bearer {granted}"})).status == 200
     assert (await client.get("/health", headers={"Authorization": f"Bearer {denied}"})).status == 401
+
+
+async def test_a_file_that_is_not_utf8_is_refused_and_the_watch_keeps_going(
+    app_client: tuple[TestClient, ConfigStore], config_file: Callable[..., Path]
+) -> None:
+    _, store = app_client
+    good_text = config_file().read_text()
+    results: list[bool] = []
+    changed, failed = asyncio.Event(), asyncio.Event()
+    store.listeners.append(lambda _c: changed.set())
+    store.observers.append(lambda r: r.ok or failed.set())
+    store.start_watching()
+    try:
+        store.path.write_bytes(good_text.replace("max_body_bytes", "# caf\xe9\n  max_body_bytes").encode("latin-1"))
+        await asyncio.wait_for(failed.wait(), 5)
+        results.append(store.last_reload.ok)
+        assert "not UTF-8" in (store.last_reload.error or "")
+        config_file(good_text.replace("max_body_bytes: 65536", "dry_run: true\n  max_body_bytes: 65536"))
+        await asyncio.wait_for(changed.wait(), 5)
+        assert store.config.settings.dry_run is True and results == [False]
+    finally:
+        await store.stop_watching()
+
