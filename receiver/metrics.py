@@ -11,7 +11,11 @@ DECISIONS = Counter(
     "receiver_decisions_total", "Decisions per target by kind.", ["target", "decision"], registry=REGISTRY
 )
 ALERTS = Counter(
-    "receiver_alerts_total", "Alerts received, by the decision they led to.", ["decision"], registry=REGISTRY
+    "receiver_alerts_total",
+    "Alerts received, by the decision they led to and why (above_threshold, below_threshold, "
+    "no_value, no_threshold, no_rule, resolved, ...).",
+    ["decision", "reason"],
+    registry=REGISTRY,
 )
 ROLLBACKS = Counter(
     "receiver_rollbacks_total",

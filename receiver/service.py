@@ -83,6 +83,11 @@ class _Repeat:
     counters: tuple[tuple[Any, Any, int], ...]  # (decision counter, alert counter, alerts) per decision
 
 
+def alert_reason(d: Decision) -> str:
+    """A bounded label for why the alerts got their decision (the typed cause from decide)."""
+    return d.details.get("why") or d.kind.value
+
+
 def body_digest(body: bytes) -> bytes:
     return hashlib.blake2b(body, digest_size=16).digest()
 
@@ -160,7 +165,7 @@ class Service:
                     records.append(record)
             bound.info("decided", reason=d.reason, rule=d.rule)
             DECISIONS.labels(d.target, d.kind.value).inc()
-            ALERTS.labels(d.kind.value).inc(len(d.alerts))
+            ALERTS.labels(d.kind.value, alert_reason(d)).inc(len(d.alerts))
             if d.kind in NOTIFIED and self._first_time(d):
                 self._notifier.decision(d, target, self._last_record.get(d.target))
             final.append(d)
@@ -169,7 +174,7 @@ class Service:
         result = WebhookResult(final, records)
         if body is not None and all(d.kind in QUIET for d in final):
             counters = tuple(
-                (DECISIONS.labels(d.target, d.kind.value), ALERTS.labels(d.kind.value), len(d.alerts)) for d in final
+                (DECISIONS.labels(d.target, d.kind.value), ALERTS.labels(d.kind.value, alert_reason(d)), len(d.alerts)) for d in final
             )
             self._repeats[body_digest(body)] = _Repeat(config, states, result, counters)
             if len(self._repeats) > 1024:

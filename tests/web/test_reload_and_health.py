@@ -178,4 +178,3 @@ async def test_a_file_that_is_not_utf8_is_refused_and_the_watch_keeps_going(
         assert store.config.settings.dry_run is True and results == [False]
     finally:
         await store.stop_watching()
-

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -182,11 +182,19 @@ async def test_a_target_already_back_on_stable_is_left_alone(harness: Harness) -
     assert harness.executor.claimed == []
 
 
-async def test_the_decision_is_counted_in_metrics(harness: Harness) -> None:
+async def test_the_decision_and_its_reason_are_counted_in_metrics(harness: Harness) -> None:
+    from receiver.metrics import REGISTRY
+
+    def count() -> float:
+        labels = {"decision": "no_rule_matched", "reason": "below_threshold"}
+        return REGISTRY.get_sample_value("receiver_alerts_total", labels) or 0.0
+
+    before = count()
     await harness.post(firing_payload("0.02"))
+    await harness.post(firing_payload("0.02"))  # a byte-identical repeat counts too
+    assert count() == before + 2
     text = await (await harness.client.get("/metrics")).text()
-    assert 'receiver_webhooks_total{outcome="accepted"}' in text
-    assert 'decision="no_rule_matched"' in text
+    assert 'receiver_alerts_total{decision="no_rule_matched",reason="below_threshold"}' in text
 
 
 async def test_a_byte_identical_repeat_is_decided_afresh_once_the_cluster_changed(harness: Harness) -> None:
@@ -215,3 +223,45 @@ async def test_a_repeat_after_a_config_reload_is_decided_with_the_new_config(
     config_file(config_file().read_text().replace("max_body_bytes: 65536", "max_body_bytes: 65536\n  enabled: false"))
     assert (await harness.store.reload("test")).ok
     assert (await harness.post(firing_payload()))[1]["decisions"][0]["decision"] == "disabled"
+
+
+async def test_after_a_503_alertmanagers_retry_starts_exactly_one_rollback(harness: Harness) -> None:
+    harness.executor.fail_with = ConnectionError("API server unreachable")
+    assert (await harness.post(firing_payload()))[0] == 503
+    harness.executor.fail_with = None  # the API server is back when Alertmanager retries
+    status, body = await harness.post(firing_payload())
+    assert status == 200 and body["decisions"][0]["decision"] == "roll_back"
+    status, body = await harness.post(firing_payload())  # and its next group_interval re-send
+    assert status == 200 and body["decisions"][0]["decision"] == "in_progress"
+    assert len(harness.executor.started) == 1
+
+
+async def test_a_chunked_body_over_the_limit_gets_413(harness: Harness) -> None:
+    async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: the limit is enforced while reading
+        for _ in range(64):
+            yield b"x" * 16384
+
+    resp = await harness.client.post("/webhook", data=chunks(), headers=BEARER)
+    assert resp.status == 413
+    assert harness.executor.claimed == []
+
+
+async def test_every_log_line_of_a_webhook_carries_the_request_id_target_fingerprints_and_decision(
+    harness: Harness, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from receiver import logs
+
+    logs.configure(json=True, level="info")
+    try:
+        await harness.post(firing_payload(), headers={**BEARER, "X-Request-Id": "req-42"})
+    finally:
+        logs.configure(json=False, level="warning")
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
+    decided = [line for line in lines if line["event"] == "decided"]
+    assert decided, lines
+    for line in decided:
+        assert line["request_id"] == "req-42"
+        assert line["target"] == "finance-service"
+        assert line["fingerprints"] == ["55700370c855a6aa"]
+        assert line["decision"] == "roll_back"
+    assert TOKEN not in "\n".join(json.dumps(line) for line in lines)
