@@ -174,7 +174,8 @@ class Service:
         result = WebhookResult(final, records)
         if body is not None and all(d.kind in QUIET for d in final):
             counters = tuple(
-                (DECISIONS.labels(d.target, d.kind.value), ALERTS.labels(d.kind.value, alert_reason(d)), len(d.alerts)) for d in final
+                (DECISIONS.labels(d.target, d.kind.value), ALERTS.labels(d.kind.value, alert_reason(d)), len(d.alerts))
+                for d in final
             )
             self._repeats[body_digest(body)] = _Repeat(config, states, result, counters)
             if len(self._repeats) > 1024:
