@@ -134,6 +134,9 @@ class Executor:
         self.clock = clock
         self.watches = NamespaceWatches(self.kube)
         self._held: dict[str, HeldLease] = {}  # target name -> lease we hold
+        # one claim per target at a time: a second claim must see the first's HeldLease,
+        # not our own fresh Lease mistaken for a dead holder's unfinished rollback
+        self._claim_locks: dict[str, asyncio.Lock] = {}
         self._runs: dict[str, Run] = {}  # rollback id -> run in this process
         self._tasks: dict[str, asyncio.Task[RollbackRecord]] = {}
         self._slots = _Slots(lambda: self.config_provider().settings.max_concurrent_rollbacks)
@@ -147,14 +150,28 @@ class Executor:
     async def _acquire(
         self, target: Target, fresh: Callable[[], RollbackRecord], *, resume_only: bool = False
     ) -> RollbackRecord | None:
+        lock = self._claim_locks.setdefault(target.name, asyncio.Lock())
+        async with lock:
+            if target.name in self._held:
+                return None  # claimed or running here already
+            return await self._acquire_unlocked(target, fresh, resume_only=resume_only)
+
+    async def _acquire_unlocked(
+        self, target: Target, fresh: Callable[[], RollbackRecord], *, resume_only: bool
+    ) -> RollbackRecord | None:
         config = self.config_provider()
         ns, name = lease_namespace(config, target), lease_name(target)
 
         def choose(lease: Obj | None) -> RollbackRecord | None:
             now = self.clock()
             h = holder(lease)
-            if lease is not None and h and h != self.identity and not lease_expired(lease, now):
-                return None  # a live holder: it is that replica's rollback
+            if lease is not None and h and not lease_expired(lease, now) and (
+                h != self.identity or not resume_only
+            ):
+                # a live holder: another replica's rollback, or ours. Only a resume may
+                # take over a live Lease naming us (left by this identity's previous
+                # life); a claim never does, it would run the same rollback twice.
+                return None
             if target.name in self._held:
                 return None  # already running here
             try:
@@ -191,10 +208,21 @@ class Executor:
             with contextlib.suppress(BaseException):
                 await reads
             return None
-        stable_r, canary_r = await reads
-        self._prefetched[held.record.id] = (time.monotonic(), (stable_r, canary_r))
-        self._held[target.name] = held
+        if self._held.setdefault(target.name, held) is not held:  # never replace a live one
+            log.error("lease_claimed_twice", target=target.name, rollback_id=held.record.id)
+            reads.cancel()
+            with contextlib.suppress(BaseException):
+                await reads
+            return None
         held.start()
+        try:
+            stable_r, canary_r = await reads
+        except BaseException:
+            await held.stop()  # like a kill: the Lease expires and is resumed
+            if self._held.get(target.name) is held:
+                del self._held[target.name]
+            raise
+        self._prefetched[held.record.id] = (time.monotonic(), (stable_r, canary_r))
         return held.record
 
     def _fresh_reads(
