@@ -259,8 +259,7 @@ async def run_demo(args: argparse.Namespace, console: Console) -> int:
                 await fire(alert_body("HighErrorRate", "0.07", "finance-service v2 error rate 7.0 %"))
                 record = await _follow_rollback(console, rx, sim, target.replicas, within=40)
                 elapsed = time.monotonic() - t0
-                await slack.wait_for(lambda: any(m.text for m in slack.messages(channel)), timeout=5)
-                await asyncio.sleep(0.3)  # let the last thread replies land before showing them
+                await slack.wait_for(lambda: _conversation_done(slack, channel), timeout=10)
                 console.print()
                 console.print(Panel(Group(*slack_lines(slack, channel)), title=f"Slack {channel}", border_style="blue"))
                 ok = record is not None and record.phase.value == "succeeded"
@@ -307,6 +306,14 @@ async def run_demo(args: argparse.Namespace, console: Console) -> int:
         await slack.stop()
         await sim.stop()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _conversation_done(slack: Any, channel: str) -> bool:
+    """The parent shows the outcome and the verify step has its reply in the thread."""
+    msgs = slack.messages(channel)
+    if not msgs or not any(w in msgs[0].text for w in ("rolled back in", "failed")):
+        return False
+    return any(r.text.startswith("verify") or "verify" in r.text for r in slack.thread(channel, msgs[0].ts)[1:])
 
 
 def _ready(sim: Any, name: str) -> int:
