@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import json
 import math
 import time
@@ -20,7 +19,7 @@ from typing import Any
 from . import clock, selectors
 from .recorder import Recorder
 from .registry import Registry
-from .store import Change, Obj
+from .store import Change, Obj, clone
 
 MANAGER = "kube-controller-manager"
 HASH_LABEL = "pod-template-hash"
@@ -190,20 +189,15 @@ class DeploymentController:
     # the sync ------------------------------------------------------------
     def reconcile(self, ns: str, name: str) -> None:
         d = self.store.get("deployments", ns, name)
-        rss = [
-            rs
-            for rs in self.store.items("replicasets", ns)
-            if (_controller_ref(rs) or {}).get("kind") == "Deployment"
-            and (_controller_ref(rs) or {}).get("name") == name
-        ]
+        rss = self.store.owned_by("replicasets", ns, "Deployment", name)
         if d is None or d["metadata"].get("deletionTimestamp"):
             for rs in rss:
                 self._delete_rs(rs)
             return
         uid = d["metadata"]["uid"]
         rss = [rs for rs in rss if _owned_by(rs, uid)]
-        d = copy.deepcopy(d)
-        status = copy.deepcopy(d.get("status") or {})
+        d = clone(d)
+        status = clone(d.get("status") or {})
         spec = d["spec"]
         desired = spec.get("replicas", 1)
         has_deadline = spec.get("progressDeadlineSeconds") is not None
@@ -260,7 +254,7 @@ class DeploymentController:
             "readyReplicas": sum(st(rs, "readyReplicas") for rs in all_rss),
             "availableReplicas": available,
             "unavailableReplicas": max(total - available, 0),
-            "conditions": copy.deepcopy(status.get("conditions") or []),
+            "conditions": clone(status.get("conditions") or []),
         }
         if status.get("collisionCount"):
             new_status["collisionCount"] = status["collisionCount"]
@@ -333,7 +327,7 @@ class DeploymentController:
                 "conditions",
             ),
         )
-        new_d = copy.deepcopy(self.store.get("deployments", ns, name) or d)
+        new_d = clone(self.store.get("deployments", ns, name) or d)
         if new_d["metadata"]["generation"] != d["metadata"]["generation"]:
             self.enqueue(ns, name)  # spec moved under us; the next pass sees it
             return
@@ -394,10 +388,10 @@ class DeploymentController:
     # replica sets -------------------------------------------------------
     def _create_rs(self, d: Obj, thash: str, revision: str, replicas: int) -> Obj:
         meta = d["metadata"]
-        template = copy.deepcopy(d["spec"].get("template") or {})
+        template = clone(d["spec"].get("template") or {})
         tmeta = template.setdefault("metadata", {})
         tmeta.setdefault("labels", {})[HASH_LABEL] = thash
-        selector = copy.deepcopy(d["spec"].get("selector") or {})
+        selector = clone(d["spec"].get("selector") or {})
         selector.setdefault("matchLabels", {})[HASH_LABEL] = thash
         name = f"{meta['name']}-{thash}"
         annotations = {
@@ -449,7 +443,7 @@ class DeploymentController:
         want_desired = str(d["spec"].get("replicas", 1))
         if current == replicas and ann.get(DESIRED) == want_desired:
             return rs
-        new = copy.deepcopy(rs)
+        new = clone(rs)
         new["spec"]["replicas"] = replicas
         new_ann = new["metadata"].setdefault("annotations", {})
         new_ann[DESIRED] = want_desired
@@ -472,7 +466,7 @@ class DeploymentController:
 
         ns = rs["metadata"]["namespace"]
         uid = rs["metadata"]["uid"]
-        pods = [p for p in self.store.items("pods", ns) if _owned_by(p, uid)]
+        pods = [p for p in self.store.owned_by("pods", ns, "ReplicaSet", rs["metadata"]["name"]) if _owned_by(p, uid)]
         active = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
         want = int(rs["spec"].get("replicas", 0))
         if len(active) < want:
@@ -504,14 +498,14 @@ class DeploymentController:
         current = self.store.get("replicasets", ns, rs["metadata"]["name"]) or rs
         if current.get("status") == status:
             return current
-        new = copy.deepcopy(current)
+        new = clone(current)
         new["status"] = status
         return self.registry.system_write(
             "replicasets", current, new, manager=MANAGER, subresource="status", api_version="apps/v1"
         )
 
     def _create_pod(self, rs: Obj) -> Obj:
-        template = copy.deepcopy(rs["spec"].get("template") or {})
+        template = clone(rs["spec"].get("template") or {})
         tmeta = template.get("metadata") or {}
         rs_name = rs["metadata"]["name"]
         ns = rs["metadata"]["namespace"]
@@ -560,7 +554,7 @@ class DeploymentController:
         from .resources import PODS
 
         ns = rs["metadata"]["namespace"]
-        for p in list(self.store.items("pods", ns)):
+        for p in self.store.owned_by("pods", ns, "ReplicaSet", rs["metadata"]["name"]):
             if _owned_by(p, rs["metadata"]["uid"]) and self.store.get("pods", ns, p["metadata"]["name"]):
                 self.registry.delete(PODS, ns, p["metadata"]["name"])
         if self.store.get("replicasets", ns, rs["metadata"]["name"]) is not None:

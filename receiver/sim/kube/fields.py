@@ -29,15 +29,6 @@ SYSTEM_META = {
 }
 
 
-def leaf_paths(obj: Any, prefix: Path = ()) -> set[Path]:
-    if isinstance(obj, dict) and obj:
-        out: set[Path] = set()
-        for k, v in obj.items():
-            out |= leaf_paths(v, (*prefix, k))
-        return out
-    return {prefix} if prefix else set()
-
-
 def _interesting(obj: dict[str, Any], subresource: str) -> dict[str, Any]:
     if subresource == "status":
         return {"status": obj.get("status")} if obj.get("status") else {}
@@ -52,24 +43,25 @@ def _interesting(obj: dict[str, Any], subresource: str) -> dict[str, Any]:
 
 
 def changed_paths(old: dict[str, Any] | None, new: dict[str, Any], subresource: str) -> set[Path]:
-    new_i = leaf_paths(_interesting(new, subresource))
-    if old is None:
-        return new_i
-    old_flat = _flatten(_interesting(old, subresource))
-    new_flat = _flatten(_interesting(new, subresource))
-    return {p for p in new_i if old_flat.get(p, _MISSING) != new_flat[p]}
+    """Leaf paths of new whose value differs from old's (all of them when old is None)."""
+    out: set[Path] = set()
+    _diff(_MISSING if old is None else _interesting(old, subresource), _interesting(new, subresource), (), out)
+    return out
 
 
 _MISSING = object()
 
 
-def _flatten(obj: Any, prefix: Path = ()) -> dict[Path, Any]:
-    if isinstance(obj, dict) and obj:
-        out: dict[Path, Any] = {}
-        for k, v in obj.items():
-            out.update(_flatten(v, (*prefix, k)))
-        return out
-    return {prefix: obj} if prefix else {}
+def _diff(old: Any, new: Any, prefix: Path, out: set[Path]) -> None:
+    # Walks only where the two differ: an equal subtree (compared in C) has no changed leaf.
+    if isinstance(new, dict) and new:
+        for k, v in new.items():
+            o = old.get(k, _MISSING) if isinstance(old, dict) else _MISSING
+            if o is not _MISSING and (o is v or o == v):
+                continue
+            _diff(o, v, (*prefix, k), out)
+    elif prefix:
+        out.add(prefix)
 
 
 def to_fields_v1(paths: set[Path]) -> dict[str, Any]:

@@ -5,14 +5,13 @@ pod after its (simulated) grace period. Status reads as the kubelet writes it.""
 from __future__ import annotations
 
 import asyncio
-import copy
 from collections.abc import Callable
 from typing import Any
 
 from . import clock
 from .recorder import Recorder
 from .registry import Registry
-from .store import Change, Obj
+from .store import Change, Obj, clone
 
 NODE = "sim-node-1"
 NODE_IP = "10.0.0.10"
@@ -39,7 +38,7 @@ class Kubelet:
         self._timers: dict[str, list[asyncio.Handle]] = {}
         self._terminating: set[str] = set()
         self._ip = 0
-        self._unsubscribe = self.store.subscribe(self._on_change)
+        self._unsubscribe = self.store.subscribe(self._on_change, "pods")
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def start(self) -> None:
@@ -100,7 +99,7 @@ class Kubelet:
         pod = self.store.get("pods", ns, name)
         if pod is None or pod["metadata"]["uid"] != uid or (pod["metadata"].get("deletionTimestamp") and subresource):
             return None
-        new = copy.deepcopy(pod)
+        new = clone(pod)
         fn(new)
         return self.registry.system_write("pods", pod, new, manager="kubelet", subresource=subresource)
 

@@ -7,10 +7,10 @@ type...) merge by key; other lists are replaced, as for merge patch.
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from .errors import ApiError, bad_request, unsupported_media_type
+from .store import clone
 
 JSON_PATCH = "application/json-patch+json"
 MERGE_PATCH = "application/merge-patch+json"
@@ -65,8 +65,8 @@ def apply_patch(target: dict[str, Any], patch: Any, content_type: str | None) ->
 def merge_patch(target: Any, patch: Any) -> Any:
     """RFC 7386: objects merge recursively, null deletes, anything else replaces."""
     if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    result = copy.deepcopy(target) if isinstance(target, dict) else {}
+        return clone(patch)
+    result = clone(target) if isinstance(target, dict) else {}
     for k, v in patch.items():
         if v is None:
             result.pop(k, None)
@@ -77,12 +77,12 @@ def merge_patch(target: Any, patch: Any) -> Any:
 
 def strategic_merge(target: Any, patch: Any, field: str = "") -> Any:
     if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
+        return clone(patch)
     if patch.get("$patch") == "replace":
-        return {k: copy.deepcopy(v) for k, v in patch.items() if k != "$patch"}
+        return {k: clone(v) for k, v in patch.items() if k != "$patch"}
     if patch.get("$patch") == "delete":
         return None
-    result = copy.deepcopy(target) if isinstance(target, dict) else {}
+    result = clone(target) if isinstance(target, dict) else {}
     retain = patch.get("$retainKeys")
     for k, v in patch.items():
         if k.startswith("$setElementOrder/") or k in ("$retainKeys", "$patch"):
@@ -104,14 +104,14 @@ def strategic_merge(target: Any, patch: Any, field: str = "") -> Any:
             else:
                 result[k] = merged
         else:
-            result[k] = copy.deepcopy(v)
+            result[k] = clone(v)
     if isinstance(retain, list):
         result = {k: v for k, v in result.items() if k in retain}
     return result
 
 
 def _merge_keyed_list(current: list[Any], patch: list[Any], key: str) -> list[Any]:
-    out = [copy.deepcopy(x) for x in current]
+    out = [clone(x) for x in current]
     for item in patch:
         if not isinstance(item, dict) or key not in item:
             raise ApiError(
@@ -125,7 +125,7 @@ def _merge_keyed_list(current: list[Any], patch: list[Any], key: str) -> list[An
                 out.pop(idx)
             continue
         if idx is None:
-            out.append({k: copy.deepcopy(v) for k, v in item.items() if k != "$patch"})
+            out.append({k: clone(v) for k, v in item.items() if k != "$patch"})
         else:
             out[idx] = strategic_merge(out[idx], item)
     return out
@@ -157,7 +157,7 @@ def _walk(doc: Any, parts: list[str], path: str) -> Any:
 
 def json_patch(target: dict[str, Any], ops: list[Any]) -> dict[str, Any]:
     """RFC 6902 add/remove/replace/move/copy/test."""
-    doc: Any = copy.deepcopy(target)
+    doc: Any = clone(target)
     for op in ops:
         if not isinstance(op, dict) or "op" not in op or "path" not in op:
             raise bad_request("the server rejected our request due to an error in our request")
@@ -173,7 +173,7 @@ def json_patch(target: dict[str, Any], ops: list[Any]) -> dict[str, Any]:
                 )
             continue
         if kind in ("move", "copy"):
-            value = copy.deepcopy(_walk(doc, _pointer(op["from"]), op["from"]))
+            value = clone(_walk(doc, _pointer(op["from"]), op["from"]))
             if kind == "move":
                 doc = _remove(doc, _pointer(op["from"]), op["from"])
             doc = _add(doc, parts, value, path)
@@ -181,11 +181,11 @@ def json_patch(target: dict[str, Any], ops: list[Any]) -> dict[str, Any]:
         if kind == "remove":
             doc = _remove(doc, parts, path)
         elif kind == "add":
-            doc = _add(doc, parts, copy.deepcopy(op.get("value")), path)
+            doc = _add(doc, parts, clone(op.get("value")), path)
         elif kind == "replace":
             _walk(doc, parts, path)
             doc = _remove(doc, parts, path)
-            doc = _add(doc, parts, copy.deepcopy(op.get("value")), path)
+            doc = _add(doc, parts, clone(op.get("value")), path)
         else:
             raise bad_request(f"Unexpected kind: {kind}")
     if not isinstance(doc, dict):

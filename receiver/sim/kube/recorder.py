@@ -3,12 +3,12 @@ aggregated the way client-go's recorder does: a repeat bumps count and lastTimes
 
 from __future__ import annotations
 
-import copy
 import time
 from typing import Any
 
 from . import clock
 from .registry import Registry
+from .store import clone
 
 Obj = dict[str, Any]
 
@@ -31,7 +31,7 @@ class Recorder:
         if previous is not None:
             old = self.registry.store.get("events", previous[0], previous[1])
             if old is not None:
-                new = copy.deepcopy(old)
+                new = clone(old)
                 new["count"] = int(old.get("count", 1)) + 1
                 new["lastTimestamp"] = now
                 self.registry.system_write("events", old, new, manager=self.component)

@@ -4,7 +4,7 @@ status/scale subresources), independent of HTTP."""
 
 from __future__ import annotations
 
-import copy
+from collections.abc import Iterable
 from typing import Any
 
 from . import clock, convert, defaults, fields, validation
@@ -19,7 +19,7 @@ from .errors import (
 )
 from .patch import APPLY_PATCH, apply_patch, media_type
 from .resources import NAMESPACES, PODS, Resource
-from .store import Obj, Store
+from .store import Obj, Store, clone
 
 WITH_STATUS = {"deployments", "replicasets", "pods", "namespaces"}
 SYSTEM_META = (
@@ -32,12 +32,22 @@ SYSTEM_META = (
 )
 
 
-def _strip_meta_for_compare(obj: Obj) -> Obj:
-    o = copy.deepcopy(obj)
-    meta = o.get("metadata", {})
-    meta.pop("managedFields", None)
-    meta.pop("resourceVersion", None)
-    return o
+_VOLATILE_META = frozenset({"managedFields", "resourceVersion"})
+_ABSENT = object()
+
+
+def _same_but_bookkeeping(a: Obj, b: Obj) -> bool:
+    """Equal but for metadata.managedFields and metadata.resourceVersion (a no-op write),
+    compared in place: copying both objects to strip those cost more than the write."""
+    if a.keys() != b.keys():
+        return False
+    for k, v in a.items():
+        if k != "metadata" and v != b[k]:
+            return False
+    ma, mb = a.get("metadata"), b.get("metadata")
+    if not isinstance(ma, dict) or not isinstance(mb, dict):
+        return bool(ma == mb)
+    return all(ma.get(k, _ABSENT) == mb.get(k, _ABSENT) for k in (ma.keys() | mb.keys()) - _VOLATILE_META)
 
 
 class Registry:
@@ -51,14 +61,15 @@ class Registry:
             raise not_found(res.plural, res.group, name)
         return obj
 
-    def list_objects(self, res: Resource, ns: str | None) -> list[Obj]:
-        return [*self.store.items(res.store, ns if res.namespaced else None)]
+    def list_objects(self, res: Resource, ns: str | None, labels: Iterable[tuple[str, str]] = ()) -> list[Obj]:
+        """Ordered by namespace/name; labels (label=value pairs) narrow it by index."""
+        return [*self.store.items(res.store, ns if res.namespaced else None, labels)]
 
     # create -------------------------------------------------------------
     def create(self, res: Resource, ns: str, body: Any, *, manager: str, operation: str = "Update") -> Obj:
         if not isinstance(body, dict):
             raise bad_request("the body of the request was in an unknown format")
-        obj = copy.deepcopy(body)
+        obj = clone(body)
         meta = obj.setdefault("metadata", {}) or {}
         obj["metadata"] = meta
         if res.namespaced:
@@ -134,7 +145,7 @@ class Registry:
         old = self.get(res, ns, name)
         if subresource == "scale":
             return self._update_scale(res, old, body, manager)
-        new = copy.deepcopy(body)
+        new = clone(body)
         if res.group == "events.k8s.io":
             new = convert.event_to_core(new)
         meta = new.setdefault("metadata", {})
@@ -154,14 +165,14 @@ class Registry:
         new["kind"], new["apiVersion"] = old["kind"], old["apiVersion"]
         if subresource == "status":
             status = new.get("status")
-            new = copy.deepcopy(old)
+            new = clone(old)
             if status is None:
                 new.pop("status", None)
             else:
                 new["status"] = status
         elif res.plural in WITH_STATUS:
             if "status" in old:
-                new["status"] = copy.deepcopy(old["status"])
+                new["status"] = clone(old["status"])
             else:
                 new.pop("status", None)
         if res.plural == "deployments":
@@ -212,7 +223,7 @@ class Registry:
         subresource: str = "",
         operation: str = "Update",
     ) -> Obj:
-        if _strip_meta_for_compare(old) == _strip_meta_for_compare(new):
+        if _same_but_bookkeeping(old, new):
             return old  # a no-op write changes nothing, not even the resourceVersion
         meta = new["metadata"]
         if "generation" in old["metadata"]:
@@ -245,7 +256,7 @@ class Registry:
         causes = validation.validate_scale(scale)
         if causes:
             raise invalid("Scale", "autoscaling", name, causes)
-        new = copy.deepcopy(old)
+        new = clone(old)
         new["spec"]["replicas"] = (scale.get("spec") or {}).get("replicas", 0)
         out = self._commit_update(res, old, new, manager=manager, subresource="scale")
         return convert.scale_of(out)
@@ -321,7 +332,7 @@ class Registry:
             if grace and grace > 0:
                 if obj["metadata"].get("deletionTimestamp"):
                     return obj, False
-                new = copy.deepcopy(obj)
+                new = clone(obj)
                 when = clock.now().timestamp() + grace
                 import datetime as dt
 
@@ -333,7 +344,7 @@ class Registry:
         return self.remove(res.store, obj), True
 
     def remove(self, storage: str, obj: Obj) -> Obj:
-        gone = copy.deepcopy(obj)
+        gone = clone(obj)
         gone["metadata"]["resourceVersion"] = str(self.store.next_rv())
         self.store.commit(storage, gone, deleted=True)
         return gone
@@ -343,7 +354,7 @@ class Registry:
         self, storage: str, old: Obj | None, new: Obj, *, manager: str, subresource: str = "", api_version: str = ""
     ) -> Obj:
         """Commit a write from a cluster component, skipping API validation."""
-        if old is not None and _strip_meta_for_compare(old) == _strip_meta_for_compare(new):
+        if old is not None and _same_but_bookkeeping(old, new):
             return old
         if old is None:
             new["metadata"].setdefault("uid", clock.new_uid())

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,6 +98,11 @@ def parse_label_selector(text: str | None) -> list[Requirement]:
 def matches_labels(reqs: list[Requirement], labels: Mapping[str, str] | None) -> bool:
     labels = labels or {}
     return all(r.matches(labels) for r in reqs)
+
+
+def equalities(reqs: list[Requirement]) -> list[tuple[str, str]]:
+    """The label=value pairs every match must carry (what a label index can look up)."""
+    return [(r.key, r.values[0]) for r in reqs if r.op in ("=", "in") and len(r.values) == 1]
 
 
 def selector_from_label_selector(sel: Mapping[str, Any] | None) -> list[Requirement]:
@@ -205,15 +210,19 @@ def parse_field_selector(text: str | None, storage: str) -> list[FieldRequiremen
     return out
 
 
-def matcher(
-    label_selector: str | None, field_selector: str | None, storage: str
-) -> Callable[[Mapping[str, Any]], bool]:
-    """One predicate for both selectors; raises 400 on a malformed selector."""
-    labels = parse_label_selector(label_selector)
-    fields = parse_field_selector(field_selector, storage)
+class Matcher:
+    """One predicate for both selectors (call it); `labels` are the parsed label
+    requirements, for candidates from the store's label index."""
 
-    def match(obj: Mapping[str, Any]) -> bool:
+    def __init__(self, label_selector: str | None, field_selector: str | None, storage: str) -> None:
+        self.labels = parse_label_selector(label_selector)
+        self.fields = parse_field_selector(field_selector, storage)
+
+    def __call__(self, obj: Mapping[str, Any]) -> bool:
         meta = obj.get("metadata") or {}
-        return matches_labels(labels, meta.get("labels")) and all(f.matches(obj) for f in fields)
+        return matches_labels(self.labels, meta.get("labels")) and all(f.matches(obj) for f in self.fields)
 
-    return match
+
+def matcher(label_selector: str | None, field_selector: str | None, storage: str) -> Matcher:
+    """One predicate for both selectors; raises 400 on a malformed selector."""
+    return Matcher(label_selector, field_selector, storage)

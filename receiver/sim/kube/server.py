@@ -271,7 +271,8 @@ class Handlers:
             return web.json_response(self._present(res, obj))
         if verb == "list":
             match = selectors.matcher(query.get("labelSelector"), query.get("fieldSelector"), res.store)
-            items = [o for o in reg.list_objects(res, ns if res.namespaced and ns else None) if match(o)]
+            pairs = selectors.equalities(match.labels)
+            items = [o for o in reg.list_objects(res, ns if res.namespaced and ns else None, pairs) if match(o)]
             rv = str(self.sim.store.rv)
             items, cont = self._page(items, query, rv)
             if tables.wants_table(accept):
@@ -333,7 +334,7 @@ class Handlers:
         if verb == "deletecollection":
             match = selectors.matcher(query.get("labelSelector"), query.get("fieldSelector"), res.store)
             deleted = []
-            for o in reg.list_objects(res, ns or None):
+            for o in reg.list_objects(res, ns or None, selectors.equalities(match.labels)):
                 if match(o):
                     obj, _ = reg.delete(res, o["metadata"].get("namespace", ""), o["metadata"]["name"])
                     p = dict(self._present(res, obj))
@@ -400,6 +401,7 @@ class Handlers:
             api_version=res.group_version,
             namespace=t.namespace if res.namespaced and t.namespace else None,
             match=match,
+            labels=selectors.equalities(match.labels),
             resource_version=query.get("resourceVersion"),
             timeout=timeout,
             bookmarks=parse_bool(query.get("allowWatchBookmarks")),

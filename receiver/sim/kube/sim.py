@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import copy
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -21,7 +20,7 @@ from .faults import Faults
 from .kubelet import BEHAVIOR_ANNOTATION, BEHAVIORS, DELAY_ANNOTATION, Kubelet
 from .registry import Registry
 from .server import Handlers, RecordedRequest
-from .store import Obj, Store
+from .store import Obj, Store, clone
 from .watch import WatchHub
 
 MANIFESTS = Path(__file__).resolve().parent.parent / "manifests"
@@ -155,10 +154,10 @@ class KubeSim:
         if res.namespaced:
             self.registry.ensure_namespace(ns)
         existing = self.store.get(res.store, ns, meta.get("name", ""))
-        body = copy.deepcopy(dict(obj))
+        body = clone(dict(obj))
         if existing is None:
-            return copy.deepcopy(self.registry.create(res, ns, body, manager=field_manager))
-        return copy.deepcopy(self.registry.update(res, ns, meta["name"], body, manager=field_manager))
+            return clone(self.registry.create(res, ns, body, manager=field_manager))
+        return clone(self.registry.update(res, ns, meta["name"], body, manager=field_manager))
 
     def seed_week(self, n: int) -> None:
         """Set the phased-rollout split of week n (1..4) on the seeded Deployments."""
@@ -200,7 +199,7 @@ class KubeSim:
     def get(self, resource: str, namespace: str, name: str) -> Obj | None:
         r = self._res(resource)
         obj = self.store.get(r.store, namespace if r.namespaced else "", name)
-        return copy.deepcopy(obj) if obj is not None else None
+        return clone(obj) if obj is not None else None
 
     def list(self, resource: str, namespace: str | None = None, label_selector: str | None = None) -> list[Obj]:
         from . import selectors
@@ -208,8 +207,8 @@ class KubeSim:
         r = self._res(resource)
         reqs = selectors.parse_label_selector(label_selector)
         return [
-            copy.deepcopy(o)
-            for o in self.store.items(r.store, namespace if r.namespaced else None)
+            clone(o)
+            for o in self.store.items(r.store, namespace if r.namespaced else None, selectors.equalities(reqs))
             if selectors.matches_labels(reqs, o["metadata"].get("labels"))
         ]
 

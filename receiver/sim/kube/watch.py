@@ -12,7 +12,7 @@ import asyncio
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
@@ -40,6 +40,7 @@ class WatchRequest:
     cut: CutRule | None
     bookmark_interval: float
     to_table: Callable[[Obj, bool], Obj] | None = None
+    labels: list[tuple[str, str]] = field(default_factory=list)  # label=value pairs match requires
 
 
 class WatchHub:
@@ -61,8 +62,7 @@ class WatchHub:
         queue: asyncio.Queue[Change | None] = asyncio.Queue()
 
         def on_change(c: Change) -> None:
-            if c.storage == w.storage:
-                queue.put_nowait(c)
+            queue.put_nowait(c)
 
         # Snapshot and subscribe in one step (no await between): no event is missed.
         backlog: list[tuple[str, Obj]] = []
@@ -71,7 +71,7 @@ class WatchHub:
         if w.expire and rv not in (None, "", "0"):
             error = errors.expired(int(rv or 0), self.store.compacted_rv + 1)
         elif rv in (None, "", "0") or w.send_initial_events:
-            for obj in self.store.items(w.storage, w.namespace):
+            for obj in self.store.items(w.storage, w.namespace, w.labels):
                 if w.match(obj):
                     backlog.append(("ADDED", obj))
             if w.send_initial_events and w.bookmarks:
@@ -89,7 +89,7 @@ class WatchHub:
                         ev = self._filter(c, w)
                         if ev:
                             backlog.append(ev)
-        unsubscribe = self.store.subscribe(on_change)
+        unsubscribe = self.store.subscribe(on_change, w.storage)
         self._queues.add(queue)
         self.store.notify()
         resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
