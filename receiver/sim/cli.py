@@ -6,9 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib
 import signal
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -65,14 +63,14 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event | None = None) -> 
     print(f"  export KUBECONFIG={kubeconfig}", flush=True)
     try:
         if args.slack_port is not None:
-            try:
-                slack_mod = importlib.import_module("receiver.sim.slack")
-            except ModuleNotFoundError:
-                print("fake Slack not available in this build; skipping --slack-port", file=sys.stderr)
-            else:
-                slack = slack_mod.FakeSlack()
-                slack_url = await slack.start(args.host, args.slack_port)
-                print(f"fake Slack API listening on {slack_url}", flush=True)
+            from receiver.sim.slack import FakeSlack
+
+            slack = FakeSlack(auto_create_channels=True)
+            slack_url = await slack.start(args.host, args.slack_port)
+            print(f"fake Slack API listening on {slack_url}", flush=True)
+            print(f"  conversations: curl {slack_url}/_sim/messages", flush=True)
+            print(f"  receiver config: slack: {{mode: bot, api_url: {slack.api_url}}}  "
+                  f"and SLACK_BOT_TOKEN={slack.token}", flush=True)
         print("Press Ctrl+C to stop.", flush=True)
         await stop.wait()
     finally:
