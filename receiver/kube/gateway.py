@@ -60,6 +60,13 @@ def parse_time(value: str | None) -> datetime | None:
         return None
 
 
+def _connection_error(e: BaseException, what: str) -> KubeError:
+    """A transport failure as a transient KubeError (status 0), timeouts named as such."""
+    if isinstance(e, TimeoutError):
+        return KubeError(0, "Timeout", f"no answer in time ({type(e).__name__})", what=what)
+    return KubeError(0, "ConnectionError", str(e) or type(e).__name__, what=what)
+
+
 def _retry_reason(err: KubeError) -> str:
     if err.status == 0:
         return "connection"
@@ -92,8 +99,10 @@ class Kube:
     async def once(self, what: str, fn: Callable[..., Awaitable[Any]], *args: Any,
                    **kwargs: Any) -> Obj:
         """One attempt: the parsed body, or KubeError (status 0 = connection failure)."""
+        timeout = aiohttp.ClientTimeout(total=self.retry.request_timeout_seconds,
+                                        sock_connect=self.retry.connect_timeout_seconds)
         try:
-            resp = await fn(*args, _preload_content=False, **kwargs)
+            resp = await fn(*args, _preload_content=False, _request_timeout=timeout, **kwargs)
             try:
                 body = await resp.read()
                 status = resp.status
@@ -103,7 +112,7 @@ class Kube:
         except KubeError:
             raise
         except CONNECTION_ERRORS as e:
-            raise KubeError(0, "ConnectionError", str(e) or type(e).__name__, what=what) from e
+            raise _connection_error(e, what) from e
         if 200 <= status < 300:
             parsed = json.loads(body) if body else {}
             return parsed if isinstance(parsed, dict) else {"items": parsed}
@@ -230,14 +239,19 @@ class Kube:
         caller's job (see Mirror), because only it knows the last resourceVersion seen.
         """
         what = f"watch {kind} in {namespace}"
+        # no total: the stream lives timeout_seconds; silence well past that = a dead server
+        timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=self.retry.connect_timeout_seconds,
+            sock_read=timeout_seconds + self.retry.watch_margin_seconds,
+        )
         try:
             resp = await self._list_fn(kind)(
                 namespace, watch=True, resource_version=resource_version,
                 allow_watch_bookmarks=True, timeout_seconds=timeout_seconds,
-                _preload_content=False, **selectors,
+                _preload_content=False, _request_timeout=timeout, **selectors,
             )
         except CONNECTION_ERRORS as e:
-            raise KubeError(0, "ConnectionError", str(e) or type(e).__name__, what=what) from e
+            raise _connection_error(e, what) from e
         try:
             if not 200 <= resp.status < 300:
                 body = await resp.read()
@@ -246,8 +260,7 @@ class Kube:
                 try:
                     line = await resp.content.readline()
                 except CONNECTION_ERRORS as e:
-                    raise KubeError(0, "ConnectionError", str(e) or type(e).__name__,
-                                    what=what) from e
+                    raise _connection_error(e, what) from e
                 if not line:
                     return
                 if not line.strip():

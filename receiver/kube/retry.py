@@ -18,6 +18,11 @@ class RetryPolicy:
     cap_seconds: float = 5.0
     give_up_after_seconds: float = 120.0  # a rollback outlives any blip shorter than this
     max_retry_after_seconds: float = 60.0
+    # Per attempt: a server that accepts and never answers must not hang a scale PATCH
+    # forever while the Lease renewals keep the rollback looking alive.
+    request_timeout_seconds: float = 30.0
+    connect_timeout_seconds: float = 10.0
+    watch_margin_seconds: float = 30.0  # a watch's read timeout is its timeoutSeconds + this
 
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
         """Seconds to sleep before attempt ``attempt + 1`` (attempt counts from 0)."""
