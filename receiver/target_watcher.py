@@ -140,6 +140,20 @@ class TargetWatcher:
             for t in config.targets
         }
 
+    async def wait_for(self, predicate: Callable[[], bool], timeout: float) -> None:  # noqa: ASYNC109
+        """Return once predicate() holds, re-checking on every watch event (TimeoutError otherwise)."""
+        changed = asyncio.Event()
+        mirrors = [*self._deploys.values(), *self._leases.values()]
+        unsubscribe = [m.subscribe(lambda _type, _obj: changed.set()) for m in mirrors]
+        try:
+            async with asyncio.timeout(timeout):
+                while not predicate():
+                    await changed.wait()
+                    changed.clear()
+        finally:
+            for u in unsubscribe:
+                u()
+
     def orphaned(self) -> list[str]:
         """Targets whose Lease holds an unfinished rollback nobody renews (its holder died).
 
@@ -170,6 +184,16 @@ class TargetWatcher:
             if m.error is not None:
                 out.append(str(m.error))
         return out
+
+    def healthy(self) -> str | None:
+        """None when every watch is alive and current; else what is wrong, for /health/ready.
+
+        A watch that died, was refused (403) or keeps failing means decisions are made
+        from a stale copy of the cluster: the receiver should not count itself ready.
+        """
+        problems = [p for m in [*self._deploys.values(), *self._leases.values()]
+                    if (p := m.problem()) is not None]
+        return "; ".join(problems) or None
 
     async def __aenter__(self) -> TargetWatcher:
         await self.start()
