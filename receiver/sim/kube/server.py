@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +39,9 @@ class RecordedRequest:
     resource: str = ""  # "deployments/scale" for a subresource
     namespace: str = ""
     name: str = ""
+    # time.monotonic() when the request reached the handler, before its body was read
+    # (CLOCK_MONOTONIC: comparable across processes on one host)
+    received: float = 0.0
 
     def json(self) -> Any:
         return json.loads(self.body) if self.body else None
@@ -121,6 +125,7 @@ class Handlers:
 
     # entry point ---------------------------------------------------------
     async def dispatch(self, request: web.Request) -> web.StreamResponse:
+        received = time.monotonic()
         body = await request.read() if request.can_read_body else None
         query = dict(request.query)
         target = parse_path(request.path)
@@ -133,6 +138,7 @@ class Handlers:
             body or None,
             0,
             None,
+            received=received,
         )
         if isinstance(target, Target):
             record.verb = verb_of(request.method, target, query)
@@ -162,6 +168,9 @@ class Handlers:
             self._authorize(user, record.verb, target)
             rule = faults.failure_for(record.verb, record.resource, target.namespace, target.name)
             if rule is not None:
+                if rule.body is not None:
+                    record.status = rule.status
+                    return web.Response(status=rule.status, body=rule.body, content_type="application/json")
                 if rule.status == 429 and rule.plain_429:
                     record.status = 429
                     return web.Response(
