@@ -157,7 +157,7 @@ async def main() -> None:
                                          headers={"Authorization": f"Bearer {token}"}) as resp:
                         status = resp.status
                         await resp.read()
-                    await sim.wait_for(lambda s=seen: any(  # type: ignore[misc]
+                    await sim.wait_for(lambda s=seen: any(
                         r.method == "PATCH" and r.path.endswith(f"/{CANARY}/scale") for r in sim.requests[s:]), 10)
                     reqs = sim.requests[seen:]
                     patch = next(r for r in reqs if r.method == "PATCH" and r.path.endswith(f"/{CANARY}/scale"))

@@ -113,6 +113,8 @@ class DeploymentController:
         self._queued: set[tuple[str, str]] = set()
         self._task: asyncio.Task[None] | None = None
         self._timers: dict[tuple[str, str], asyncio.TimerHandle] = {}
+        # uid -> (generation, pod-template-hash): the template only changes with the spec
+        self._hashes: dict[str, tuple[int, str]] = {}
         # When each Deployment last made progress (monotonic), for precise deadlines.
         self._progress_at: dict[str, float] = {}
         self._unsubscribe = self.store.subscribe(self._on_change)
@@ -147,6 +149,8 @@ class DeploymentController:
         meta = change.obj["metadata"]
         ns = meta.get("namespace", "")
         if change.storage == "deployments":
+            if change.type == "DELETED":
+                self._hashes.pop(meta.get("uid", ""), None)
             self.enqueue(ns, meta["name"])
         elif change.storage == "replicasets":
             ref = _controller_ref(change.obj)
@@ -196,12 +200,12 @@ class DeploymentController:
             return
         uid = d["metadata"]["uid"]
         rss = [rs for rs in rss if _owned_by(rs, uid)]
-        d = clone(d)
+        # d is read, never changed: the store replaces objects, so it is a snapshot as is
         status = clone(d.get("status") or {})
         spec = d["spec"]
         desired = spec.get("replicas", 1)
         has_deadline = spec.get("progressDeadlineSeconds") is not None
-        thash = template_hash(spec.get("template") or {})
+        thash = self._template_hash(d)
         new_rs = next((rs for rs in rss if rs["metadata"].get("labels", {}).get(HASH_LABEL) == thash), None)
         old_rss = [rs for rs in rss if rs is not new_rs]
         revision = str(
@@ -337,6 +341,16 @@ class DeploymentController:
         self.registry.system_write(
             "deployments", old_d, new_d, manager=MANAGER, subresource="status", api_version="apps/v1"
         )
+
+    def _template_hash(self, d: Obj) -> str:
+        meta = d["metadata"]
+        gen = int(meta.get("generation") or 0)
+        cached = self._hashes.get(meta["uid"])
+        if cached is not None and cached[0] == gen:
+            return cached[1]
+        thash = template_hash(d["spec"].get("template") or {})
+        self._hashes[meta["uid"]] = (gen, thash)
+        return thash
 
     @staticmethod
     def _complete(d: Obj, s: Obj) -> bool:
