@@ -114,7 +114,11 @@ class Kube:
         except CONNECTION_ERRORS as e:
             raise _connection_error(e, what) from e
         if 200 <= status < 300:
-            parsed = json.loads(body) if body else {}
+            try:
+                parsed = json.loads(body) if body else {}
+            except ValueError as e:  # a proxy's HTML page, a body cut short: try again
+                raise KubeError(0, "InvalidResponse", f"undecodable {status} answer: {e}",
+                                what=what) from e
             return parsed if isinstance(parsed, dict) else {"items": parsed}
         raise error_from_response(status, body, headers, what)
 
@@ -221,9 +225,14 @@ class Kube:
             "leases": self.coordination.list_namespaced_lease,
         }[kind]
 
-    async def list(self, kind: Kind, namespace: str, **selectors: Any) -> Obj:
-        return await self.call(f"list {kind} in {namespace}", self._list_fn(kind),
-                               namespace, **selectors)
+    async def list(self, kind: Kind, namespace: str, *, retry: bool = True,
+                   **selectors: Any) -> Obj:
+        """List a collection; ``retry=False`` for callers with their own backoff (Mirror),
+        so their failures show at once instead of after give_up_after_seconds."""
+        what = f"list {kind} in {namespace}"
+        if not retry:
+            return await self.once(what, self._list_fn(kind), namespace, **selectors)
+        return await self.call(what, self._list_fn(kind), namespace, **selectors)
 
     async def watch(
         self,
@@ -265,7 +274,14 @@ class Kube:
                     return
                 if not line.strip():
                     continue
-                event = json.loads(line)
+                try:
+                    event = json.loads(line)
+                except ValueError as e:  # the stream ended mid-line (a proxy, a cut)
+                    raise KubeError(0, "InvalidResponse", f"undecodable watch event: {e}",
+                                    what=what) from e
+                if not isinstance(event, dict):
+                    raise KubeError(0, "InvalidResponse", "a watch event that is not an object",
+                                    what=what)
                 if event.get("type") == "ERROR":
                     raise error_from_status_object(event.get("object") or {}, what)
                 yield event

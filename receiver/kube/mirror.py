@@ -21,6 +21,8 @@ from receiver.kube.gateway import Kind, Kube, Obj
 
 log = structlog.get_logger(__name__)
 
+FAILING_AFTER = 5  # consecutive failed attempts before the mirror reports itself failing
+
 Listener = Callable[[str, Obj | None], None]  # (event type or "SYNC", object)
 
 
@@ -50,6 +52,8 @@ class Mirror:
         self.resource_version: str | None = None
         self.synced = asyncio.Event()
         self.error: KubeError | None = None  # last non-transient failure, for reporting
+        self.failures = 0  # consecutive failed list/watch attempts
+        self.last_failure: str | None = None
         self.relists = 0
         self.rewatches = 0
         self._settled = asyncio.Event()  # listed once, or failed for a reason to report
@@ -80,6 +84,18 @@ class Mirror:
         if not self.synced.is_set() and self.error is not None:
             raise self.error
 
+    def problem(self) -> str | None:
+        """Why this copy cannot be trusted now (None when it is current), for /health."""
+        where = f"{self.kind} watch in {self.namespace}"
+        if self._task is not None and self._task.done():
+            exc = None if self._task.cancelled() else self._task.exception()
+            return f"{where} stopped: {exc!r}"
+        if self.error is not None:
+            return f"{where}: {self.error}"
+        if self.failures >= FAILING_AFTER:
+            return f"{where} failing ({self.failures} attempts): {self.last_failure}"
+        return None
+
     def get(self, name: str) -> Obj | None:
         return self.items.get(name)
 
@@ -91,10 +107,11 @@ class Mirror:
                 log.exception("mirror_listener_failed", kind=self.kind)
 
     async def _list(self) -> None:
-        body = await self.kube.list(self.kind, self.namespace, **self.selectors)
+        body = await self.kube.list(self.kind, self.namespace, retry=False, **self.selectors)
         self.items = {i["metadata"]["name"]: i for i in body.get("items") or []}
         self.resource_version = str((body.get("metadata") or {}).get("resourceVersion") or "")
         self.error = None
+        self.failures = 0
         self.relists += 1
         self.synced.set()
         self._settled.set()
@@ -131,7 +148,9 @@ class Mirror:
                 ):
                     self._apply(event)
                     attempt = 0
+                    self.failures = 0
                 self.rewatches += 1  # stream ended: resume from the last version seen
+                self.failures = 0
             except WatchExpired:
                 log.info("watch_expired", kind=self.kind, namespace=self.namespace)
                 need_list = True
@@ -142,8 +161,19 @@ class Mirror:
                     self._notify("ERROR", None)
                     need_list = True
                 self.rewatches += 1
+                self.failures += 1
+                self.last_failure = str(err)
                 delay = self.kube.retry.delay(attempt, err.retry_after)
                 attempt += 1
                 log.info("watch_retry", kind=self.kind, namespace=self.namespace,
                          status=err.status, error=err.message, delay=round(delay, 3))
+                await asyncio.sleep(delay)
+            except Exception as err:  # anything unforeseen: never die silently, start over
+                self.failures += 1
+                self.last_failure = f"{type(err).__name__}: {err}"
+                need_list = True
+                delay = self.kube.retry.delay(attempt)
+                attempt += 1
+                log.exception("watch_failed", kind=self.kind, namespace=self.namespace,
+                              delay=round(delay, 3))
                 await asyncio.sleep(delay)

@@ -18,6 +18,7 @@ class FailRule:
     share: float | None  # probability per matching request
     retry_after: int
     plain_429: bool = True
+    body: bytes | None = None  # answer with this body as-is (e.g. a 200 that is not JSON)
 
     def matches(self, verb: str, resource: str, namespace: str, name: str) -> bool:
         return (
@@ -78,10 +79,12 @@ class Faults:
         namespace: str | None = None,
         name: str | None = None,
         plain_429: bool = True,
+        body: bytes | None = None,
     ) -> FailRule:
         """Answer matching requests with `status` (429 as API Priority and Fairness does:
-        plain text and Retry-After, unless plain_429=False gives the Status form)."""
-        rule = FailRule(verb, resource, namespace, name, status, times, share, retry_after, plain_429)
+        plain text and Retry-After, unless plain_429=False gives the Status form). With
+        `body`, answer `status` with exactly that body (a garbling proxy, a broken server)."""
+        rule = FailRule(verb, resource, namespace, name, status, times, share, retry_after, plain_429, body)
         self.failures.append(rule)
         return rule
 
