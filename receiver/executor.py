@@ -38,6 +38,7 @@ from receiver.records import (
     lease_name,
     lease_namespace,
     record_from_lease,
+    with_history,
 )
 from receiver.steps import Run
 from receiver.target_watcher import TargetWatcher
@@ -310,12 +311,15 @@ class Executor:
                     run.step("waiting", f"waiting for a free slot: {running} rollbacks running, "
                              f"limit {limit}", warning=True)
 
-                await self._slots.acquire(waiting)
-                slot = True
-                return await self._execute_while_held(run, held)
-        except LeaseLost as e:
-            log.warning("rollback_handed_over", error=str(e))
-            return run.record
+                try:
+                    await self._slots.acquire(waiting)
+                    slot = True
+                    return await self._execute_while_held(run, held)
+                except LeaseLost as e:
+                    log.warning("rollback_handed_over", error=str(e))
+                    return run.record
+                except Exception as e:  # a bug or an answer nobody foresaw: never lose it
+                    return await self._crashed(run, held, e)
         except asyncio.CancelledError:
             if held is not None:
                 await held.stop()  # like a kill: no release, the Lease expires
@@ -330,6 +334,27 @@ class Executor:
                 self._lease_cache[(held.namespace, held.name)] = held.lease
                 if self._held.get(target.name) is held:
                     del self._held[target.name]
+
+    async def _crashed(self, run: Run, held: HeldLease | None, err: Exception) -> RollbackRecord:
+        """End a rollback that raised something unexpected: FAILED, recorded, released."""
+        message = f"unexpected error: {type(err).__name__}: {err}"
+        log.exception("rollback_crashed", error=message)
+        with contextlib.suppress(Exception):
+            run.step("error", message, ok=False)
+        run.record = replace(run.record, phase=Phase.FAILED, error=message,
+                             finished_at=self.clock())
+        ROLLBACKS.labels(run.target.name, "failed").inc()
+        if held is not None and not run.record.dry_run:
+            try:
+                async with asyncio.timeout(5):
+                    await held.release(run.record, with_history(held.history, run.record))
+            except Exception as e:  # best effort: otherwise the Lease expires
+                log.error("lease_release_failed", error=str(e))
+        try:
+            self.on_change(run.record, None)
+        except Exception:
+            log.exception("on_change_failed")
+        return run.record
 
     @staticmethod
     async def _execute_while_held(run: Run, held: HeldLease | None) -> RollbackRecord:
