@@ -212,9 +212,19 @@ class Kube:
     # -- events ---------------------------------------------------------------------------
 
     async def create_event(self, namespace: str, body: Obj) -> Obj:
-        """POST an events.k8s.io/v1 Event (shown by kubectl get events / describe)."""
-        return await self.call(f"create events {namespace}",
-                               self.events.create_namespaced_event, namespace, body)
+        """POST an events.k8s.io/v1 Event (shown by kubectl get events / describe).
+
+        A create's 409 is not retried: AlreadyExists means an earlier attempt (whose answer
+        was lost) or an earlier run already posted it, which is success; any other
+        conflict would only repeat."""
+        try:
+            return await self.call(f"create events {namespace}",
+                                   self.events.create_namespaced_event, namespace, body,
+                                   retry_conflict=False)
+        except KubeError as err:
+            if err.conflict and err.reason == "AlreadyExists":
+                return body
+            raise
 
     # -- watch ------------------------------------------------------------------------------
 
