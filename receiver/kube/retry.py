@@ -1,7 +1,9 @@
 """Capped exponential backoff with full jitter, and Retry-After honoured.
 
 Full jitter (sleep uniformly in [0, min(cap, base * 2^n)]) keeps 200 rollbacks hitting a
-throttled API server from retrying in lock-step.
+throttled API server from retrying in lock-step. Retry-After is a floor, not an exact
+time: never below base (Retry-After: 0 must not become a tight loop), plus jitter so the
+throttled clients do not all come back in the same instant.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ class RetryPolicy:
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
         """Seconds to sleep before attempt ``attempt + 1`` (attempt counts from 0)."""
         if retry_after is not None:
-            return min(retry_after, self.max_retry_after_seconds)
+            wait = min(max(retry_after, self.base_seconds), self.max_retry_after_seconds)
+            return wait + random.uniform(0, max(self.base_seconds, 0.1 * wait))
         ceiling = min(self.cap_seconds, self.base_seconds * (2 ** min(attempt, 30)))
         return random.uniform(0, ceiling)
