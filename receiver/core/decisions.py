@@ -95,6 +95,9 @@ _MISS = object()
 _NAMED = 3
 
 
+_SELECTOR_CACHE_MAX = 4096
+
+
 class _Selector:
     """First-match lookup over matcher lists, memoised on the label values they read.
 
@@ -120,6 +123,8 @@ class _Selector:
                 (i for i, ms in enumerate(self._lists) if all(m.matches(labels) for m in ms)),
                 None,
             )
+            if len(self._cache) >= _SELECTOR_CACHE_MAX:  # label values chosen by senders: stay bounded
+                self._cache.clear()
             self._cache[key] = found
         return found  # type: ignore[return-value]
 
@@ -409,6 +414,25 @@ def _decide_target(
     )
 
 
+_SELECTORS: dict[int, tuple[Config, _Selector, tuple[_Selector, ...]]] = {}
+
+
+def _selectors(config: Config) -> tuple[_Selector, tuple[_Selector, ...]]:
+    """The rule and target selectors of a config, built once per (frozen) config.
+
+    Memoisation only: the result depends on the config alone, so decide stays pure. The
+    config object is kept with its entry, so its id cannot be reused while cached.
+    """
+    hit = _SELECTORS.get(id(config))
+    if hit is None or hit[0] is not config:
+        if len(_SELECTORS) >= 4:  # a few configs live at once (reloads, tests)
+            _SELECTORS.clear()
+        hit = (config, _Selector([r.parsed for r in config.rules]),
+               tuple(_Selector([t.parsed]) for t in config.targets))
+        _SELECTORS[id(config)] = hit
+    return hit[1], hit[2]
+
+
 def decide(
     payload: WebhookPayload,
     config: Config,
@@ -422,12 +446,11 @@ def decide(
     config order), which is what makes repeated deliveries safe: the state passed in
     turns a repeat into IN_PROGRESS or ALREADY_ROLLED_BACK.
     """
-    targets = config.targets
-    rule_selector = _Selector([r.parsed for r in config.rules])
+    rule_selector, target_selectors = _selectors(config)
     alerts = payload.alerts
     decisions: list[Decision] = []
-    for target in targets:
-        found = _Selector([target.parsed]).indexes(alerts)
+    for target, selector in zip(config.targets, target_selectors, strict=True):
+        found = selector.indexes(alerts)
         mine = [a for a, i in zip(alerts, found, strict=True) if i is not None]
         if not mine:
             continue
