@@ -138,9 +138,11 @@ class HeldLease:
                 self.lost.set()
                 return
             except (KubeError, TimeoutError) as err:
-                log.warning("lease_renew_failed", lease=self.name, error=str(err))
+                log.warning("lease_renew_failed", lease=self.name, target=self.target,
+                            rollback_id=self.record.id, error=str(err))
                 if time.monotonic() - self._last_renew > self.duration:
-                    log.error("lease_expired_locally", lease=self.name)
+                    log.error("lease_expired_locally", lease=self.name, target=self.target,
+                              rollback_id=self.record.id)
                     self.lost.set()
                     return
 
