@@ -7,9 +7,9 @@ retry, a resume after a crash, a repeat alert) only does what is still missing.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
-import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -90,6 +90,7 @@ class Run:
         self.clock = clock
         self.started = time.monotonic()
         self.scale_patches = 0
+        self.seen: dict[str, Obj] = {}  # the Deployments as the pre-flight read them
 
     # -- record keeping -----------------------------------------------------------------
 
@@ -207,6 +208,7 @@ class Run:
         else:
             canary = canary_r
         stable = stable_r
+        self.seen = {t.stable: stable, **({t.canary: canary} if canary is not None else {})}
         cpart = (f"{t.canary} has {_replicas(canary)} replicas" if canary is not None
                  else f"{t.canary} does not exist (nothing to scale down)")
         self.step("preflight", f"{t.stable} has {_replicas(stable)} replicas, {_ready(stable)} "
@@ -364,10 +366,11 @@ class Run:
                        f"{self.record.progress.stable_ready}/{t.replicas} Ready"
                        if ok else f"Rollback {self.record.id} failed: {self.record.error}"),
         }
-        calls = []
+        calls: list[Coroutine[Any, Any, object]] = []
         for name in (t.canary, t.stable):
-            calls.append(self.kube.annotate_deployment(ns, name, {ANN_LAST: ann}))
-            calls.append(self.kube.create_event(ns, self.event_body(name, notes[name], ok)))
+            if not self.already_recorded(name):
+                calls.append(self.kube.annotate_deployment(ns, name, {ANN_LAST: ann}))
+            calls.append(self.post_event(self.event_body(name, notes[name], ok)))
         results = await asyncio.gather(*calls, return_exceptions=True)
         problems = sorted({str(r) for r in results if isinstance(r, KubeError)
                            and not r.not_found})
@@ -378,11 +381,34 @@ class Run:
             self.step("record", "could not record the outcome on the Deployments: "
                       + "; ".join(problems), since=t0, warning=True)
 
+    def already_recorded(self, name: str) -> bool:
+        """A receiver that died after annotating this outcome left it on the Deployment."""
+        ann = ((self.seen.get(name) or {}).get("metadata") or {}).get("annotations") or {}
+        try:
+            last = json.loads(ann.get(ANN_LAST) or "{}")
+        except ValueError:
+            return False
+        return isinstance(last, dict) and (last.get("id"), last.get("outcome")) == (
+            self.record.id, self.record.phase.value)
+
+    async def post_event(self, body: Obj) -> None:
+        """Create the outcome Event. Its name is fixed per rollback and outcome, so a
+        resumed run, or a repeated POST whose answer was lost, finds it there (409)
+        instead of posting it twice."""
+        ns = self.target.namespace
+        try:
+            await self.kube.call(f"create events {ns}", self.kube.events.create_namespaced_event,
+                                 ns, body, retry_conflict=False)
+        except KubeError as e:
+            if not e.conflict:
+                raise
+
     def event_body(self, name: str, note: str, ok: bool) -> Obj:
+        suffix = f".rollback-{self.record.id}-{'succeeded' if ok else 'failed'}"
         return {
             "apiVersion": "events.k8s.io/v1",
             "kind": "Event",
-            "metadata": {"name": f"{name}.{uuid.uuid4().hex[:16]}",
+            "metadata": {"name": name[: 253 - len(suffix)].rstrip(".-") + suffix,
                          "namespace": self.target.namespace},
             "eventTime": micro_time(self.clock()),
             "reportingController": REPORTING_CONTROLLER,

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime
 
 from receiver.config import StepOrder
 from receiver.core.rollback import Phase
+from receiver.executor import new_record
 from receiver.kube import Kube, Mirror
 from receiver.records import ANN_LAST
+from receiver.steps import Run
 from tests.executor.conftest import CANARY, NS, STABLE, MakeExecutor, Seen, decision, make_config
 
 
@@ -268,3 +271,42 @@ async def test_with_wait_for_canary_pods_gone_it_ends_only_when_no_canary_pod_is
     assert gone.ok and f"{CANARY} has no pods left" == gone.message
     assert kube_sim.list("pods", NS, label_selector="version=v2") == []
     assert final.progress.canary_pods == 0
+
+
+async def test_without_a_configured_timeout_verification_gives_up_at_the_progress_deadline(
+    kube_sim, make_executor: MakeExecutor
+) -> None:
+    cfg = make_config(verification_timeout_seconds=None)
+    assert cfg.settings.verification_timeout_seconds is None
+    ex = make_executor(config=cfg)
+    kube_sim.set_pod_behavior(NS, STABLE, "never-ready")
+    await ex.kube.call("set deadline", ex.kube.apps.patch_namespaced_deployment, STABLE, NS,
+                       {"spec": {"progressDeadlineSeconds": 2}},
+                       _content_type="application/merge-patch+json")
+    t0 = time.monotonic()
+    final = await ex.start(await ex.claim(decision(), cfg.targets[0]))  # type: ignore[arg-type]
+
+    assert final.phase is Phase.FAILED
+    assert "not verified within 2 s" in (final.error or ""), final.error
+    assert 2 <= time.monotonic() - t0 < 4
+
+
+async def test_the_verification_timeout_is_the_configured_one_else_the_deadline_else_300_s(
+    kube_sim, make_executor: MakeExecutor
+) -> None:
+    ex = make_executor()
+    stable = await ex.kube.read_deployment(NS, STABLE)
+    assert stable["spec"]["progressDeadlineSeconds"] == 600  # as the seed (and defaulting) set
+
+    def timeout(deploy: dict, **settings: object) -> float:  # type: ignore[type-arg]
+        cfg = make_config(**settings)
+        run = Run(kube=ex.kube, watches=ex.watches, config=cfg, target=cfg.targets[0],
+                  record=new_record(decision(), cfg.targets[0], cfg, datetime.now(UTC)),
+                  held=None, identity="test", on_change=lambda r, s: None,
+                  clock=lambda: datetime.now(UTC))
+        return run.timeout(deploy)
+
+    assert timeout(stable, verification_timeout_seconds=7) == 7
+    assert timeout(stable, verification_timeout_seconds=None) == 600
+    del stable["spec"]["progressDeadlineSeconds"]  # a server that does not default it
+    assert timeout(stable, verification_timeout_seconds=None) == 300
