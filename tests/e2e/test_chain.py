@@ -9,8 +9,8 @@ builds it, against the Kubernetes simulator and the fake Slack over real HTTP.
 from __future__ import annotations
 
 import asyncio
-import html
 import contextlib
+import html
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
