@@ -205,7 +205,10 @@ def parse_field_selector(text: str | None, storage: str) -> list[FieldRequiremen
             raise bad_request(f"invalid selector: '{text}'; can't understand '{part}'")
         path, op, value = m.group(1).strip(), m.group(2), m.group(3).strip()
         if path not in allowed:
-            raise bad_request(f"field label not supported: {path}")
+            if storage in FIELD_LABELS:  # the kind's own conversion func words it so
+                raise bad_request(f"field label not supported: {path}")
+            # runtime.DefaultMetaV1FieldSelectorConversion, for kinds without their own
+            raise bad_request(f'"{path}" is not a known field selector: only "metadata.name", "metadata.namespace"')
         out.append(FieldRequirement(path, "!=" if op == "!=" else "=", value))
     return out
 

@@ -24,6 +24,13 @@ LABEL_MSG = (
 )
 
 
+QUALIFIED_MSG = (
+    "must consist of alphanumeric characters, '-', '_' or '.', and must start "
+    "and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or "
+    "'123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')"
+)
+
+
 def is_dns_subdomain(name: str) -> list[str]:
     errs = []
     if len(name) > 253:
@@ -34,21 +41,27 @@ def is_dns_subdomain(name: str) -> list[str]:
 
 
 def is_qualified_name(value: str) -> list[str]:
-    """validation.IsQualifiedName: optional DNS prefix/, then a 63-char name."""
-    prefix, _, name = value.rpartition("/")
+    """validation.IsQualifiedName: optional DNS prefix/, then a 63-char name. As in Go,
+    the name's pattern is checked even when it is empty or too long (two messages)."""
+    parts = value.split("/")
     errs: list[str] = []
-    if prefix and is_dns_subdomain(prefix):
-        errs.append("prefix part " + SUBDOMAIN_MSG)
+    if len(parts) > 2:
+        return [
+            "a qualified name " + QUALIFIED_MSG + " with an optional DNS subdomain prefix and '/' "
+            "(e.g. 'example.com/MyName')"
+        ]
+    name = parts[-1]
+    if len(parts) == 2:
+        if not parts[0]:
+            errs.append("prefix part must be non-empty")
+        else:
+            errs += ["prefix part " + m for m in is_dns_subdomain(parts[0])]
     if not name:
         errs.append("name part must be non-empty")
     elif len(name) > 63:
         errs.append("name part must be no more than 63 characters")
-    elif not _QUALIFIED.fullmatch(name):
-        errs.append(
-            "name part must consist of alphanumeric characters, '-', '_' or '.', and must start "
-            "and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or "
-            "'123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')"
-        )
+    if not _QUALIFIED.fullmatch(name):
+        errs.append("name part " + QUALIFIED_MSG)
     return errs
 
 
@@ -134,7 +147,9 @@ NAMESPACE_KINDS = {"Pod", "Deployment", "ReplicaSet", "Lease", "Event", "Service
 def validate_event(core: dict[str, Any], namespace: str, via_events_v1: bool) -> list[Cause]:
     """ValidateEventCreate (pkg/apis/core/validation/events.go), on the core form."""
     causes: list[Cause] = []
-    ctrl_field = "reportingController" if via_events_v1 else "reportingComponent"
+    # The path names the internal field (ReportingController), so core v1 errors say
+    # reportingController too, though its JSON field is reportingComponent.
+    ctrl_field = "reportingController"
     involved = core.get("involvedObject") or {}
     inv_ns = involved.get("namespace", "")
     if not core.get("eventTime"):
@@ -149,7 +164,7 @@ def validate_event(core: dict[str, Any], namespace: str, via_events_v1: bool) ->
         ctrl = core.get("reportingComponent", "")
         if not ctrl:
             causes.append(required(ctrl_field))
-        causes += [invalid_value(ctrl_field, ctrl, m) for m in is_qualified_name(ctrl)] if ctrl else []
+        causes += [invalid_value(ctrl_field, ctrl, m) for m in is_qualified_name(ctrl)]
         inst = core.get("reportingInstance", "")
         if not inst:
             causes.append(required("reportingInstance"))
