@@ -43,37 +43,15 @@ from receiver.records import lease_name, lease_namespace
 from receiver.serve import RunningReceiver, start_receiver
 from receiver.sim.kube import KubeSim
 from receiver.sim.kube.resources import find
+from tests.fixtures.receiver import firing_payload
 
 NS, TARGET, STABLE, CANARY = "finance", "finance-service", "finance-service-v1", "finance-service-v2"
 LEASES = find("coordination.k8s.io", "v1", "leases")
 
 
 def payload(i: int) -> dict[str, Any]:
-    """An Alertmanager v4 body as tests/fixtures/receiver.py firing_payload, a new
-    fingerprint per round (a new alert, never a repeat)."""
-    labels = {"alertname": "HighErrorRate", "service": TARGET, "severity": "critical"}
-    return {
-        "receiver": "rollback",
-        "status": "firing",
-        "version": "4",
-        "alerts": [
-            {
-                "status": "firing",
-                "labels": labels,
-                "annotations": {"summary": "error rate high", "value": "0.072"},
-                "startsAt": "2026-11-27T00:15:37.241232707Z",
-                "endsAt": "0001-01-01T00:00:00Z",
-                "generatorURL": "http://prometheus/graph",
-                "fingerprint": f"{i:016x}",
-            }
-        ],
-        "groupLabels": {"alertname": "HighErrorRate"},
-        "commonLabels": labels,
-        "commonAnnotations": {},
-        "externalURL": "http://alertmanager:9093",
-        "groupKey": '{}:{alertname="HighErrorRate"}',
-        "truncatedAlerts": 0,
-    }
+    """tests/fixtures/receiver.py's Alertmanager body with a new fingerprint per round."""
+    return firing_payload(fingerprint=f"{i:016x}")
 
 
 def week_one(sim: KubeSim) -> bool:

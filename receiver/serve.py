@@ -91,8 +91,9 @@ def install_sighup(store: ConfigStore) -> None:
         _background.add(task)  # keep a reference until done, and surface a crash in the log
         task.add_done_callback(_background.discard)
         task.add_done_callback(
-            lambda t: t.cancelled() or t.exception() is None
-            or log.error("SIGHUP reload crashed", error=repr(t.exception()))
+            lambda t: (
+                t.cancelled() or t.exception() is None or log.error("SIGHUP reload crashed", error=repr(t.exception()))
+            )
         )
 
     loop.add_signal_handler(signal.SIGHUP, reload)
@@ -193,6 +194,7 @@ async def start_receiver(
         service=service,
         list_rollbacks=executor.list_rollbacks,
         kube_check=KubeProbe(api),
+        watch_check=watcher.healthy,
         running_rollbacks=lambda: executor.running,
     )
     # Shutdown budget (Kubernetes' default grace is 30 s): 5 s to finish HTTP requests,

@@ -27,6 +27,7 @@ class Runtime:
     service: Service
     list_rollbacks: Callable[[], Awaitable[list[RollbackRecord]]]
     kube_check: Callable[[], Awaitable[str | None]]  # None = reachable, else the error
+    watch_check: Callable[[], str | None] = lambda: None  # None = target watches current
     running_rollbacks: Callable[[], int] = lambda: 0
     started_monotonic: float = field(default_factory=time.monotonic)
 

@@ -13,7 +13,7 @@ import time
 from aiohttp import web
 
 from receiver import __version__
-from receiver.web.app import RUNTIME
+from receiver.web.app import RUNTIME, Runtime
 from receiver.web.handlers import admin_denied
 
 
@@ -37,12 +37,21 @@ async def live(request: web.Request) -> web.Response:
     )
 
 
-async def ready(request: web.Request) -> web.Response:
-    rt = request.app[RUNTIME]
+async def checks(rt: Runtime) -> dict[str, str]:
+    """Each dependency readiness depends on: "ok" or what is wrong."""
     kube_error = await rt.kube_check()
-    checks = {"config": "ok", "kubernetes": "ok" if kube_error is None else kube_error}
-    status = 200 if kube_error is None else 503
-    return web.json_response({"status": "ready" if status == 200 else "not ready", "checks": checks}, status=status)
+    watch_error = rt.watch_check()
+    return {
+        "config": "ok",
+        "kubernetes": "ok" if kube_error is None else kube_error,
+        "watches": "ok" if watch_error is None else watch_error,
+    }
+
+
+async def ready(request: web.Request) -> web.Response:
+    found = await checks(request.app[RUNTIME])
+    status = 200 if all(v == "ok" for v in found.values()) else 503
+    return web.json_response({"status": "ready" if status == 200 else "not ready", "checks": found}, status=status)
 
 
 async def full(request: web.Request) -> web.Response:
@@ -50,16 +59,17 @@ async def full(request: web.Request) -> web.Response:
         return denied
     rt = request.app[RUNTIME]
     store = rt.store
-    kube_error = await rt.kube_check()
+    found = await checks(rt)
+    healthy = all(v == "ok" for v in found.values())
     settings = store.config.settings
     last = store.last_reload
     return web.json_response(
         {
-            "status": "ok" if kube_error is None and last.ok else "degraded",
+            "status": "ok" if healthy and last.ok else "degraded",
             "version": __version__,
             "uptime_seconds": round(time.monotonic() - rt.started_monotonic, 3),
             "memory_rss_bytes": rss_bytes(),
-            "dependencies": {"kubernetes": "ok" if kube_error is None else kube_error},
+            "dependencies": {k: v for k, v in found.items() if k != "config"},
             "config": {
                 "path": str(store.path),
                 "last_reload": {"ok": last.ok, "at": last.at.isoformat(), "error": last.error},

@@ -27,8 +27,8 @@ async def app_client(
     aiohttp_client: Callable[..., Awaitable[TestClient]], config_file: Callable[..., Path]
 ) -> tuple[TestClient, ConfigStore]:
     store = ConfigStore(config_file(), env=ENV, poll_seconds=0.02)
-    service = Service(lambda: store.config, FakeStates(), FakeExecutor(), FakeNotifier())
-    api_error: list[str | None] = [None]
+    service = Service(lambda: store.config, FakeStates(), FakeExecutor(lambda: store.config), FakeNotifier())
+    api_error: list[str | None] = [None, None]  # [API server check, watches check]
 
     async def kube_check() -> str | None:
         return api_error[0]
@@ -36,7 +36,12 @@ async def app_client(
     async def none() -> list:
         return []
 
-    app = make_app(Runtime(store=store, service=service, list_rollbacks=none, kube_check=kube_check))
+    def watch_check() -> str | None:
+        return api_error[1]
+
+    app = make_app(
+        Runtime(store=store, service=service, list_rollbacks=none, kube_check=kube_check, watch_check=watch_check)
+    )
     client = await aiohttp_client(app)
     API_ERROR[id(store)] = api_error
     return client, store
@@ -138,6 +143,14 @@ async def test_readiness_fails_with_the_reason_when_the_api_server_is_unreachabl
     API_ERROR[id(store)][0] = "connection refused"
     resp = await client.get("/health/ready")
     assert resp.status == 503 and (await resp.json())["checks"]["kubernetes"] == "connection refused"
+
+
+async def test_readiness_fails_when_a_target_watch_keeps_failing(app_client: tuple[TestClient, ConfigStore]) -> None:
+    client, store = app_client
+    API_ERROR[id(store)][1] = "deployments watch in finance failing (5 attempts): 403 Forbidden"
+    resp = await client.get("/health/ready")
+    body = await resp.json()
+    assert resp.status == 503 and "403 Forbidden" in body["checks"]["watches"]
 
 
 async def test_full_health_needs_an_admin_token_or_jwt(

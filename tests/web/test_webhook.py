@@ -49,7 +49,7 @@ class Harness:
 @pytest.fixture
 async def harness(aiohttp_client: Callable[..., Awaitable[TestClient]], config_file: Callable[..., Path]) -> Harness:
     store = ConfigStore(config_file(), env=ENV, poll_seconds=0.05)
-    executor, notifier, states = FakeExecutor(), FakeNotifier(), FakeStates()
+    executor, notifier, states = FakeExecutor(lambda: store.config), FakeNotifier(), FakeStates()
     service = Service(lambda: store.config, states, executor, notifier)
 
     async def no_rollbacks() -> list:
