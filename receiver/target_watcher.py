@@ -18,6 +18,7 @@ from kubernetes_asyncio.client import ApiClient
 
 from receiver.config import Config, Target
 from receiver.core.decisions import TargetState
+from receiver.core.rollback import RollbackRecord
 from receiver.kube import Kube, Mirror, Obj
 from receiver.records import (
     LEASE_SELECTOR,
@@ -39,9 +40,41 @@ def _replicas(deploy: Obj | None) -> int | None:
     return int((deploy.get("spec") or {}).get("replicas", 1))
 
 
+def read_records(lease: Obj | None) -> tuple[RollbackRecord | None, tuple[RollbackRecord, ...]]:
+    """The current and past rollback records a Lease carries (an unreadable one counts as none)."""
+    try:
+        current = record_from_lease(lease)
+    except RecordError:
+        current = None
+    return current, tuple(history_from_lease(lease))
+
+
+class RecordCache:
+    """read_records, parsed once per Lease resourceVersion.
+
+    states() runs on every webhook; parsing the records' JSON each time cost ~60 us per
+    target, most of a webhook's budget, for data that changes only when the Lease does.
+    """
+
+    def __init__(self) -> None:
+        self._parsed: dict[str, tuple[str, tuple[RollbackRecord | None, tuple[RollbackRecord, ...]]]] = {}
+
+    def __call__(self, lease: Obj | None) -> tuple[RollbackRecord | None, tuple[RollbackRecord, ...]]:
+        if lease is None:
+            return None, ()
+        meta = lease.get("metadata") or {}
+        key, version = f"{meta.get('namespace')}/{meta.get('name')}", str(meta.get("resourceVersion"))
+        hit = self._parsed.get(key)
+        if hit is None or hit[0] != version:
+            hit = (version, read_records(lease))
+            self._parsed[key] = hit
+        return hit[1]
+
+
 def target_state(
     target: Target, config: Config, deploys: Mirror | None, leases: Mirror | None,
-    now: datetime,
+    now: datetime, records_of: Callable[[Obj | None], tuple[RollbackRecord | None, tuple[RollbackRecord, ...]]]
+    | None = None,
 ) -> TargetState:
     """What is known of one target from the mirrors (None where not synced yet)."""
     stable = canary = None
@@ -51,18 +84,15 @@ def target_state(
         canary = deploys.get(target.canary)
         stable_exists = stable is not None
     running: str | None = None
-    records = []
+    records: list[RollbackRecord] = []
     if leases is not None and leases.synced.is_set():
         lease = leases.get(lease_name(target))
-        try:
-            current = record_from_lease(lease)
-        except RecordError:
-            current = None
+        current, history = (records_of or read_records)(lease)
         if current is not None and lease is not None:
             if not current.phase.finished and not lease_expired(lease, now):
                 running = current.id
             records.append(current)
-        records.extend(history_from_lease(lease))
+        records.extend(history)
     finished = recent_finish_times(records)
     ready = ((stable or {}).get("status") or {}).get("readyReplicas", 0) if stable else None
     return TargetState(
@@ -91,6 +121,7 @@ class TargetWatcher:
         self.clock = clock
         self._deploys: dict[str, Mirror] = {}
         self._leases: dict[str, Mirror] = {}
+        self._records = RecordCache()
         self._started = False
 
     def _ensure_mirrors(self, config: Config) -> None:
@@ -135,7 +166,7 @@ class TargetWatcher:
         return {
             t.name: target_state(
                 t, config, self._deploys.get(t.namespace),
-                self._leases.get(lease_namespace(config, t)), now,
+                self._leases.get(lease_namespace(config, t)), now, self._records,
             )
             for t in config.targets
         }
@@ -168,10 +199,7 @@ class TargetWatcher:
             if leases is None or not leases.synced.is_set():
                 continue
             lease = leases.get(lease_name(t))
-            try:
-                current = record_from_lease(lease)
-            except RecordError:
-                continue
+            current, _ = self._records(lease)
             if lease is not None and current is not None and not current.phase.finished \
                     and not current.dry_run and lease_expired(lease, now):
                 out.append(t.name)
