@@ -188,6 +188,11 @@ async def start_receiver(
     await notifier.start()
     await watcher.start()
     tasks = await executor.resume_unfinished()
+    try:  # so an alert resolving after a restart still gets its follow-up in the right thread
+        for record in sorted(await executor.list_rollbacks(), key=lambda r: r.started_at):
+            service.remember(record)
+    except Exception as e:  # the history is a nicety; never a reason not to start
+        log.warning("could not read past rollbacks at start-up", error=repr(e))
 
     runtime = Runtime(
         store=store,

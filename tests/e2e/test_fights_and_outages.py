@@ -68,9 +68,10 @@ class Setup:
 async def setup(kube_sim: KubeSim, kubeconfig_path: Path, tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
     started: list[tuple[RunningReceiver, FakeSlack]] = []
 
-    async def make(**settings: Any) -> Setup:
-        slack = FakeSlack(channels={CHANNEL: "C0ROLLBACKS"})
-        await slack.start()
+    async def make(slack: FakeSlack | None = None, **settings: Any) -> Setup:
+        if slack is None:
+            slack = FakeSlack(channels={CHANNEL: "C0ROLLBACKS"})
+            await slack.start()
         cfg = load_config(ROOT / "config.yaml").model_dump(mode="json", exclude_none=True)
         cfg["settings"].update(settings)
         cfg["slack"].update(mode="bot", api_url=slack.api_url, oncall_mention="<!here>")
@@ -86,7 +87,7 @@ async def setup(kube_sim: KubeSim, kubeconfig_path: Path, tmp_path: Path) -> Asy
     yield make
     for rx, slack in started:
         await rx.stop(grace=1)
-        await slack.stop()
+        await slack.stop()  # idempotent: a shared fake Slack is stopped once
 
 
 async def rolled_back(s: Setup) -> None:
@@ -137,3 +138,22 @@ async def test_a_slack_outage_does_not_slow_the_rollback_and_the_thread_arrives_
     await s.slack.start()  # same port: Slack is back
     await s.slack.wait_for(lambda: "rolled back in" in s.text() and "verify" in s.text(), timeout=30)
     assert len(s.slack.messages(CHANNEL)) == 1  # one parent, no duplicate after the retries
+
+
+async def test_an_alert_resolving_after_a_restart_is_still_told_in_the_rollbacks_thread(
+    setup: Callable[..., Any],
+) -> None:
+    first: Setup = await setup()
+    await first.deliver()
+    await rolled_back(first)
+    await first.slack.wait_for(lambda: "rolled back in" in first.text(), timeout=10)
+    await first.rx.stop(grace=1)  # the receiver restarts between the rollback and the resolve
+    second: Setup = await setup(slack=first.slack)
+    resolved = firing_payload(status="resolved")
+    assert (await second.deliver(resolved))["decisions"][0]["decision"] == "resolved"
+    parent = first.slack.messages(CHANNEL)[0]
+    await first.slack.wait_for(
+        lambda: "resolved" in html.unescape(" ".join(m.text for m in first.slack.thread(CHANNEL, parent.ts))),
+        timeout=10,
+    )
+    assert len(first.slack.messages(CHANNEL)) == 1  # in the thread, not a new message
