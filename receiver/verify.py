@@ -2,7 +2,8 @@
 
 Watches are shared per namespace (one Deployment watch, one Pod watch), so 200
 rollbacks at once cost two streams, not four hundred; each waiter keeps its own index
-of the pods its selector matches and is woken only by events that concern it.
+of the pods its selector matches and is woken only by events that concern it (a
+router per pods mirror hands each event only to the waiters filed under its labels).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -79,6 +81,102 @@ class NamespaceWatches:
             await self.release(ns)
 
 
+class _PodRouter:
+    """Routes one pods Mirror's events to the Watchers they concern.
+
+    With 200 rollbacks in a namespace, handing every pod event to every Watcher (each
+    testing its selector) cost more CPU than the rest of a rollback. Watchers are filed
+    under one of their selector's matchLabels pairs, pods under all their label pairs,
+    so an event reaches the few Watchers filed under one of the pod's old or new pairs.
+    A selector with only matchExpressions is filed under None and sees every event.
+    """
+
+    def __init__(self, mirror: Mirror) -> None:
+        # weak: _routers maps the mirror to this router, which must not keep it alive
+        self._mirror = weakref.ref(mirror)
+        self.watchers: dict[tuple[str, str] | None, list[Watcher]] = {}
+        self.pods_by_label: dict[tuple[str, str], set[str]] = {}
+        self.labels: dict[str, dict[str, str]] = {}  # pod name -> labels as last seen
+        self._rebuild()
+        mirror.subscribe(self._on_event)
+
+    def _rebuild(self) -> None:
+        self.pods_by_label.clear()
+        self.labels.clear()
+        for name, pod in self._items().items():
+            self._index(name, _labels(pod))
+
+    def _items(self) -> dict[str, Obj]:
+        mirror = self._mirror()
+        return mirror.items if mirror is not None else {}
+
+    def _index(self, name: str, labels: dict[str, str]) -> None:
+        self.labels[name] = labels
+        for pair in labels.items():
+            self.pods_by_label.setdefault(pair, set()).add(name)
+
+    def _unindex(self, name: str) -> dict[str, str]:
+        old = self.labels.pop(name, None) or {}
+        for pair in old.items():
+            names = self.pods_by_label.get(pair)
+            if names is not None:
+                names.discard(name)
+                if not names:
+                    del self.pods_by_label[pair]
+        return old
+
+    @staticmethod
+    def key(selector: dict[str, Any]) -> tuple[str, str] | None:
+        match = selector.get("matchLabels") or {}
+        return min(match.items()) if match else None
+
+    def candidates(self, selector: dict[str, Any]) -> dict[str, Obj]:
+        """The pods that may match ``selector`` (a superset; the caller tests each)."""
+        key = self.key(selector)
+        items = self._items()
+        if key is None:
+            return dict(items)
+        return {n: items[n] for n in self.pods_by_label.get(key, ()) if n in items}
+
+    def add(self, watcher: Watcher, key: tuple[str, str] | None) -> None:
+        self.watchers.setdefault(key, []).append(watcher)
+
+    def remove(self, watcher: Watcher, key: tuple[str, str] | None) -> None:
+        group = self.watchers.get(key)
+        if group is not None and watcher in group:
+            group.remove(watcher)
+            if not group:
+                del self.watchers[key]
+
+    def _on_event(self, kind: str, obj: Obj | None) -> None:
+        if kind in ("SYNC", "ERROR") or obj is None:
+            self._rebuild()
+            for group in list(self.watchers.values()):
+                for w in list(group):
+                    w._on_pod(kind, obj)
+            return
+        name = obj["metadata"]["name"]
+        old = self._unindex(name)
+        new = _labels(obj)
+        if kind != "DELETED":
+            self._index(name, new)
+        targets: list[Watcher] = list(self.watchers.get(None, ()))
+        for pair in {*old.items(), *new.items()}:
+            targets.extend(self.watchers.get(pair, ()))
+        for w in dict.fromkeys(targets):  # once each, in a stable order
+            w._on_pod(kind, obj)
+
+
+_routers: weakref.WeakKeyDictionary[Mirror, _PodRouter] = weakref.WeakKeyDictionary()
+
+
+def _router(pods: Mirror) -> _PodRouter:
+    router = _routers.get(pods)
+    if router is None:
+        router = _routers[pods] = _PodRouter(pods)
+    return router
+
+
 class Watcher:
     """Follows one Deployment and its pods in shared mirrors; ``changed`` is set on news."""
 
@@ -89,7 +187,10 @@ class Watcher:
         self.changed = asyncio.Event()
         self.pods: dict[str, Obj] = {}
         self._selector: dict[str, Any] = {}
-        self._unsub = [deploys.subscribe(self._on_deploy), pods.subscribe(self._on_pod)]
+        self._router = _router(pods)
+        self._key: tuple[str, str] | None = None
+        self._router.add(self, self._key)
+        self._unsub = [deploys.subscribe(self._on_deploy)]
         self._reindex()
 
     @property
@@ -99,8 +200,13 @@ class Watcher:
     def _reindex(self) -> None:
         d = self.deployment
         self._selector = ((d or {}).get("spec") or {}).get("selector") or {}
+        key = _PodRouter.key(self._selector)
+        if key != self._key:
+            self._router.remove(self, self._key)
+            self._router.add(self, key)
+            self._key = key
         self.pods = {
-            n: p for n, p in self.pods_mirror.items.items()
+            n: p for n, p in self._router.candidates(self._selector).items()
             if self._selector and selector_matches(self._selector, _labels(p))
         }
         self.changed.set()
@@ -129,6 +235,7 @@ class Watcher:
             self.changed.set()
 
     def close(self) -> None:
+        self._router.remove(self, self._key)
         for unsub in self._unsub:
             unsub()
 
