@@ -295,7 +295,8 @@ class Executor:
         run = Run(kube=self.kube, watches=self.watches, config=self.config_provider(),
                   target=target, record=record, held=held, identity=self.identity,
                   on_change=self.on_change, clock=self.clock,
-                  resumed=record.id in self._resumed, prefetched=self._fresh_reads(record.id))
+                  resumed=record.id in self._resumed, prefetched=self._fresh_reads(record.id),
+                  owner=asyncio.current_task())
         self._resumed.discard(record.id)
         self._runs[record.id] = run
         ROLLBACKS_RUNNING.inc()

@@ -76,7 +76,9 @@ class Run:
         clock: Callable[[], datetime],
         resumed: bool = False,
         prefetched: tuple[Obj | BaseException, Obj | BaseException] | None = None,
+        owner: asyncio.Task[Any] | None = None,
     ) -> None:
+        self.owner = owner  # the task whose cancellation stops the steps
         self.resumed = resumed
         self.prefetched = prefetched
         self.kube = kube
@@ -125,8 +127,13 @@ class Run:
             self._emit(None, progress_only=True)
 
     def _check_lease(self) -> None:
+        """Called before each change to the cluster."""
         if self.held is not None and self.held.lost.is_set():
             raise LeaseLost("the target's lease was lost; another replica continues")
+        if self.owner is not None and self.owner.cancelling():
+            # the steps run in their own task, which learns of its owner's cancellation
+            # (shutdown) only at its next await; a PATCH can be sent before that await
+            raise asyncio.CancelledError("the rollback's task is being cancelled")
 
     # -- the steps ------------------------------------------------------------------------
 
