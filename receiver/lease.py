@@ -179,8 +179,13 @@ class HeldLease:
             self._task = None
 
     async def release(self, record: RollbackRecord, history: list[RollbackRecord]) -> None:
-        """Stop renewing and clear the holder, leaving the record readable."""
-        await self.stop()
+        """Stop renewing and clear the holder, leaving the record readable.
+
+        A renewal already sent is let finish first: cancelled mid-request it may still
+        land on the server, leaving our copy a resourceVersion behind (a 409, a re-read
+        and a second write, for most of 200 rollbacks finishing at once)."""
+        async with self._lock:
+            await self.stop()
         self.record = record
         self.history = history
         await self._write(record, history, release=True)
