@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -49,19 +48,23 @@ def lease_body(
 
     ``history`` None keeps the previous history annotation as it is (it only changes
     when a rollback finishes, and encoding it on every renewal is wasted work)."""
-    body: Obj = copy.deepcopy(previous) if previous else {
+    # copies only the dicts changed below: the rest (managedFields, ownerReferences...)
+    # is shared with ``previous``, never mutated, and a deep copy of it on every write
+    # cost more than the write's own JSON
+    body: Obj = dict(previous) if previous else {
         "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
         "metadata": {"name": name, "namespace": namespace}, "spec": {},
     }
-    meta = body.setdefault("metadata", {})
-    meta.setdefault("labels", {}).update({LABEL_MANAGED_BY: MANAGED_BY, LABEL_TARGET: target})
-    annotations = meta.setdefault("annotations", {})
+    meta = body["metadata"] = dict(body.get("metadata") or {})
+    meta["labels"] = {**(meta.get("labels") or {}),
+                      LABEL_MANAGED_BY: MANAGED_BY, LABEL_TARGET: target}
+    annotations = meta["annotations"] = dict(meta.get("annotations") or {})
     annotations[ANN_RECORD] = encode_record(record)
     if history is not None:
         annotations[ANN_HISTORY] = encode_history(history)
     else:
         annotations.setdefault(ANN_HISTORY, "[]")
-    spec = body.setdefault("spec", {})
+    spec = body["spec"] = dict(body.get("spec") or {})
     old_holder = spec.get("holderIdentity") or ""
     if old_holder != identity:
         spec["acquireTime"] = micro_time(now)
