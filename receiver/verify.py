@@ -3,7 +3,8 @@
 Watches are shared per namespace (one Deployment watch, one Pod watch), so 200
 rollbacks at once cost two streams, not four hundred; each waiter keeps its own index
 of the pods its selector matches and is woken only by events that concern it (a
-router per pods mirror hands each event only to the waiters filed under its labels).
+router per mirror hands each event only to those waiters: pods by label, Deployments
+by name).
 """
 
 from __future__ import annotations
@@ -167,13 +168,48 @@ class _PodRouter:
             w._on_pod(kind, obj)
 
 
+class _DeployRouter:
+    """Routes a deployments Mirror's events by name: 200 Watchers, one Deployment each."""
+
+    def __init__(self, mirror: Mirror) -> None:
+        self.watchers: dict[str, list[Watcher]] = {}
+        mirror.subscribe(self._on_event)
+
+    def add(self, watcher: Watcher) -> Callable[[], None]:
+        group = self.watchers.setdefault(watcher.name, [])
+        group.append(watcher)
+
+        def remove() -> None:
+            if watcher in group:
+                group.remove(watcher)
+            if not group and self.watchers.get(watcher.name) is group:
+                del self.watchers[watcher.name]
+        return remove
+
+    def _on_event(self, kind: str, obj: Obj | None) -> None:
+        if kind in ("SYNC", "ERROR") or obj is None:
+            targets = [w for group in self.watchers.values() for w in group]
+        else:
+            targets = list(self.watchers.get(obj["metadata"]["name"], ()))
+        for w in targets:
+            w._on_deploy(kind, obj)
+
+
 _routers: weakref.WeakKeyDictionary[Mirror, _PodRouter] = weakref.WeakKeyDictionary()
+_deploy_routers: weakref.WeakKeyDictionary[Mirror, _DeployRouter] = weakref.WeakKeyDictionary()
 
 
 def _router(pods: Mirror) -> _PodRouter:
     router = _routers.get(pods)
     if router is None:
         router = _routers[pods] = _PodRouter(pods)
+    return router
+
+
+def _deploy_router(deploys: Mirror) -> _DeployRouter:
+    router = _deploy_routers.get(deploys)
+    if router is None:
+        router = _deploy_routers[deploys] = _DeployRouter(deploys)
     return router
 
 
@@ -190,7 +226,7 @@ class Watcher:
         self._router = _router(pods)
         self._key: tuple[str, str] | None = None
         self._router.add(self, self._key)
-        self._unsub = [deploys.subscribe(self._on_deploy)]
+        self._unsub = [_deploy_router(deploys).add(self)]
         self._reindex()
 
     @property
