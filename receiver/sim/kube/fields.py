@@ -73,6 +73,38 @@ def to_fields_v1(paths: set[Path]) -> dict[str, Any]:
     return root
 
 
+def _overlaps(tree: dict[str, Any], paths: set[Path]) -> bool:
+    """Whether a leaf of tree is a prefix of, or extends, one of paths (what taking those
+    paths from the tree's manager would remove), walking the tree rather than parsing it."""
+    for q in paths:
+        node = tree
+        for part in q:
+            child = node.get(f"f:{part}")
+            if child is None:
+                break
+            if not child:
+                return True  # a leaf of the tree is a prefix of q
+            node = child
+        else:
+            return True  # q is a prefix of leaves of the tree
+    return False
+
+
+def _covers(tree: dict[str, Any], paths: set[Path]) -> bool:
+    """Whether adding paths to the tree's leaves leaves the tree as it is: every path
+    ends on a node of the tree without passing a leaf first."""
+    for q in paths:
+        node = tree
+        for part in q:
+            if not node:
+                return False  # a leaf of the tree would grow
+            child = node.get(f"f:{part}")
+            if child is None:
+                return False
+            node = child
+    return True
+
+
 def from_fields_v1(fields: dict[str, Any], prefix: Path = ()) -> set[Path]:
     out: set[Path] = set()
     for k, v in fields.items():
@@ -107,15 +139,24 @@ def record(
         return
     kept: list[dict[str, Any]] = []
     mine: dict[str, Any] | None = None
+    mine_tree: dict[str, Any] | None = None
     for e in entries:
-        owned = from_fields_v1(e.get("fieldsV1") or {})
+        tree = e.get("fieldsV1") or {}
         same = (
             e.get("manager") == manager and e.get("operation") == operation and e.get("subresource", "") == subresource
         )
         if same:
+            # the union would rebuild this very tree when it covers the new paths
+            mine_tree = tree if mine is None and _covers(tree, paths) else None
             mine = e
-            paths |= owned
+            paths |= from_fields_v1(tree)
             continue
+        if not _overlaps(tree, paths):
+            # untouched by this write: the tree rebuilt from its own leaves is itself
+            if tree:
+                kept.append(e)
+            continue
+        owned = from_fields_v1(tree)
         rest = {p for p in owned if not any(p[: len(q)] == q or q[: len(p)] == p for q in paths)}
         if rest:
             e["fieldsV1"] = to_fields_v1(rest)
@@ -126,7 +167,7 @@ def record(
         "apiVersion": api_version,
         "time": clock.rfc3339(),
         "fieldsType": "FieldsV1",
-        "fieldsV1": to_fields_v1(paths),
+        "fieldsV1": to_fields_v1(paths) if mine_tree is None else mine_tree,
     }
     if subresource:
         entry["subresource"] = subresource
