@@ -28,8 +28,12 @@ DESIRED = "deployment.kubernetes.io/desired-replicas"
 MAX_REPLICAS = "deployment.kubernetes.io/max-replicas"
 
 
-def template_hash(template: dict[str, Any]) -> str:
-    data = json.dumps(template, sort_keys=True, separators=(",", ":")).encode()
+def _template_bytes(template: dict[str, Any]) -> bytes:
+    return json.dumps(template, sort_keys=True, separators=(",", ":")).encode()
+
+
+def template_hash(template: dict[str, Any], data: bytes | None = None) -> str:
+    data = _template_bytes(template) if data is None else data
     return clock.safe_encode(str(clock.fnv32a(data)))
 
 
@@ -113,8 +117,10 @@ class DeploymentController:
         self._queued: set[tuple[str, str]] = set()
         self._task: asyncio.Task[None] | None = None
         self._timers: dict[tuple[str, str], asyncio.TimerHandle] = {}
-        # uid -> (generation, pod-template-hash): the template only changes with the spec
-        self._hashes: dict[str, tuple[int, str]] = {}
+        # uid -> (generation, template bytes, pod-template-hash): the template only changes
+        # with the spec, and a scale bumps the generation without changing it (comparing
+        # the bytes is cheap; hashing them byte by byte in Python is not)
+        self._hashes: dict[str, tuple[int, bytes, str]] = {}
         # When each Deployment last made progress (monotonic), for precise deadlines.
         self._progress_at: dict[str, float] = {}
         self._unsubscribe = self.store.subscribe(self._on_change)
@@ -200,8 +206,9 @@ class DeploymentController:
             return
         uid = d["metadata"]["uid"]
         rss = [rs for rs in rss if _owned_by(rs, uid)]
-        # d is read, never changed: the store replaces objects, so it is a snapshot as is
-        status = clone(d.get("status") or {})
+        # d is read, never changed: the store replaces objects, so it is a snapshot as is.
+        # Conditions are replaced, never changed in place: shallow copies are enough.
+        status = dict(d.get("status") or {})
         spec = d["spec"]
         desired = spec.get("replicas", 1)
         has_deadline = spec.get("progressDeadlineSeconds") is not None
@@ -258,7 +265,7 @@ class DeploymentController:
             "readyReplicas": sum(st(rs, "readyReplicas") for rs in all_rss),
             "availableReplicas": available,
             "unavailableReplicas": max(total - available, 0),
-            "conditions": clone(status.get("conditions") or []),
+            "conditions": list(status.get("conditions") or []),
         }
         if status.get("collisionCount"):
             new_status["collisionCount"] = status["collisionCount"]
@@ -331,10 +338,15 @@ class DeploymentController:
                 "conditions",
             ),
         )
-        new_d = clone(self.store.get("deployments", ns, name) or d)
-        if new_d["metadata"]["generation"] != d["metadata"]["generation"]:
+        current_d = self.store.get("deployments", ns, name) or d
+        if current_d["metadata"]["generation"] != d["metadata"]["generation"]:
             self.enqueue(ns, name)  # spec moved under us; the next pass sees it
             return
+        if (current_d["metadata"].get("annotations") or {}).get(REVISION) == revision and current_d.get(
+            "status"
+        ) == new_status:
+            return  # the write below would be a no-op: skip copying the Deployment for it
+        new_d = clone(current_d)
         new_d["metadata"].setdefault("annotations", {})[REVISION] = revision
         new_d["status"] = new_status
         old_d = self.store.get("deployments", ns, name)
@@ -347,9 +359,10 @@ class DeploymentController:
         gen = int(meta.get("generation") or 0)
         cached = self._hashes.get(meta["uid"])
         if cached is not None and cached[0] == gen:
-            return cached[1]
-        thash = template_hash(d["spec"].get("template") or {})
-        self._hashes[meta["uid"]] = (gen, thash)
+            return cached[2]
+        data = _template_bytes(d["spec"].get("template") or {})
+        thash = cached[2] if cached is not None and cached[1] == data else template_hash({}, data)
+        self._hashes[meta["uid"]] = (gen, data, thash)
         return thash
 
     @staticmethod
