@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+import time
 import uuid
 
 # The alphabet of k8s.io/apimachinery/pkg/util/rand: no vowels, no confusable digits.
@@ -14,9 +15,22 @@ def now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+_last_second: tuple[int, str] = (-1, "")
+
+
 def rfc3339(t: dt.datetime | None = None) -> str:
-    """metav1.Time: second precision, Z."""
-    t = t or now()
+    """metav1.Time: second precision, Z. The current time is formatted once per second
+    (every write stamps managedFields with it)."""
+    global _last_second
+    if t is None:
+        second = int(time.time())  # the clock datetime.now reads, truncated as %S is
+        if second != _last_second[0]:
+            _last_second = (second, _format(dt.datetime.fromtimestamp(second, dt.UTC)))
+        return _last_second[1]
+    return _format(t)
+
+
+def _format(t: dt.datetime) -> str:
     return t.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
