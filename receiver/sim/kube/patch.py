@@ -67,12 +67,20 @@ def merge_patch(target: Any, patch: Any) -> Any:
     if not isinstance(patch, dict):
         return clone(patch)
     result = clone(target) if isinstance(target, dict) else {}
+    _merge_into(result, patch)
+    return result
+
+
+def _merge_into(result: dict[str, Any], patch: dict[str, Any]) -> None:
+    """merge_patch on a result that is already a private copy (cloned once, at the top)."""
     for k, v in patch.items():
         if v is None:
             result.pop(k, None)
+        elif isinstance(v, dict) and isinstance(result.get(k), dict):
+            result[k] = sub = dict(result[k])  # its own node, even if the copy shared it
+            _merge_into(sub, v)
         else:
-            result[k] = merge_patch(result.get(k), v)
-    return result
+            result[k] = merge_patch(None, v)
 
 
 def strategic_merge(target: Any, patch: Any, field: str = "") -> Any:
