@@ -19,7 +19,7 @@ from typing import Any
 from . import clock, selectors
 from .recorder import Recorder
 from .registry import Registry
-from .store import Change, Obj, clone
+from .store import Change, Obj, clone, renew
 
 MANAGER = "kube-controller-manager"
 HASH_LABEL = "pod-template-hash"
@@ -346,8 +346,9 @@ class DeploymentController:
             "status"
         ) == new_status:
             return  # the write below would be a no-op: skip copying the Deployment for it
-        new_d = clone(current_d)
-        new_d["metadata"].setdefault("annotations", {})[REVISION] = revision
+        new_d = renew(current_d)
+        meta = new_d["metadata"]
+        meta["annotations"] = {**meta.get("annotations", {}), REVISION: revision}
         new_d["status"] = new_status
         old_d = self.store.get("deployments", ns, name)
         self.registry.system_write(
@@ -470,9 +471,9 @@ class DeploymentController:
         want_desired = str(d["spec"].get("replicas", 1))
         if current == replicas and ann.get(DESIRED) == want_desired:
             return rs
-        new = clone(rs)
+        new = renew(rs, "spec")
         new["spec"]["replicas"] = replicas
-        new_ann = new["metadata"].setdefault("annotations", {})
+        new_ann = new["metadata"]["annotations"] = dict(new["metadata"].get("annotations") or {})
         new_ann[DESIRED] = want_desired
         new_ann[MAX_REPLICAS] = str(int(want_desired) + self._surge(d))
         if current != replicas:
@@ -525,7 +526,7 @@ class DeploymentController:
         current = self.store.get("replicasets", ns, rs["metadata"]["name"]) or rs
         if current.get("status") == status:
             return current
-        new = clone(current)
+        new = renew(current)
         new["status"] = status
         return self.registry.system_write(
             "replicasets", current, new, manager=MANAGER, subresource="status", api_version="apps/v1"

@@ -11,7 +11,7 @@ from typing import Any
 from . import clock
 from .recorder import Recorder
 from .registry import Registry
-from .store import Change, Obj, clone
+from .store import Change, Obj, clone, renew
 
 NODE = "sim-node-1"
 NODE_IP = "10.0.0.10"
@@ -99,7 +99,9 @@ class Kubelet:
         pod = self.store.get("pods", ns, name)
         if pod is None or pod["metadata"]["uid"] != uid or (pod["metadata"].get("deletionTimestamp") and subresource):
             return None
-        new = clone(pod)
+        new = renew(pod, "spec")  # fn sets keys of spec, anything within status
+        if "status" in pod:
+            new["status"] = clone(pod["status"])
         fn(new)
         return self.registry.system_write("pods", pod, new, manager="kubelet", subresource=subresource)
 

@@ -257,3 +257,15 @@ def clone(obj: T) -> T:
     """A deep copy of JSON-like data (what copy.deepcopy gives, sharing included), through
     pickle: several times faster, and the simulator copies every object it writes."""
     return pickle.loads(pickle.dumps(obj, pickle.HIGHEST_PROTOCOL))  # type: ignore[no-any-return]
+
+
+def renew(obj: Obj, *parts: str) -> Obj:
+    """A new version of a stored object for a writer that changes only metadata's own keys
+    and those of the named top-level parts: those dicts are copied, everything else is
+    shared with the stored version, which no one changes in place (the store replaces
+    objects). Far less to copy, and to keep alive in the watch window, than a clone."""
+    new = dict(obj)
+    for part in ("metadata", *parts):
+        if isinstance(obj.get(part), dict):
+            new[part] = dict(obj[part])
+    return new
