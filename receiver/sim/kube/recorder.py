@@ -8,7 +8,7 @@ from typing import Any
 
 from . import clock
 from .registry import Registry
-from .store import clone
+from .store import renew
 
 Obj = dict[str, Any]
 
@@ -31,7 +31,7 @@ class Recorder:
         if previous is not None:
             old = self.registry.store.get("events", previous[0], previous[1])
             if old is not None:
-                new = clone(old)
+                new = renew(old)
                 new["count"] = int(old.get("count", 1)) + 1
                 new["lastTimestamp"] = now
                 self.registry.system_write("events", old, new, manager=self.component)

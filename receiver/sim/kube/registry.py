@@ -19,7 +19,7 @@ from .errors import (
 )
 from .patch import APPLY_PATCH, apply_patch, media_type
 from .resources import NAMESPACES, PODS, Resource
-from .store import Obj, Store, clone
+from .store import Obj, Store, clone, renew
 
 WITH_STATUS = {"deployments", "replicasets", "pods", "namespaces"}
 SYSTEM_META = (
@@ -139,13 +139,16 @@ class Registry:
         manager: str,
         subresource: str = "",
         operation: str = "Update",
+        copy_body: bool = True,
     ) -> Obj:
+        """copy_body=False when body is the caller's to give away (decoded from a request,
+        or a patch's result), so it becomes the new object without another copy."""
         if not isinstance(body, dict):
             raise bad_request("the body of the request was in an unknown format")
         old = self.get(res, ns, name)
         if subresource == "scale":
             return self._update_scale(res, old, body, manager)
-        new = clone(body)
+        new = clone(body) if copy_body else body
         if res.group == "events.k8s.io":
             new = convert.event_to_core(new)
         meta = new.setdefault("metadata", {})
@@ -256,7 +259,7 @@ class Registry:
         causes = validation.validate_scale(scale)
         if causes:
             raise invalid("Scale", "autoscaling", name, causes)
-        new = clone(old)
+        new = renew(old, "spec")
         new["spec"]["replicas"] = (scale.get("spec") or {}).get("replicas", 0)
         out = self._commit_update(res, old, new, manager=manager, subresource="scale")
         return convert.scale_of(out)
@@ -290,10 +293,12 @@ class Registry:
         if subresource == "scale":
             return self.update(res, ns, name, patched, manager=manager, subresource="scale")
         if subresource == "status":
-            return self.update(res, ns, name, patched, manager=manager, subresource="status", operation=operation)
+            return self.update(
+                res, ns, name, patched, manager=manager, subresource="status", operation=operation, copy_body=False
+            )
         if res.plural in WITH_STATUS and "status" in current:
             patched["status"] = current["status"]
-        return self.update(res, ns, name, patched, manager=manager, operation=operation)
+        return self.update(res, ns, name, patched, manager=manager, operation=operation, copy_body=False)
 
     # delete -------------------------------------------------------------
     def delete(
@@ -332,7 +337,7 @@ class Registry:
             if grace and grace > 0:
                 if obj["metadata"].get("deletionTimestamp"):
                     return obj, False
-                new = clone(obj)
+                new = renew(obj)
                 when = clock.now().timestamp() + grace
                 import datetime as dt
 
@@ -344,7 +349,7 @@ class Registry:
         return self.remove(res.store, obj), True
 
     def remove(self, storage: str, obj: Obj) -> Obj:
-        gone = clone(obj)
+        gone = renew(obj)
         gone["metadata"]["resourceVersion"] = str(self.store.next_rv())
         self.store.commit(storage, gone, deleted=True)
         return gone

@@ -311,7 +311,13 @@ class Handlers:
         if verb == "update":
             data = self._decode(body, ctype)
             obj = reg.update(
-                res, ns, t.name, data, manager=self._manager(request, query, False), subresource=t.subresource
+                res,
+                ns,
+                t.name,
+                data,
+                manager=self._manager(request, query, False),
+                subresource=t.subresource,
+                copy_body=False,
             )
             return web.json_response(obj if t.subresource == "scale" else self._present(res, obj))
         if verb == "patch":
