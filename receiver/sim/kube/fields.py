@@ -140,16 +140,23 @@ def record(
     kept: list[dict[str, Any]] = []
     mine: dict[str, Any] | None = None
     mine_tree: dict[str, Any] | None = None
+    unmerged: dict[str, Any] | None = None  # mine's tree, merged into paths only when needed
     for e in entries:
         tree = e.get("fieldsV1") or {}
         same = (
             e.get("manager") == manager and e.get("operation") == operation and e.get("subresource", "") == subresource
         )
+        if unmerged is not None:
+            paths |= from_fields_v1(unmerged)  # entries after mine lose what mine owned too
+            unmerged = None
         if same:
             # the union would rebuild this very tree when it covers the new paths
-            mine_tree = tree if mine is None and _covers(tree, paths) else None
+            if mine is None and _covers(tree, paths):
+                mine_tree = unmerged = tree
+            else:
+                mine_tree = None
+                paths |= from_fields_v1(tree)
             mine = e
-            paths |= from_fields_v1(tree)
             continue
         if not _overlaps(tree, paths):
             # untouched by this write: the tree rebuilt from its own leaves is itself
