@@ -39,7 +39,16 @@ from receiver.config import Config, load_config
 
 NS = "finance"
 STABLE, CANARY = "finance-service-v1", "finance-service-v2"
-SHIPPED_CONFIG = Path(__file__).resolve().parent.parent / "config.yaml"
+#: Where the shipped config.yaml is: a checkout, the current directory, or the image.
+SHIPPED_CONFIGS = (
+    Path(__file__).resolve().parent.parent / "config.yaml",
+    Path("config.yaml"),
+    Path("/etc/receiver/config.yaml"),
+)
+
+
+def shipped_config() -> Path:
+    return next((p for p in SHIPPED_CONFIGS if p.is_file()), SHIPPED_CONFIGS[0])
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -202,7 +211,7 @@ async def run_demo(args: argparse.Namespace, console: Console) -> int:
     from receiver.sim.slack import FakeSlack
 
     tmp = Path(tempfile.mkdtemp(prefix="receiver-demo-"))
-    base = load_config(args.config or SHIPPED_CONFIG)
+    base = load_config(args.config or shipped_config())
     target = base.targets[0]
     sim = KubeSim(ready_delay=args.ready_delay, termination_grace=0.5)
     sim.load_manifests(KubeSim.default_manifests())
