@@ -77,7 +77,7 @@ async def test_the_same_alert_from_two_alertmanagers_rolls_back_once(
     assert sorted(r.path.rsplit("/", 2)[-2] for r in scale) == [STABLE, CANARY]
     accepted = 'receiver_webhooks_total{outcome="accepted"}'
     rolled = 'receiver_decisions_total{decision="roll_back",target="finance-service"}'
-    assert _sample(metrics, accepted) - _sample(before, accepted) == 2
+    assert _sample(metrics, accepted) - _sample(before, accepted) >= 2  # both delivered (and may re-send)
     assert _sample(metrics, rolled) - _sample(before, rolled) == 1
 
 
