@@ -24,6 +24,7 @@ from receiver.core.decisions import Decision
 from receiver.core.rollback import Phase, RollbackRecord, Step
 from receiver.kube import Kube, KubeError, Obj, RetryPolicy
 from receiver.lease import HeldLease, LeaseLost, try_acquire
+from receiver.lease_observations import LeaseObservations
 from receiver.metrics import ROLLBACKS, ROLLBACKS_RUNNING
 from receiver.records import (
     ANN_HISTORY,
@@ -127,8 +128,12 @@ class Executor:
         clock: Callable[[], datetime] = _utcnow,
         *,
         retry: RetryPolicy | None = None,
+        observations: LeaseObservations | None = None,
     ) -> None:
         self.kube = Kube(api, retry)
+        # when each Lease was last seen to change (client-go's expiry rule); share it
+        # with the TargetWatcher so changes its Lease watch saw count here too
+        self.observations = observations or LeaseObservations()
         self.config_provider = config_provider
         self.identity = identity
         self.on_change = on_change
@@ -163,10 +168,16 @@ class Executor:
         config = self.config_provider()
         ns, name = lease_namespace(config, target), lease_name(target)
 
+        duration = config.settings.lease_duration_seconds
+
+        def expired(lease: Obj, h: str) -> bool:
+            if h == self.identity:  # our own renewTime, written by our own clock
+                return lease_expired(lease, self.clock())
+            return self.observations.expired(lease, duration)
+
         def choose(lease: Obj | None) -> RollbackRecord | None:
-            now = self.clock()
             h = holder(lease)
-            if lease is not None and h and not lease_expired(lease, now) and (
+            if lease is not None and h and not expired(lease, h) and (
                 h != self.identity or not resume_only
             ):
                 # a live holder: another replica's rollback, or ours. Only a resume may
@@ -194,8 +205,7 @@ class Executor:
         )
         try:
             held, seen = await try_acquire(
-                self.kube, ns, name, target.name, self.identity,
-                config.settings.lease_duration_seconds, self.clock, choose,
+                self.kube, ns, name, target.name, self.identity, duration, self.clock, choose,
                 cached=self._lease_cache.get((ns, name)),
             )
             self._lease_cache[(ns, name)] = seen
@@ -264,7 +274,11 @@ class Executor:
         return await self.start(record)
 
     async def resume_unfinished(self) -> list[asyncio.Task[RollbackRecord]]:
-        """At start-up: continue every unfinished rollback whose holder died (or was us)."""
+        """Continue every unfinished rollback whose holder died (or was us).
+
+        Another holder counts as dead once its Lease went a full lease duration of local
+        time unchanged, so at start-up such a Lease is left alone the first time and the
+        adopter (serve.adopt_orphans) takes it a lease duration later."""
         config = self.config_provider()
         tasks = []
         for target in config.targets:

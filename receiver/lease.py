@@ -1,7 +1,8 @@
 """A target's Lease: one rollback per target across every receiver replica.
 
-client-go's rules: read the Lease; if another holder renewed it within its
-leaseDurationSeconds, back off; otherwise write it back carrying the resourceVersion
+client-go's rules: read the Lease; if another holder's Lease changed within its
+leaseDurationSeconds of *local* time (receiver.lease_observations; never its renewTime
+against our clock), back off; otherwise write it back carrying the resourceVersion
 that was read, so of two replicas racing only one write succeeds (the other gets 409).
 leaseTransitions counts changes of holder; release clears holderIdentity. The Lease
 also carries the rollback's record, rewritten as it changes and at each renewal.

@@ -91,7 +91,11 @@ def holder(lease: Obj | None) -> str:
 
 
 def lease_expired(lease: Obj, now: datetime) -> bool:
-    """True when the holder stopped renewing: renewTime + leaseDurationSeconds < now."""
+    """True when renewTime + leaseDurationSeconds < now, by this process's clock.
+
+    Only for a Lease naming this process's own identity, whose renewTime our clock
+    wrote. Another holder's renewTime comes from its clock, which may be skewed: judge
+    those with LeaseObservations (client-go's rule, local observation time)."""
     spec = lease.get("spec") or {}
     if not spec.get("holderIdentity"):
         return True

@@ -168,12 +168,16 @@ async def start_receiver(
     """Build and start every part; raises ConfigError before listening if config is bad."""
     from receiver.executor import Executor, TargetWatcher
     from receiver.kube import new_api_client
+    from receiver.lease_observations import LeaseObservations
     from receiver.slack import make_notifier
 
     store = ConfigStore(config_path, insecure=insecure, env=env)
     identity = identity or os.environ.get("POD_NAME") or socket.gethostname()
     api = await new_api_client(kubeconfig)
-    watcher = TargetWatcher(api, lambda: store.config)
+    # one record of when each Lease was seen to change, fed by the watcher's Lease watch
+    # and the executor's reads: other holders' Leases expire by local time (client-go)
+    observations = LeaseObservations()
+    watcher = TargetWatcher(api, lambda: store.config, identity=identity, observations=observations)
     holder: dict[str, Service] = {}
 
     def on_change(record: RollbackRecord, step: Step | None) -> None:
@@ -181,7 +185,7 @@ async def start_receiver(
             holder["service"].remember(record)
         notifier.rollback_changed(record, step)
 
-    executor = Executor(api, lambda: store.config, identity, on_change=on_change)
+    executor = Executor(api, lambda: store.config, identity, on_change=on_change, observations=observations)
     notifier = make_notifier(store.config.slack, env, on_thread=executor.set_slack_thread, config=lambda: store.config)
     service = Service(lambda: store.config, watcher, executor, notifier)
     holder["service"] = service

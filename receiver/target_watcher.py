@@ -20,6 +20,7 @@ from receiver.config import Config, Target
 from receiver.core.decisions import TargetState
 from receiver.core.rollback import RollbackRecord
 from receiver.kube import Kube, Mirror, Obj
+from receiver.lease_observations import LeaseObservations
 from receiver.records import (
     LEASE_SELECTOR,
     RecordError,
@@ -75,8 +76,12 @@ def target_state(
     target: Target, config: Config, deploys: Mirror | None, leases: Mirror | None,
     now: datetime, records_of: Callable[[Obj | None], tuple[RollbackRecord | None, tuple[RollbackRecord, ...]]]
     | None = None,
+    expired: Callable[[Obj], bool] | None = None,
 ) -> TargetState:
-    """What is known of one target from the mirrors (None where not synced yet)."""
+    """What is known of one target from the mirrors (None where not synced yet).
+
+    ``expired`` judges the Lease (TargetWatcher passes client-go's local-observation
+    rule); without it, renewTime is compared with ``now``."""
     stable = canary = None
     stable_exists: bool | None = None
     if deploys is not None and deploys.synced.is_set():
@@ -89,7 +94,8 @@ def target_state(
         lease = leases.get(lease_name(target))
         current, history = (records_of or read_records)(lease)
         if current is not None and lease is not None:
-            if not current.phase.finished and not lease_expired(lease, now):
+            gone = expired(lease) if expired is not None else lease_expired(lease, now)
+            if not current.phase.finished and not gone:
                 running = current.id
             records.append(current)
         records.extend(history)
@@ -115,10 +121,16 @@ class TargetWatcher:
         config_provider: Callable[[], Config],
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         kube: Kube | None = None,
+        *,
+        identity: str | None = None,
+        observations: LeaseObservations | None = None,
     ) -> None:
         self.kube = kube or Kube(api)
         self.config_provider = config_provider
         self.clock = clock
+        self.identity = identity  # Leases naming it are judged by our clock, as we wrote them
+        # when each Lease was seen to change: shared with the Executor in `receiver serve`
+        self.observations = observations or LeaseObservations()
         self._deploys: dict[str, Mirror] = {}
         self._leases: dict[str, Mirror] = {}
         self._records = RecordCache()
@@ -136,8 +148,31 @@ class TargetWatcher:
             ns = lease_namespace(config, t)
             if ns not in self._leases:
                 m = Mirror(self.kube, "leases", ns, label_selector=LEASE_SELECTOR)
+                m.subscribe(self._observer(m))
                 self._leases[ns] = m
                 m.start()
+
+    def _observer(self, mirror: Mirror) -> Callable[[str, Obj | None], None]:
+        """Note each Lease change as the watch delivers it, so expiry counts from then."""
+
+        def seen(kind: str, obj: Obj | None) -> None:
+            if kind == "SYNC":
+                for lease in mirror.items.values():
+                    self.observations.observe(lease)
+            elif obj is not None and kind == "DELETED":
+                self.observations.forget(obj)
+            elif obj is not None:
+                self.observations.observe(obj)
+
+        return seen
+
+    def lease_expired(self, lease: Obj) -> bool:
+        """client-go's rule for other holders; our own identity's by our clock, as before."""
+        spec = lease.get("spec") or {}
+        if self.identity and spec.get("holderIdentity") == self.identity:
+            return lease_expired(lease, self.clock())
+        return self.observations.expired(
+            lease, self.config_provider().settings.lease_duration_seconds)
 
     async def start(self) -> None:
         self._started = True
@@ -167,6 +202,7 @@ class TargetWatcher:
             t.name: target_state(
                 t, config, self._deploys.get(t.namespace),
                 self._leases.get(lease_namespace(config, t)), now, self._records,
+                self.lease_expired,
             )
             for t in config.targets
         }
@@ -192,7 +228,6 @@ class TargetWatcher:
         running replica takes over a dead one's rollback without waiting for a restart.
         """
         config = self.config_provider()
-        now = self.clock()
         out = []
         for t in config.targets:
             leases = self._leases.get(lease_namespace(config, t))
@@ -201,7 +236,7 @@ class TargetWatcher:
             lease = leases.get(lease_name(t))
             current, _ = self._records(lease)
             if lease is not None and current is not None and not current.phase.finished \
-                    and not current.dry_run and lease_expired(lease, now):
+                    and not current.dry_run and self.lease_expired(lease):
                 out.append(t.name)
         return out
 

@@ -57,6 +57,20 @@ class Seen:
             hook(record, step)
 
 
+class Ticks:
+    """A monotonic clock the test moves by hand: the local time by which another
+    holder's Lease expires (client-go's rule), so no test sleeps a lease duration."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 MakeExecutor = Callable[..., Executor]
 
 

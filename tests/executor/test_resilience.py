@@ -6,16 +6,25 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from receiver.core.rollback import Phase
 from receiver.kube import Kube, KubeError, Mirror, new_api_client
+from receiver.lease_observations import LeaseObservations
 from receiver.metrics import KUBE_RETRIES
 from receiver.records import ANN_LAST, history_from_lease, holder
 from receiver.sim.kube import AccessRule, KubeSim, RequestLog
-from tests.executor.conftest import CANARY, NS, STABLE, MakeExecutor, Seen, decision, make_config
+from tests.executor.conftest import (
+    CANARY,
+    NS,
+    STABLE,
+    MakeExecutor,
+    Seen,
+    Ticks,
+    decision,
+    make_config,
+)
 from tests.executor.test_rollback import replicas, scale_patches
 from tests.fixtures.kube import fast_sim
 
@@ -126,9 +135,12 @@ async def test_a_receiver_killed_after_a_step_is_resumed_by_another_and_complete
         first._held.clear()
     await api.close()
 
-    # another replica starts; its clock is past the dead holder's lease
-    later = make_executor("receiver-b",
-                          clock=lambda: datetime.now(UTC) + timedelta(seconds=10))
+    # another replica starts: it first sees the dead holder's Lease now, so it waits one
+    # lease duration of its own time (client-go's rule) before taking it over
+    ticks = Ticks()
+    later = make_executor("receiver-b", observations=LeaseObservations(ticks))
+    assert await later.resume_unfinished() == []
+    ticks.advance(3)
     tasks = await later.resume_unfinished()
     assert len(tasks) == 1
     final = await tasks[0]
@@ -293,8 +305,10 @@ async def test_a_receiver_killed_around_verification_is_resumed_and_records_the_
         assert accepted_annotations(kube_sim, CANARY) == accepted_annotations(kube_sim, STABLE) == 0
     assert holder(kube_sim.get("leases", NS, "rollback-finance-service")) == "receiver-a"
 
-    later = make_executor("receiver-b",
-                          clock=lambda: datetime.now(UTC) + timedelta(seconds=10))
+    ticks = Ticks()
+    later = make_executor("receiver-b", observations=LeaseObservations(ticks))
+    assert await later.resume_unfinished() == []  # first sight: valid for a lease duration
+    ticks.advance(3)
     tasks = await later.resume_unfinished()
     assert len(tasks) == 1
     final = await tasks[0]
@@ -352,8 +366,10 @@ async def test_a_stable_first_rollback_killed_before_the_canary_is_scaled_keeps_
         await api.close()
         assert replicas(kube_sim, STABLE) == 5 and replicas(kube_sim, CANARY) == v2
 
-        later = make_executor("receiver-b",
-                              clock=lambda: datetime.now(UTC) + timedelta(seconds=10))
+        ticks = Ticks()
+        later = make_executor("receiver-b", observations=LeaseObservations(ticks))
+        assert await later.resume_unfinished() == []  # first sight: valid for a lease duration
+        ticks.advance(3)
         tasks = await later.resume_unfinished()
         assert len(tasks) == 1
         final = await tasks[0]
