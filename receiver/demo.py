@@ -17,10 +17,8 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import tempfile
 import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -36,6 +34,7 @@ from rich.text import Text
 
 from receiver import logs
 from receiver.config import Config, load_config
+from receiver.sim.monitoring import running_alertmanager
 
 NS = "finance"
 STABLE, CANARY = "finance-service-v1", "finance-service-v2"
@@ -57,12 +56,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--no-alertmanager", action="store_true", help="post the payload directly even if Alertmanager is installed"
     )
     p.add_argument("--ready-delay", type=float, default=1.5, help="seconds a simulated pod takes to become Ready")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _demo_config(base: Config, slack_api: str) -> dict[str, Any]:
@@ -112,10 +105,8 @@ def am_payload(alert: dict[str, Any], external_url: str = "http://127.0.0.1:9093
     }
 
 
-@contextlib.asynccontextmanager
-async def alertmanager(tmp: Path, webhook_url: str, token_file: Path) -> AsyncIterator[str]:
+def alertmanager_yml(webhook_url: str, token_file: Path) -> str:
     """Debian's prometheus-alertmanager routing every alert to the receiver, bearer auth."""
-    port = _free_port()
     cfg = {
         "route": {
             "receiver": "rollback-receiver",
@@ -137,35 +128,7 @@ async def alertmanager(tmp: Path, webhook_url: str, token_file: Path) -> AsyncIt
             }
         ],
     }
-    (tmp / "am.yml").write_text(yaml.safe_dump(cfg))
-    url = f"http://127.0.0.1:{port}"
-    proc = await asyncio.create_subprocess_exec(
-        "prometheus-alertmanager",
-        f"--config.file={tmp / 'am.yml'}",
-        f"--storage.path={tmp / 'am-data'}",
-        f"--web.listen-address=127.0.0.1:{port}",
-        "--cluster.listen-address=",
-        f"--web.external-url={url}/",
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    try:
-        async with aiohttp.ClientSession() as s:
-            for _ in range(200):  # an external process: bounded wait for its readiness endpoint
-                with contextlib.suppress(aiohttp.ClientError):
-                    async with s.get(f"{url}/-/ready") as r:
-                        if r.status == 200:
-                            break
-                await asyncio.sleep(0.05)
-        yield url
-    finally:
-        if proc.returncode is None:
-            proc.terminate()
-            try:
-                await asyncio.wait_for(proc.wait(), 5)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
+    return yaml.safe_dump(cfg)
 
 
 def _shown(mrkdwn: str) -> str:
@@ -241,11 +204,10 @@ async def run_demo(args: argparse.Namespace, console: Console) -> int:
         await rx.watcher.wait_synced(10)  # type: ignore[attr-defined]
         console.print("Week 1 of the phased rollout: v1 has 4 pods Ready, v2 has 1 (20 % of the traffic).\n")
         async with contextlib.AsyncExitStack() as stack:
-            am_url = (
-                await stack.enter_async_context(alertmanager(tmp, f"{rx.url}/webhook", tmp / "token"))
-                if use_am
-                else None
-            )
+            am_url = None
+            if use_am:
+                am_yml = alertmanager_yml(f"{rx.url}/webhook", tmp / "token")
+                am_url = (await stack.enter_async_context(running_alertmanager(am_yml, tmp))).url
             async with aiohttp.ClientSession() as http:
 
                 async def fire(alert: dict[str, Any]) -> None:
