@@ -16,7 +16,6 @@ for latency at a fixed rate. Measures, for a typical 3-alert payload that decide
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import shutil
@@ -30,6 +29,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+
+from decide import body  # noqa: E402  (bench/ is sys.path[0] when run as a script)
+
 TOKEN = "bench-token"
 
 BARE = """
@@ -84,7 +86,7 @@ web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print
 
 def payload() -> bytes:
     alerts = []
-    for i, name in enumerate(("HighErrorRate", "HighLatencyP95", "HighCPU")):
+    for i, name in enumerate(("HighErrorRate", "HighLatencyP95", "HighCPUUsage")):
         alerts.append(
             {
                 "status": "firing",
@@ -96,20 +98,7 @@ def payload() -> bytes:
                 "fingerprint": f"55700370c855a6a{i}",
             }
         )
-    return json.dumps(
-        {
-            "receiver": "rollback",
-            "status": "firing",
-            "alerts": alerts,
-            "groupLabels": {"service": "finance-service"},
-            "commonLabels": {"service": "finance-service"},
-            "commonAnnotations": {},
-            "externalURL": "http://alertmanager:9093",
-            "version": "4",
-            "groupKey": '{}:{service="finance-service"}',
-            "truncatedAlerts": 0,
-        }
-    ).encode()
+    return body(alerts)  # the same Alertmanager envelope as bench/decide.py
 
 
 def free_port() -> int:
