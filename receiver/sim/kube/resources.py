@@ -107,8 +107,15 @@ EVENTS_V1 = Resource(
     storage="events",
 )
 LEASES = Resource("coordination.k8s.io", "v1", "leases", "lease", "Lease", True, ALL_VERBS)
+# create-only and stored nowhere: answered by access_review.review
+SELF_SUBJECT_ACCESS_REVIEWS = Resource(
+    "authorization.k8s.io", "v1", "selfsubjectaccessreviews", "selfsubjectaccessreview",
+    "SelfSubjectAccessReview", False, ("create",),
+)
 
-RESOURCES: tuple[Resource, ...] = (PODS, NAMESPACES, CORE_EVENTS, DEPLOYMENTS, REPLICASETS, LEASES, EVENTS_V1)
+RESOURCES: tuple[Resource, ...] = (
+    PODS, NAMESPACES, CORE_EVENTS, DEPLOYMENTS, REPLICASETS, LEASES, EVENTS_V1, SELF_SUBJECT_ACCESS_REVIEWS,
+)
 
 
 def find(group: str, version: str, plural: str) -> Resource | None:

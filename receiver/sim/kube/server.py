@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from aiohttp import web
 
-from . import convert, discovery, errors, fields, selectors, tables
+from . import access_review, convert, discovery, errors, fields, selectors, tables
 from .auth import allowed
 from .patch import APPLY_PATCH, media_type
-from .resources import NAMESPACES, Resource, find
+from .resources import NAMESPACES, SELF_SUBJECT_ACCESS_REVIEWS, Resource, find
 from .store import Obj
 from .watch import WatchRequest
 
@@ -165,6 +165,10 @@ class Handlers:
                 record.status = resp.status
                 return resp
             assert isinstance(target, Target)
+            if target.res is SELF_SUBJECT_ACCESS_REVIEWS:  # any authenticated user may ask
+                resp = self._access_review(record.verb, user, body, request.headers.get("Content-Type"))
+                record.status = resp.status
+                return resp
             self._authorize(user, record.verb, target)
             rule = faults.failure_for(record.verb, record.resource, target.namespace, target.name)
             if rule is not None:
@@ -208,6 +212,13 @@ class Handlers:
         ns = t.name if t.res.plural == "namespaces" else t.namespace
         if not allowed(self.sim.tokens[user], verb, res.group, res.plural, t.subresource, ns, t.name):
             raise errors.forbidden(user, verb, res.plural, t.subresource, res.group, ns, t.name)
+
+    def _access_review(self, verb: str, user: str | None, body: bytes | None, ctype: str | None) -> web.Response:
+        if verb != "create":
+            raise errors.method_not_allowed(verb, SELF_SUBJECT_ACCESS_REVIEWS.plural)
+        tokens = self.sim.tokens
+        rules = None if tokens is None or user is None else tokens[user]
+        return web.json_response(access_review.review(access_review.parse(body, ctype), rules), status=201)
 
     # discovery -------------------------------------------------------------
     def _discovery(self, request: web.Request) -> web.Response:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import ssl
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -83,7 +84,8 @@ class KubeSim:
         self.url = ""
 
     # lifecycle ---------------------------------------------------------------
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+    async def start(self, host: str = "127.0.0.1", port: int = 0, ssl_context: ssl.SSLContext | None = None) -> str:
+        """Serve; with ``ssl_context`` over https (kubectl sends a token only over TLS)."""
         self._controller = DeploymentController(self.registry)
         self._kubelet = Kubelet(
             self.registry,
@@ -95,13 +97,13 @@ class KubeSim:
         self._controller.start()
         self._runner = web.AppRunner(Handlers(self).app(), access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port)
+        site = web.TCPSite(self._runner, host, port, ssl_context=ssl_context)
         await site.start()
         server = site._server
         assert server is not None and hasattr(server, "sockets")
         bound = server.sockets[0].getsockname()
         shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
-        self.url = f"http://{shown}:{bound[1]}"
+        self.url = f"{'https' if ssl_context else 'http'}://{shown}:{bound[1]}"
         return self.url
 
     async def stop(self) -> None:
@@ -177,7 +179,7 @@ class KubeSim:
         doc = {
             "apiVersion": "v1",
             "kind": "Config",
-            "clusters": [{"name": "sim", "cluster": {"server": self.url}}],
+            "clusters": [{"name": "sim", "cluster": {"server": self.url, **self._tls_skip()}}],
             "users": [{"name": "sim-user", "user": user}],
             "contexts": [{"name": "sim", "context": {"cluster": "sim", "user": "sim-user", "namespace": namespace}}],
             "current-context": "sim",
@@ -187,6 +189,9 @@ class KubeSim:
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_text(yaml.safe_dump(doc, sort_keys=False))
         return p
+
+    def _tls_skip(self) -> dict[str, Any]:
+        return {"insecure-skip-tls-verify": True} if self.url.startswith("https:") else {}
 
     # reading -------------------------------------------------------------------
     @staticmethod
