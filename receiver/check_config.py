@@ -1,39 +1,110 @@
-"""`receiver check-config PATH...`: validate config files and say what they would do.
+"""`receiver check-config PATH... [--cluster] [-o json]`: validate config files and say
+what they would do, and with --cluster whether the cluster and Slack would let them.
 
 Like ``amtool check-config``: one ``Checking 'PATH'  SUCCESS`` or ``FAILED: reason``
 line per file, then what was found, spelled out so a reviewer of a config change
 sees its effect (which alerts roll back which Deployments, in which order, muted or
-not, live or dry run) without running the receiver. Exit 1 if any file is invalid.
-Secrets are never read, only whether their sources are present.
+not, live or dry run) without running the receiver. Exit 2 if any file is invalid
+(a configuration error, as for every command). Secrets are never printed, only
+whether their sources are present.
+
+``--cluster`` then asks, with the receiver's own credentials (kubeconfig or in-cluster
+service account, the Slack token): do both Deployments of each target exist, may this
+identity do every call a rollback makes (SelfSubjectAccessReview per verb and resource,
+as ``kubectl auth can-i``), is the Lease namespace writable, does Slack accept the token
+and know each channel. A table of checks (``-o json``: a list of objects); exit 1 when
+any check fails. Nothing is changed: only reads and access reviews are sent.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
 import os
+import re
 import sys
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TextIO
+from typing import Any, Literal, TextIO
 
-from receiver.config import Config, ConfigError, Mute, Rule, StepOrder, Target, load_config
+from receiver.config import Config, ConfigError, Mute, Rule, SlackSettings, StepOrder, Target, load_config
 from receiver.core.matchers import format_matchers
 from receiver.core.units import format_value
+from receiver.records import lease_name, lease_namespace
+
+EXIT_OK, EXIT_CHECK_FAILED, EXIT_INVALID = 0, 1, 2
+DEFAULT_REQUEST_TIMEOUT = 30.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="config file(s)")
+    parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help="also check, with the receiver's own credentials, that both Deployments of every target "
+        "exist, that RBAC allows every call a rollback makes, that the Lease namespace is writable, "
+        "and that Slack accepts the token and knows each channel (exit 1 when a check fails)",
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        choices=("table", "json"),
+        default="table",
+        help="table (default): human summary and a table of checks; json: the checks as a JSON list",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    failed = 0
     now = datetime.now(UTC)
+    as_json = args.output == "json"
+    rows: list[CheckRow] = []
+    configs: list[Config] = []
+    invalid = 0
     for path in args.paths:
-        failed += 0 if check(path, now=now, out=sys.stdout) else 1
+        config = _check_quietly(path, rows) if as_json else check(path, now=now, out=sys.stdout, keep=True)
+        if config is None:
+            invalid += 1
+        else:
+            configs.append(config)
+    if invalid:
+        if as_json:
+            print(json.dumps([asdict(r) for r in rows], indent=2))
+        print(f"receiver: error: failed to validate {invalid} file(s)", file=sys.stderr)
+        return EXIT_INVALID
+    if args.cluster:
+        timeout = request_timeout_seconds(getattr(args, "request_timeout", None))
+        for config in configs:
+            rows += asyncio.run(
+                cluster_checks(
+                    config,
+                    kubeconfig=getattr(args, "kubeconfig", None),
+                    context=getattr(args, "context", None),
+                    request_timeout=timeout,
+                )
+            )
+    if as_json:
+        print(json.dumps([asdict(r) for r in rows], indent=2))
+    elif args.cluster:
+        print(format_table(rows))
+    failed = [r for r in rows if r.result == "fail"]
     if failed:
-        print(f"receiver: error: failed to validate {failed} file(s)", file=sys.stderr)
-        return 1
-    return 0
+        print(f"receiver: error: {len(failed)} check(s) failed", file=sys.stderr)
+        return EXIT_CHECK_FAILED
+    return EXIT_OK
+
+
+def _check_quietly(path: Path, rows: list[CheckRow]) -> Config | None:
+    """The file's verdict as rows (for -o json): config ok/fail, one warn row per warning."""
+    try:
+        config = load_config(path, log_warnings=False)
+    except ConfigError as e:
+        rows.append(CheckRow("config", "", "fail", str(e)))
+        return None
+    rows.append(CheckRow("config", "", "ok", f"{path}: valid"))
+    rows += [CheckRow("config", "", "warn", w) for w in config.warnings()]
+    return config
 
 
 def check(
@@ -42,23 +113,26 @@ def check(
     now: datetime,
     out: TextIO,
     env: dict[str, str] | None = None,
-) -> bool:
-    """Print the verdict and summary for one file; True when it is valid."""
+    keep: bool = False,
+) -> Any:
+    """Print the verdict and summary for one file; True (or the Config with ``keep``) when valid."""
     try:
-        config = load_config(path)
+        config = load_config(path, log_warnings=False)
     except ConfigError as e:
         first, *rest = str(e).splitlines()
         print(f"Checking '{path}'  FAILED: {first}", file=out)
         for line in rest:
             print(line, file=out)
         print(file=out)
-        return False
+        return None if keep else False
     print(f"Checking '{path}'  SUCCESS", file=out)
+    for warning in config.warnings():
+        print(f"WARNING: {warning}", file=out)
     print("Found:", file=out)
     for line in describe(config, now=now, env=os.environ if env is None else env):
         print(line, file=out)
     print(file=out)
-    return True
+    return config if keep else True
 
 
 def _mute_text(mute: Mute | None, now: datetime) -> str:
@@ -105,8 +179,6 @@ def _target_text(target: Target, config: Config, now: datetime) -> list[str]:
         f"       slack:    {target.slack_channel or config.slack.default_channel}",
         f"       mute:     {_mute_text(target.mute, now)}",
     ]
-    if not target.parsed:
-        lines.append("       WARNING: no matchers, every alert belongs to this target")
     return lines
 
 
@@ -163,3 +235,272 @@ def describe(config: Config, *, now: datetime, env: dict[str, str] | os._Environ
     ]
     lines += _auth_text(config, env)
     return lines
+
+
+# --- --cluster ---------------------------------------------------------------------------
+
+Result = Literal["ok", "fail", "skip", "warn"]
+
+
+@dataclass(frozen=True)
+class CheckRow:
+    """One line of the --cluster table (and one object of -o json)."""
+
+    check: str
+    target: str
+    result: Result
+    detail: str
+
+
+@dataclass(frozen=True)
+class Access:
+    """One request a rollback makes, as SelfSubjectAccessReview resourceAttributes."""
+
+    verb: str
+    group: str
+    resource: str
+    namespace: str
+    name: str = ""
+    subresource: str = ""
+
+    def __str__(self) -> str:
+        res = self.resource + (f".{self.group}" if self.group else "")
+        res += f"/{self.subresource}" if self.subresource else ""
+        return f"{self.verb} {res}" + (f" {self.name}" if self.name else "") + f" -n {self.namespace}"
+
+
+def required_access(config: Config, target: Target) -> list[tuple[str, Access]]:
+    """(check name, access) for every call the receiver makes for ``target``.
+
+    Read from receiver/kube/gateway.py and its callers: the executor reads both
+    Deployments and annotates them (steps), scales them through the scale subresource,
+    the TargetWatcher and the verifier list and watch Deployments and pods, the Lease is
+    read, created and replaced (lease.py), listed and watched (TargetWatcher, /rollbacks),
+    and Events are created (events.k8s.io/v1). Names are given where the code uses one, so
+    a Role limited by resourceNames is judged as the API server will judge it.
+    """
+    ns, lns, lease = target.namespace, lease_namespace(config, target), lease_name(target)
+    out: list[tuple[str, Access]] = []
+    for name in (target.stable, target.canary):
+        out += [
+            ("can-i", Access("get", "apps", "deployments", ns, name)),
+            ("can-i", Access("patch", "apps", "deployments", ns, name, "scale")),
+            ("can-i", Access("patch", "apps", "deployments", ns, name)),
+        ]
+    out += [
+        ("can-i", Access("list", "apps", "deployments", ns)),
+        ("can-i", Access("watch", "apps", "deployments", ns)),
+        ("can-i", Access("list", "", "pods", ns)),
+        ("can-i", Access("watch", "", "pods", ns)),
+        ("can-i", Access("create", "events.k8s.io", "events", ns)),
+        ("lease-namespace", Access("create", "coordination.k8s.io", "leases", lns)),
+        ("can-i", Access("get", "coordination.k8s.io", "leases", lns, lease)),
+        ("can-i", Access("update", "coordination.k8s.io", "leases", lns, lease)),
+        ("can-i", Access("list", "coordination.k8s.io", "leases", lns)),
+        ("can-i", Access("watch", "coordination.k8s.io", "leases", lns)),
+    ]
+    return out
+
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
+
+
+def request_timeout_seconds(value: object) -> float:
+    """``--request-timeout`` as kubectl takes it (30, 30s, 1m, 500ms; 0 = none), if the
+    parser has one; the CLI's 30 s otherwise."""
+    if value is None:
+        return DEFAULT_REQUEST_TIMEOUT
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        m = _DURATION.match(str(value).strip())
+        if m is None:
+            return DEFAULT_REQUEST_TIMEOUT
+        seconds = float(m.group(1)) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600, None: 1}[m.group(2)]
+    return seconds if seconds > 0 else 24 * 3600.0
+
+
+def format_table(rows: list[CheckRow]) -> str:
+    """kubectl-style columns: upper-case headers, each column padded to its widest cell + 3."""
+    cells = [("CHECK", "TARGET", "RESULT", "DETAIL")] + [
+        (r.check, r.target or "-", r.result, r.detail.replace("\n", " ")) for r in rows
+    ]
+    widths = [max(len(c[i]) for c in cells) for i in range(3)]
+    return "\n".join(
+        "   ".join(c[i].ljust(widths[i]) for i in range(3)) + "   " + c[3] for c in cells
+    )
+
+
+async def cluster_checks(
+    config: Config,
+    *,
+    kubeconfig: str | None = None,
+    context: str | None = None,
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+    env: dict[str, str] | os._Environ[str] | None = None,
+) -> list[CheckRow]:
+    """Every --cluster check for one valid config, in table order; ``request_timeout``
+    bounds each request, as kubectl's flag does."""
+    rows = await _kube_checks(config, kubeconfig, context, request_timeout)
+    rows += await _slack_checks(config.slack, config, os.environ if env is None else env, request_timeout)
+    rows.append(CheckRow("prometheus", "", "skip", "not configured (the config has no Prometheus section yet)"))
+    return rows
+
+
+async def _kube_checks(
+    config: Config, kubeconfig: str | None, context: str | None, request_timeout: float
+) -> list[CheckRow]:
+    from kubernetes_asyncio.client import AuthorizationV1Api
+
+    from receiver.kube import Kube, KubeError, RetryPolicy, kubeconfig_source, new_api_client
+
+    try:
+        api = await new_api_client(kubeconfig, context, pool_size=4)
+    except Exception as e:
+        where = kubeconfig_source(kubeconfig) or "in-cluster service account"
+        return [CheckRow("cluster", "", "fail", f"cannot load the cluster credentials ({where}): {e}")]
+    rows: list[CheckRow] = []
+    try:
+        kube = Kube(api, RetryPolicy(request_timeout_seconds=request_timeout,
+                                     connect_timeout_seconds=min(request_timeout, 10.0)))
+        authz = AuthorizationV1Api(api)
+        unreachable: str | None = None
+        asked: dict[Access, tuple[Result, str]] = {}
+
+        async def deployment(target: Target, role: str, name: str) -> CheckRow:
+            nonlocal unreachable
+            check = f"deployment-{role}"
+            if unreachable:
+                return CheckRow(check, target.name, "skip", unreachable)
+            try:
+                obj = await kube.once(f"get deployments {target.namespace}/{name}",
+                                      kube.apps.read_namespaced_deployment, name, target.namespace)
+            except KubeError as err:
+                if err.status == 0:
+                    unreachable = f"cluster unreachable: {err}"
+                    where = api.configuration.host
+                    return CheckRow(check, target.name, "fail", f"cannot reach {where}: {err.message}")
+                if err.not_found:
+                    return CheckRow(check, target.name, "fail",
+                                    f"deployment {target.namespace}/{name} not found (the {role} named in config)")
+                return CheckRow(check, target.name, "fail", str(err))
+            spec = (obj.get("spec") or {}).get("replicas")
+            ready = (obj.get("status") or {}).get("readyReplicas") or 0
+            return CheckRow(check, target.name, "ok",
+                            f"deployment {target.namespace}/{name}: {ready}/{spec if spec is not None else 1} ready")
+
+        async def can_i(access: Access) -> tuple[Result, str]:
+            if unreachable:
+                return "skip", unreachable
+            if access not in asked:
+                attrs = {"verb": access.verb, "group": access.group, "resource": access.resource,
+                         "namespace": access.namespace}
+                if access.name:
+                    attrs["name"] = access.name
+                if access.subresource:
+                    attrs["subresource"] = access.subresource
+                body = {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+                        "spec": {"resourceAttributes": attrs}}
+                try:
+                    review = await kube.once(f"create selfsubjectaccessreviews ({access})",
+                                             authz.create_self_subject_access_review, body)
+                except KubeError as err:
+                    asked[access] = ("fail", f"cannot ask ({access}): {err}")
+                else:
+                    status = review.get("status") or {}
+                    if status.get("allowed"):
+                        asked[access] = ("ok", f"yes: {access}")
+                    else:
+                        why = status.get("reason") or status.get("evaluationError") or "no RBAC rule allows it"
+                        asked[access] = ("fail", f"no: {access} ({why})")
+            return asked[access]
+
+        for target in config.targets:
+            rows.append(await deployment(target, "stable", target.stable))
+            rows.append(await deployment(target, "canary", target.canary))
+            for check, access in required_access(config, target):
+                result, detail = await can_i(access)
+                rows.append(CheckRow(check, target.name, result, detail))
+    finally:
+        await api.close()
+    return rows
+
+
+_CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{6,}$")
+
+
+def _secret(file: Path | None, env_name: str, env: dict[str, str] | os._Environ[str]) -> tuple[str, str]:
+    if file is not None:
+        try:
+            return file.read_text(encoding="utf-8").strip(), f"file {file}"
+        except OSError as e:
+            return "", f"file {file} ({e.strerror})"
+    return env.get(env_name, "").strip(), f"env {env_name}"
+
+
+async def _slack_checks(
+    slack: SlackSettings, config: Config, env: dict[str, str] | os._Environ[str], request_timeout: float
+) -> list[CheckRow]:
+    if slack.mode in ("console", "off"):
+        return [CheckRow("slack", "", "skip", f"slack.mode is {slack.mode}: nothing is posted to Slack")]
+    if slack.mode == "webhook":
+        url, source = _secret(slack.webhook_url_file, slack.webhook_url_env, env)
+        if not url:
+            return [CheckRow("slack", "", "fail", f"slack.mode is webhook but there is no webhook URL in {source}")]
+        return [CheckRow("slack", "", "ok",
+                         f"webhook URL found in {source} (not posted to: that would show in the channel)")]
+    token, source = _secret(slack.token_file, slack.token_env, env)
+    if not token:
+        return [CheckRow("slack-auth", "", "fail", f"slack.mode is bot but there is no bot token in {source}")]
+
+    from slack_sdk.errors import SlackApiError
+    from slack_sdk.web.async_client import AsyncWebClient
+
+    client = AsyncWebClient(token=token, base_url=slack.api_url, timeout=int(max(request_timeout, 1)))
+    try:
+        auth = await client.auth_test()
+    except SlackApiError as e:
+        return [CheckRow("slack-auth", "", "fail", f"auth.test: {e.response.get('error')} (token from {source})")]
+    except (OSError, TimeoutError) as e:
+        return [CheckRow("slack-auth", "", "fail", f"cannot reach {slack.api_url}: {e or type(e).__name__}")]
+    who = f"{auth.get('user')} in {auth.get('team')}"
+    rows = [CheckRow("slack-auth", "", "ok", f"auth.test: {who} (token from {source})")]
+    seen: dict[str, tuple[Result, str]] = {}
+    for target in config.targets:
+        channel = target.slack_channel or slack.default_channel
+        if channel not in seen:
+            seen[channel] = await _find_channel(client, channel)
+        rows.append(CheckRow("slack-channel", target.name, *seen[channel]))
+    return rows
+
+
+async def _find_channel(client: Any, channel: str) -> tuple[Result, str]:
+    """conversations.info for an id, else conversations.list pages until the name is seen."""
+    from slack_sdk.errors import SlackApiError
+
+    try:
+        if _CHANNEL_ID.match(channel):
+            found: dict[str, Any] | None = (await client.conversations_info(channel=channel)).get("channel")
+        else:
+            name, found, cursor = channel.lstrip("#"), None, None
+            while found is None:
+                page = await client.conversations_list(
+                    types="public_channel,private_channel", exclude_archived=True, limit=200, cursor=cursor
+                )
+                found = next((c for c in page.get("channels") or [] if c.get("name") == name), None)
+                cursor = (page.get("response_metadata") or {}).get("next_cursor")
+                if not cursor:
+                    break
+    except SlackApiError as e:
+        error = e.response.get("error")
+        hint = {"channel_not_found": "no such channel, or the bot cannot see it",
+                "missing_scope": "the bot token needs channels:read (groups:read for private channels)"}
+        return "fail", f"{channel}: {error}" + (f" ({hint[error]})" if error in hint else "")
+    except (OSError, TimeoutError) as e:
+        return "fail", f"{channel}: {e or type(e).__name__}"
+    if found is None:
+        return "fail", f"{channel}: no such channel among those the bot can see (channel_not_found)"
+    detail = f"{channel} exists (id {found.get('id')})"
+    if found.get("is_member") is False:
+        return "warn", detail + "; the bot is not a member: /invite it, or grant chat:write.public"
+    return "ok", detail

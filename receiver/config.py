@@ -8,15 +8,20 @@ variable), so config.yaml can sit in a ConfigMap.
 
 from __future__ import annotations
 
+import difflib
+import typing
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
 
+import structlog
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from receiver.core.matchers import Matcher, parse_matchers
+from receiver.core.matchers import Matcher, equality_selects, parse_matchers, suspicious
+
+log = structlog.get_logger(__name__)
 
 
 class Strict(BaseModel):
@@ -60,6 +65,20 @@ def _check_matchers(v: list[str]) -> list[str]:
     return v
 
 
+def _require_equality(kind: str, name: str, matchers: tuple[Matcher, ...]) -> None:
+    """Refuse a selector that cannot pin an alert down (``[]`` matches every alert)."""
+    if not equality_selects(matchers):
+        raise ValueError(
+            f"{kind} {name!r} must select by at least one equality matcher on a label "
+            f'(name="value" with a non-empty value, e.g. service="{name}"); '
+            f"{_shown(matchers)} would also match alerts meant for other services"
+        )
+
+
+def _shown(matchers: tuple[Matcher, ...]) -> str:
+    return "{" + ", ".join(str(m) for m in matchers) + "}"
+
+
 MatcherList = Annotated[
     list[str],
     Field(description='Alertmanager-style matchers, e.g. ["alertname=\\"HighErrorRate\\""].'),
@@ -84,6 +103,11 @@ class Rule(Strict):
     description: str = Field(default="", description="Free text for humans.")
 
     _check = field_validator("matchers")(_check_matchers)
+
+    @model_validator(mode="after")
+    def _selects(self) -> Rule:
+        _require_equality("rule", self.name, self.parsed)
+        return self
 
     @property
     def parsed(self) -> tuple[Matcher, ...]:
@@ -118,6 +142,7 @@ class Target(Strict):
     def _distinct(self) -> Target:
         if self.stable == self.canary:
             raise ValueError("stable and canary must be different Deployments")
+        _require_equality("target", self.name, self.parsed)
         return self
 
     @property
@@ -225,16 +250,62 @@ class Config(Strict):
     def target(self, name: str) -> Target | None:
         return next((t for t in self.targets if t.name == name), None)
 
+    def warnings(self) -> list[str]:
+        """Valid but probably not meant: each line names where (shown by check-config, logged at load)."""
+        out: list[str] = []
+        for i, rule in enumerate(self.rules):
+            out += [f"rules.{i} ({rule.name}): {w}" for m in rule.parsed if (w := suspicious(m))]
+        for i, target in enumerate(self.targets):
+            out += [f"targets.{i} ({target.name}): {w}" for m in target.parsed if (w := suspicious(m))]
+        return out
+
 
 class ConfigError(Exception):
     """config.yaml could not be used; the message names the file and the bad key."""
+
+
+def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+    """The config section that holds the key at ``loc`` (list indexes skipped)."""
+    model: type[BaseModel] = Config
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        info = model.model_fields.get(part)
+        if info is None:
+            return None
+        found = _section(info.annotation)
+        if found is None:
+            return None
+        model = found
+    return model
+
+
+def _section(annotation: object) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _section(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _unknown_key(loc: tuple[int | str, ...]) -> str:
+    """'unknown key', with difflib's nearest known key of that section when one is close."""
+    model = _model_at(loc)
+    key = str(loc[-1]) if loc else ""
+    if model is not None:
+        close = difflib.get_close_matches(key, list(model.model_fields), n=1, cutoff=0.6)
+        if close:
+            return f"unknown key; did you mean {close[0]}?"
+    return "unknown key"
 
 
 def _format_error(path: str, err: ValidationError) -> str:
     lines = [f"{path}: {err.error_count()} error(s)"]
     for e in err.errors():
         loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
+        msg = _unknown_key(tuple(e["loc"])) if e["type"] == "extra_forbidden" else e["msg"]
         lines.append(f"  {loc}: {msg}")
     return "\n".join(lines)
 
@@ -253,12 +324,16 @@ def parse_config(text: str, source: str = "<config>") -> Config:
         raise ConfigError(_format_error(source, e)) from e
 
 
-def load_config(path: Path) -> Config:
-    """Read and validate a config file."""
+def load_config(path: Path, *, log_warnings: bool = True) -> Config:
+    """Read and validate a config file; its warnings() are logged unless the caller shows them."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise ConfigError(f"{path}: cannot read: {e.strerror}") from e
     except UnicodeDecodeError as e:
         raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason}); save it as UTF-8") from e
-    return parse_config(text, str(path))
+    config = parse_config(text, str(path))
+    if log_warnings:
+        for warning in config.warnings():
+            log.warning("config_warning", path=str(path), warning=warning)
+    return config

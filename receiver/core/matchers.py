@@ -83,6 +83,33 @@ def _quote(value: str) -> str:
     return f'"{escaped}"'
 
 
+def equality_selects(matchers: Iterable[Matcher]) -> bool:
+    """True when some matcher is ``name="value"`` with a non-empty value.
+
+    Only such a matcher narrows an alert set to a known label value; ``!=``, regexes and
+    ``name=""`` all match an open-ended set (``{}`` matches every alert).
+    """
+    return any(m.op == "=" and m.value != "" for m in matchers)
+
+
+def suspicious(matcher: Matcher) -> str | None:
+    """Why a matcher probably does not mean what was written, or None.
+
+    ``alertname==HighErrorRate`` parses (as in Alertmanager 0.25) as the value
+    ``=HighErrorRate``; a value starting with ``=`` or ``~`` is almost always such a typo.
+    """
+    if matcher.value[:1] in ("=", "~"):
+        if matcher.op == "=" and matcher.value[:1] == "~":
+            meant = f"{matcher.name}=~{_quote(matcher.value[1:])}"
+        else:
+            meant = f"{matcher.name}{matcher.op}{_quote(matcher.value[1:])}"
+        return (
+            f"matcher {matcher} has a value starting with {matcher.value[:1]!r}; "
+            f"it matches that literal text (did you mean {meant}?)"
+        )
+    return None
+
+
 def matches_all(matchers: Iterable[Matcher], labels: Mapping[str, str]) -> bool:
     """True when every matcher accepts the labels (an empty list accepts everything)."""
     return all(m.matches(labels) for m in matchers)

@@ -168,10 +168,10 @@ def test_check_config_shows_dry_run_and_active_mutes(tmp_path: Path, capsys: pyt
     assert "stable-first (fixed)" in out
 
 
-def test_check_config_fails_with_the_error_and_exit_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_check_config_fails_with_the_error_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text(MINIMAL + "settings:\n  dry-run: true\n")
-    assert main(["check-config", str(SHIPPED), str(path)]) == 1
+    assert main(["check-config", str(SHIPPED), str(path)]) == 2
     captured = capsys.readouterr()
     assert f"Checking '{path}'  FAILED:" in captured.out
     assert "settings.dry-run: unknown key" in captured.out
@@ -179,7 +179,7 @@ def test_check_config_fails_with_the_error_and_exit_1(tmp_path: Path, capsys: py
 
 
 def test_check_config_reports_a_missing_file(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["check-config", "/nonexistent/config.yaml"]) == 1
+    assert main(["check-config", "/nonexistent/config.yaml"]) == 2
     assert "cannot read" in capsys.readouterr().out
 
 
@@ -200,3 +200,99 @@ def test_the_receiver_command_runs_check_config() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "SUCCESS" in done.stdout
+
+
+# --- dangerous configuration is refused; likely typos are named ------------------------
+
+
+@pytest.mark.parametrize(
+    "matchers",
+    [
+        "[]",
+        """['service!="billing-service"']""",
+        """['service=~"finance-.*"']""",
+        """['service=""']""",
+    ],
+)
+def test_a_target_without_an_equality_matcher_is_refused_naming_the_target(matchers: str) -> None:
+    text = MINIMAL.replace("""matchers: ['service="finance-service"']""", f"matchers: {matchers}")
+    err = errors_of(text)
+    assert "targets.0: Value error, target 'finance-service' must select by at least one equality matcher" in err
+
+
+def test_a_rule_without_an_equality_matcher_is_refused_naming_the_rule() -> None:
+    err = errors_of(MINIMAL.replace("""matchers: ['alertname="HighErrorRate"']""", """matchers: ['severity=~".+"']"""))
+    assert "rules.0: Value error, rule 'error-rate' must select by at least one equality matcher" in err
+
+
+def test_check_config_refuses_a_catch_all_target_with_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(MINIMAL.replace("""matchers: ['service="finance-service"']""", "matchers: []"))
+    assert main(["check-config", str(path)]) == 2
+    out = capsys.readouterr().out
+    assert f"Checking '{path}'  FAILED:" in out
+    assert "target 'finance-service' must select by at least one equality matcher" in out
+    assert "alerts matching {}" not in out
+
+
+@pytest.mark.parametrize("path", [SHIPPED, ROOT / "deploy" / "config.yaml"])
+def test_the_shipped_configs_still_validate_without_warnings(path: Path) -> None:
+    assert load_config(path).warnings() == []
+
+
+def test_the_demo_config_still_validates() -> None:
+    from receiver.demo import shipped_config
+
+    assert load_config(shipped_config()).targets
+
+
+def test_a_doubled_equals_sign_is_warned_about_by_check_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(MINIMAL.replace("""['alertname="HighErrorRate"']""", "['alertname==HighErrorRate']"))
+    assert main(["check-config", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "WARNING: rules.0 (error-rate): matcher alertname=\"=HighErrorRate\" has a value starting with '='; "
+        'it matches that literal text (did you mean alertname="HighErrorRate"?)'
+    ) in out
+
+
+def test_a_value_starting_with_a_tilde_is_warned_about_and_logged_at_load(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from structlog.testing import capture_logs
+
+    path = tmp_path / "c.yaml"
+    path.write_text(MINIMAL.replace("""'service="finance-service"'""", "'service=\"finance-service\"', 'env= ~prod'"))
+    with capture_logs() as logs:
+        config = load_config(path)
+    assert config.warnings() == [
+        "targets.0 (finance-service): matcher env=\"~prod\" has a value starting with '~'; "
+        'it matches that literal text (did you mean env=~"prod"?)'
+    ]
+    assert [(e["event"], e["log_level"], e["warning"]) for e in logs] == [
+        ("config_warning", "warning", config.warnings()[0])
+    ]
+
+
+@pytest.mark.parametrize(
+    ("section", "typo", "meant"),
+    [("settings", "dryrun: true", "dry_run"), ("slack", "defualt_channel: '#x'", "default_channel")],
+)
+def test_an_unknown_key_near_a_known_one_says_did_you_mean(section: str, typo: str, meant: str) -> None:
+    err = errors_of(MINIMAL + f"{section}:\n  {typo}\n")
+    assert f"{section}.{typo.split(':')[0]}: unknown key; did you mean {meant}?" in err
+
+
+def test_a_near_miss_key_inside_a_target_says_did_you_mean() -> None:
+    err = errors_of(MINIMAL.replace("replicas: 5", "replicas: 5\n    runbok_url: https://x"))
+    assert "targets.0.runbok_url: unknown key; did you mean runbook_url?" in err
+
+
+def test_an_unknown_key_far_from_any_stays_a_plain_unknown_key() -> None:
+    err = errors_of(MINIMAL + "settings:\n  colour: blue\n")
+    assert err.splitlines()[-1] == "  settings.colour: unknown key"
