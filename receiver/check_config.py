@@ -264,9 +264,10 @@ class Access:
     subresource: str = ""
 
     def __str__(self) -> str:
-        res = self.resource + (f".{self.group}" if self.group else "")
-        res += f"/{self.subresource}" if self.subresource else ""
-        return f"{self.verb} {res}" + (f" {self.name}" if self.name else "") + f" -n {self.namespace}"
+        """As `kubectl auth can-i` arguments, so a reader can paste them to ask again."""
+        what = self.resource + (f".{self.group}" if self.group else "") + (f"/{self.name}" if self.name else "")
+        sub = f" --subresource={self.subresource}" if self.subresource else ""
+        return f"{self.verb} {what}{sub} -n {self.namespace}"
 
 
 def required_access(config: Config, target: Target) -> list[tuple[str, Access]]:

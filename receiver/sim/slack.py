@@ -12,6 +12,7 @@ and for anyone poking at ``receiver sim --slack-port``.
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
 import json
 import time
@@ -288,11 +289,45 @@ class FakeSlack:
             return {"ok": False, "error": "invalid_json"}
         if method == "auth.test":
             return {"ok": True, "url": f"{self.url}/", **TEAM}
+        if method in ("conversations.info", "conversations.list"):
+            return self._conversations(method, body)
         if method == "chat.postMessage":
             return self._post(body)
         if method == "chat.update":
             return self._update(body)
         return {"ok": False, "error": "unknown_method"}
+
+    # conversations.info / conversations.list: channel lookup, as `check-config --cluster` does it
+    def _channel_object(self, name: str, cid: str) -> dict[str, Any]:
+        bare = name.removeprefix("#")
+        return {"id": cid, "name": bare, "name_normalized": bare, "is_channel": True, "is_group": False,
+                "is_im": False, "is_mpim": False, "is_private": False, "is_archived": False,
+                "is_general": False, "is_member": True, "created": 1700000000, "creator": TEAM["user_id"]}
+
+    def _conversations(self, method: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Public channels only, the bot a member of each; info takes an id (a name is
+        channel_not_found, as in Slack); list pages with an opaque cursor and honours types."""
+        known = sorted(self.channels.items(), key=lambda kv: kv[1])
+        if method == "conversations.info":
+            cid = str(body.get("channel") or "")
+            found = next((n for n, i in known if i == cid), None)
+            if found is None:
+                return {"ok": False, "error": "channel_not_found"}
+            return {"ok": True, "channel": self._channel_object(found, cid)}
+        types = str(body.get("types") or "public_channel").split(",")
+        if "public_channel" not in types:
+            known = []
+        try:
+            limit = max(1, min(int(body.get("limit") or 100), 1000))
+            cursor = str(body.get("cursor") or "")
+            start = int(base64.b64decode(cursor).decode().removeprefix("offset:")) if cursor else 0
+        except ValueError:
+            return {"ok": False, "error": "invalid_cursor"}
+        page = known[start : start + limit]
+        after = start + limit
+        next_cursor = base64.b64encode(f"offset:{after}".encode()).decode() if after < len(known) else ""
+        return {"ok": True, "channels": [self._channel_object(n, i) for n, i in page],
+                "response_metadata": {"next_cursor": next_cursor}}
 
     def _content(self, body: dict[str, Any]) -> tuple[str, list[dict[str, Any]], dict[str, Any] | None]:
         text = str(body.get("text") or "")

@@ -19,6 +19,7 @@ from . import errors
 from .auth import AccessRule, allowed
 from .patch import media_type
 from .resources import SELF_SUBJECT_ACCESS_REVIEWS
+
 GROUP = SELF_SUBJECT_ACCESS_REVIEWS.group
 KIND = SELF_SUBJECT_ACCESS_REVIEWS.kind
 
