@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
 def _check_quietly(path: Path, rows: list[CheckRow]) -> Config | None:
     """The file's verdict as rows (for -o json): config ok/fail, one warn row per warning."""
     try:
-        config = load_config(path, log_warnings=False)
+        config = load_config(path)
     except ConfigError as e:
         rows.append(CheckRow("config", "", "fail", str(e)))
         return None
@@ -117,7 +117,7 @@ def check(
 ) -> Any:
     """Print the verdict and summary for one file; True (or the Config with ``keep``) when valid."""
     try:
-        config = load_config(path, log_warnings=False)
+        config = load_config(path)
     except ConfigError as e:
         first, *rest = str(e).splitlines()
         print(f"Checking '{path}'  FAILED: {first}", file=out)

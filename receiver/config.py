@@ -15,13 +15,10 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
 
-import structlog
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from receiver.core.matchers import Matcher, equality_selects, parse_matchers, suspicious
-
-log = structlog.get_logger(__name__)
 
 
 class Strict(BaseModel):
@@ -324,16 +321,14 @@ def parse_config(text: str, source: str = "<config>") -> Config:
         raise ConfigError(_format_error(source, e)) from e
 
 
-def load_config(path: Path, *, log_warnings: bool = True) -> Config:
-    """Read and validate a config file; its warnings() are logged unless the caller shows them."""
+def load_config(path: Path) -> Config:
+    """Read and validate a config file. Its warnings() are the caller's to show or log
+    (check-config prints them, ConfigStore logs them at every load): this module stays
+    free of I/O libraries because the pure core imports it."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise ConfigError(f"{path}: cannot read: {e.strerror}") from e
     except UnicodeDecodeError as e:
         raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason}); save it as UTF-8") from e
-    config = parse_config(text, str(path))
-    if log_warnings:
-        for warning in config.warnings():
-            log.warning("config_warning", path=str(path), warning=warning)
-    return config
+    return parse_config(text, str(path))

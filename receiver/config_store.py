@@ -59,6 +59,8 @@ class ConfigStore:
 
     def _load(self) -> tuple[Config, Credentials]:
         config = load_config(self.path)
+        for warning in config.warnings():  # valid, but probably not what was meant
+            log.warning("config_warning", path=str(self.path), warning=warning)
         try:
             creds = Credentials.load(config.auth, self._env, insecure=self.insecure)
         except CredentialsError as e:

@@ -261,22 +261,24 @@ def test_a_doubled_equals_sign_is_warned_about_by_check_config(
     ) in out
 
 
-def test_a_value_starting_with_a_tilde_is_warned_about_and_logged_at_load(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+def test_a_value_starting_with_a_tilde_is_warned_about_and_logged_when_the_service_loads_it(
+    tmp_path: Path,
 ) -> None:
     from structlog.testing import capture_logs
+
+    from receiver.config_store import ConfigStore
 
     path = tmp_path / "c.yaml"
     path.write_text(MINIMAL.replace("""'service="finance-service"'""", "'service=\"finance-service\"', 'env= ~prod'"))
     with capture_logs() as logs:
-        config = load_config(path)
-    assert config.warnings() == [
+        store = ConfigStore(path, env={"RECEIVER_WEBHOOK_TOKEN": "t"})
+    expected = (
         "targets.0 (finance-service): matcher env=\"~prod\" has a value starting with '~'; "
         'it matches that literal text (did you mean env=~"prod"?)'
-    ]
-    assert [(e["event"], e["log_level"], e["warning"]) for e in logs] == [
-        ("config_warning", "warning", config.warnings()[0])
-    ]
+    )
+    assert store.config.warnings() == [expected]
+    warned = [e for e in logs if e["event"] == "config_warning"]
+    assert [(e["log_level"], e["warning"], e["path"]) for e in warned] == [("warning", expected, str(path))]
 
 
 @pytest.mark.parametrize(
