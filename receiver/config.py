@@ -78,7 +78,10 @@ def _shown(matchers: tuple[Matcher, ...]) -> str:
 
 MatcherList = Annotated[
     list[str],
-    Field(description='Alertmanager-style matchers, e.g. ["alertname=\\"HighErrorRate\\""].'),
+    Field(
+        description='Alertmanager-style matchers, e.g. ["alertname=\\"HighErrorRate\\""]; at least one must be '
+        'an equality with a non-empty value (name="value"), else the file is refused.'
+    ),
 ]
 
 
