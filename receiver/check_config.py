@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     configs: list[Config] = []
     invalid = 0
     for path in args.paths:
-        config = _check_quietly(path, rows) if as_json else check(path, now=now, out=sys.stdout, keep=True)
+        config = _check_quietly(path, rows) if as_json else check_and_load(path, now=now, out=sys.stdout)
         if config is None:
             invalid += 1
         else:
@@ -113,9 +113,19 @@ def check(
     now: datetime,
     out: TextIO,
     env: dict[str, str] | None = None,
-    keep: bool = False,
-) -> Any:
-    """Print the verdict and summary for one file; True (or the Config with ``keep``) when valid."""
+) -> bool:
+    """Print the verdict and summary for one file; True when it is valid."""
+    return check_and_load(path, now=now, out=out, env=env) is not None
+
+
+def check_and_load(
+    path: Path,
+    *,
+    now: datetime,
+    out: TextIO,
+    env: dict[str, str] | None = None,
+) -> Config | None:
+    """Print the verdict and summary for one file; the Config when it is valid."""
     try:
         config = load_config(path)
     except ConfigError as e:
@@ -124,7 +134,7 @@ def check(
         for line in rest:
             print(line, file=out)
         print(file=out)
-        return None if keep else False
+        return None
     print(f"Checking '{path}'  SUCCESS", file=out)
     for warning in config.warnings():
         print(f"WARNING: {warning}", file=out)
@@ -132,7 +142,7 @@ def check(
     for line in describe(config, now=now, env=os.environ if env is None else env):
         print(line, file=out)
     print(file=out)
-    return config if keep else True
+    return config
 
 
 def _mute_text(mute: Mute | None, now: datetime) -> str:
