@@ -16,8 +16,8 @@ import asyncio
 import base64
 import binascii
 import contextlib
-import hmac
 import enum
+import hmac
 import os
 import time
 from collections.abc import Callable, Mapping

@@ -122,11 +122,10 @@ def run_config(tmp_path: Path) -> Path:
 
 
 def rule_allows(rule: dict[str, Any], r: Any) -> bool:
-    return bool(
-        AccessRule.from_role({"kind": "Role", "metadata": {"namespace": NS}, "rules": [rule]})[0].allows(
-            r.verb, r.group, *(r.resource.split("/", 1) + [""])[:2], r.namespace, r.name
-        )
-    )
+    """Whether one rule of the Role allows one recorded request (the simulator's RBAC)."""
+    resource, _, sub = r.resource.partition("/")
+    [access] = AccessRule.from_role({"kind": "Role", "metadata": {"namespace": NS}, "rules": [rule]})
+    return access.allows(r.verb, r.group, resource, sub, r.namespace, r.name)
 
 
 async def test_a_rollback_and_its_adoption_by_a_second_replica_use_every_rule_of_the_role_and_nothing_else(
@@ -186,10 +185,11 @@ async def test_a_rollback_and_its_adoption_by_a_second_replica_use_every_rule_of
 
     served = [r for r in sim.requests if r.verb and r.user == "receiver-token"]
     assert [r for r in served if r.status == 403] == []
-    denied = {(r.verb, r.group, r.resource, r.name) for r in served if not any(rule_allows(x, r) for x in role["rules"])}
+    rules = role["rules"]
+    denied = {(r.verb, r.group, r.resource, r.name) for r in served if not any(rule_allows(x, r) for x in rules)}
     assert denied == set()
     unused = []
-    for rule in role["rules"]:
+    for rule in rules:
         for verb in rule["verbs"]:
             one = {**rule, "verbs": [verb]}
             if not any(rule_allows(one, r) for r in served):

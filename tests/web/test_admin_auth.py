@@ -98,7 +98,8 @@ async def test_a_jwt_signed_with_another_key_is_unauthenticated(client: TestClie
 async def test_many_rejected_webhooks_from_one_source_log_one_warning(client: TestClient) -> None:
     with capture_logs() as logs:
         for _ in range(30):
-            resp = await client.post("/webhook", json=firing_payload(), headers={"Authorization": "Bearer not-the-t0ken"})
+            headers = {"Authorization": "Bearer not-the-t0ken"}
+            resp = await client.post("/webhook", json=firing_payload(), headers=headers)
             assert resp.status == 401
     warnings = [e for e in logs if e["log_level"] == "warning"]
     assert [e["event"] for e in warnings] == ["webhook_unauthorized"]

@@ -167,7 +167,9 @@ async def test_full_health_needs_an_admin_token_or_jwt(
     config_file(config_file().read_text() + f"auth:\n  jwt_secret_file: {secret}\n")
     assert (await store.reload("test")).ok
     exp = int(time.time()) + 600
-    granted = jwt.encode({"sub": "grafana", "permissions": ["admin:monitoring"], "exp": exp}, "k" * 32, algorithm="HS256")
+    granted = jwt.encode(
+        {"sub": "grafana", "permissions": ["admin:monitoring"], "exp": exp}, "k" * 32, algorithm="HS256"
+    )
     denied = jwt.encode({"sub": "bob", "permissions": ["read"], "exp": exp}, "k" * 32, algorithm="HS256")
     assert (await client.get("/health", headers={"Authorization": f"Bearer {granted}"})).status == 200
     assert (await client.get("/health", headers={"Authorization": f"Bearer {denied}"})).status == 403
