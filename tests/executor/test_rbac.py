@@ -150,6 +150,7 @@ async def test_a_rollback_and_its_adoption_by_a_second_replica_use_every_rule_of
     assert stable is not None
     stable["metadata"].setdefault("annotations", {})["sim.rollback-receiver.io/ready-delay-seconds"] = "1"
     sim.apply(stable)
+    await sim.wait_for(lambda: (sim.get("deployments", NS, STABLE) or {})["status"].get("readyReplicas") == 4, 5)
 
     def finished() -> bool:
         lease = sim.get("leases", NS, "rollback-finance-service")
@@ -170,8 +171,8 @@ async def test_a_rollback_and_its_adoption_by_a_second_replica_use_every_rule_of
             http.post(f"{a.url}/webhook", json=firing_payload(), headers={"Authorization": f"Bearer {token}"}) as resp,
         ):
             assert resp.status == 200, await resp.text()
-        await sim.wait_for(lambda: (sim.get("deployments", NS, CANARY) or {})["spec"].get("replicas") == 0, 10)
-        await a.stop(grace=0)  # mid-verify: the stable's new pod is not Ready yet
+        await sim.wait_for(lambda: (sim.get("deployments", NS, STABLE) or {})["spec"].get("replicas") == 5, 10)
+        await a.stop(grace=0)  # mid-verify: the stable's new pod takes 1 s to be Ready
         assert not finished(), "replica a finished alone; nothing left to adopt"
         b = await start_receiver(path, kubeconfig=kubeconfig, identity="replica-b", env=env, watch_config=False)
         receivers.append(b)
