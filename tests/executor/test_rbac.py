@@ -150,7 +150,7 @@ async def test_a_rollback_and_its_adoption_by_a_second_replica_use_every_rule_of
     assert stable is not None
     stable["metadata"].setdefault("annotations", {})["sim.rollback-receiver.io/ready-delay-seconds"] = "1"
     sim.apply(stable)
-    await sim.wait_for(lambda: ((sim.get("deployments", NS, STABLE) or {}).get("status") or {}).get("readyReplicas") == 4)
+    await sim.wait_for(lambda: (sim.get("deployments", NS, STABLE) or {}).get("status", {}).get("readyReplicas") == 4)
 
     def finished() -> bool:
         lease = sim.get("leases", NS, "rollback-finance-service")
