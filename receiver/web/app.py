@@ -51,7 +51,11 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     start = time.perf_counter()
     try:
         response = await handler(request)
-    except ConnectionResetError:  # the client went away, or its body timed out (web.server)
+    except ConnectionResetError:
+        transport = request.transport
+        if transport is not None and not transport.is_closing():
+            raise  # not our client's connection (e.g. an outgoing call): a 500 Alertmanager retries
+        # the client went away, or its body did not arrive in time (web/server.py closed it)
         log.info("http_request_abandoned", path=request.path)
         response = web.json_response({"status": "error", "error": "request not received in time"}, status=408)
     finally:
