@@ -29,6 +29,7 @@ from receiver.config_store import ConfigStore
 from receiver.core.rollback import RollbackRecord, Step
 from receiver.service import Service
 from receiver.web.app import Runtime, make_app
+from receiver.web.server import GuardedAppRunner
 
 if TYPE_CHECKING:
     from kubernetes_asyncio.client import ApiClient
@@ -208,7 +209,8 @@ async def start_receiver(
     )
     # Shutdown budget (Kubernetes' default grace is 30 s): 5 s to finish HTTP requests,
     # --shutdown-grace (25 s) for running rollbacks, then Leases are released (or expire).
-    runner = web.AppRunner(make_app(runtime), access_log=None, shutdown_timeout=5.0)
+    # header/body read timeouts and a connection cap, as a reverse proxy would (web/server.py)
+    runner = GuardedAppRunner(make_app(runtime), access_log=None, shutdown_timeout=5.0)
     await runner.setup()
     host, _, port = listen.rpartition(":")
     site = web.TCPSite(runner, host or "0.0.0.0", int(port))

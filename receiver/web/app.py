@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from aiohttp import web
+from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
 from prometheus_client.aiohttp import make_aiohttp_handler
 
@@ -17,6 +17,7 @@ from receiver.config_store import ConfigStore
 from receiver.core.rollback import RollbackRecord
 from receiver.metrics import REGISTRY, REQUEST_LATENCY
 from receiver.service import Service
+from receiver.web.auth import RejectionLog
 
 
 @dataclass
@@ -33,6 +34,8 @@ class Runtime:
 
 
 RUNTIME = web.AppKey("runtime", Runtime)
+REJECTIONS = web.AppKey("rejections", RejectionLog)
+log = structlog.get_logger(__name__)
 _timers: dict[tuple[str, str], Any] = {}  # labelled histogram children, resolved once per route
 
 
@@ -48,11 +51,23 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     start = time.perf_counter()
     try:
         response = await handler(request)
+    except ConnectionResetError:
+        transport = request.transport
+        if transport is not None and not transport.is_closing():
+            raise  # not our client's connection (e.g. an outgoing call): a 500 Alertmanager retries
+        # the client went away, or its body did not arrive in time (web/server.py closed it)
+        log.info("http_request_abandoned", path=request.path)
+        response = web.json_response({"status": "error", "error": "request not received in time"}, status=408)
     finally:
         timer.observe(time.perf_counter() - start)
         structlog.contextvars.clear_contextvars()
     response.headers["X-Request-Id"] = request_id
     return response
+
+
+async def drop_server_header(request: web.Request, response: web.StreamResponse) -> None:
+    """No ``Server: Python/3.x aiohttp/x.y`` banner: versions help only an attacker."""
+    response.headers.popall(hdrs.SERVER, None)
 
 
 def make_app(runtime: Runtime) -> web.Application:
@@ -62,6 +77,8 @@ def make_app(runtime: Runtime) -> web.Application:
     # aiohttp's own limit is only a backstop.
     app = web.Application(middlewares=[request_context], client_max_size=64 * 1024 * 1024)
     app[RUNTIME] = runtime
+    app[REJECTIONS] = RejectionLog()
+    app.on_response_prepare.append(drop_server_header)
     app.router.add_post("/webhook", handlers.webhook)
     app.router.add_post("/-/reload", handlers.reload)
     app.router.add_get("/rollbacks", handlers.rollbacks)

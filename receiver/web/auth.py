@@ -5,24 +5,51 @@ Webhook: ``Authorization: Bearer <token>`` (authorization.credentials[_file]) or
 can be rotated without downtime. Every comparison is constant-time (hmac.compare_digest)
 and every candidate is compared, so timing reveals neither the token nor which one
 matched. Admin endpoints (/health, /rollbacks) take an admin token or an HS256 JWT
-carrying the ``admin:monitoring`` permission.
+carrying the ``admin:monitoring`` permission: a JWT must have ``exp``, and the permission
+must be an exact item of its ``permissions`` list or a word of its OAuth ``scope``
+string; a valid credential without it is authenticated but not allowed (403).
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import contextlib
+import enum
 import hmac
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import jwt
+import structlog
 
 from receiver.config import AuthSettings
 
 ADMIN_PERMISSION = "admin:monitoring"
+log = structlog.get_logger(__name__)
+
+
+class AdminAccess(enum.Enum):
+    GRANTED = "granted"
+    UNAUTHENTICATED = "unauthenticated"  # 401: no credential, or not one we accept
+    FORBIDDEN = "forbidden"  # 403: a valid credential without admin:monitoring
+
+
+def grants_admin(claims: Mapping[str, object]) -> bool:
+    """Exact match only: an item of a ``permissions`` list, or a word of ``scope``.
+
+    A string ``permissions`` claim is not a list (matching it as one would be a
+    substring test: "no-admin:monitoring-really" must not pass).
+    """
+    perms = claims.get("permissions")
+    scope = claims.get("scope")
+    in_perms = isinstance(perms, list) and any(p == ADMIN_PERMISSION for p in perms)
+    in_scope = isinstance(scope, str) and ADMIN_PERMISSION in scope.split()
+    return in_perms or in_scope
 
 
 class CredentialsError(Exception):
@@ -101,23 +128,27 @@ class Credentials:
             return ok
         return False
 
-    def admin_allowed(self, authorization: str | None) -> bool:
-        """True for an admin token, or a valid JWT that grants admin:monitoring."""
+    def admin_access(self, authorization: str | None) -> AdminAccess:
+        """An admin token, or a signed, unexpired JWT (``exp`` required) granting admin:monitoring."""
         scheme, _, value = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not value.strip():
-            return self.insecure and not (self.admin_tokens or self.jwt_secret)
+            if self.insecure and not (self.admin_tokens or self.jwt_secret):
+                return AdminAccess.GRANTED
+            return AdminAccess.UNAUTHENTICATED
         token = value.strip()
         if _any_equal(token.encode(), self.admin_tokens):
-            return True
+            return AdminAccess.GRANTED
         if self.jwt_secret and token.count(".") == 2:
             try:
-                claims = jwt.decode(token, self.jwt_secret, algorithms=["HS256"])
+                claims = jwt.decode(token, self.jwt_secret, algorithms=["HS256"], options={"require": ["exp"]})
             except jwt.PyJWTError:
-                return False
-            perms = claims.get("permissions", [])
-            scopes = str(claims.get("scope", "")).split()
-            return ADMIN_PERMISSION in perms or ADMIN_PERMISSION in scopes
-        return False
+                return AdminAccess.UNAUTHENTICATED
+            return AdminAccess.GRANTED if grants_admin(claims) else AdminAccess.FORBIDDEN
+        return AdminAccess.UNAUTHENTICATED
+
+    def admin_allowed(self, authorization: str | None) -> bool:
+        """True for an admin token, or a valid JWT that grants admin:monitoring."""
+        return self.admin_access(authorization) is AdminAccess.GRANTED
 
 
 def _any_equal(candidate: bytes, accepted: tuple[bytes, ...]) -> bool:
@@ -125,3 +156,56 @@ def _any_equal(candidate: bytes, accepted: tuple[bytes, ...]) -> bool:
     for a in accepted:  # compare against all, do not short-circuit
         ok |= hmac.compare_digest(candidate, a)
     return ok
+
+
+@dataclass
+class RejectionLog:
+    """Rate-limited log of rejected credentials: a fuzzer or a misconfigured sender
+    must not flood the log (one warning per source per window, then one summary line
+    per window with how many were not logged; every rejection is still counted in
+    ``receiver_webhooks_total{outcome="unauthorized"}``)."""
+
+    window_seconds: float = 60.0
+    max_sources: int = 1000
+    clock: Callable[[], float] = time.monotonic
+    _window_start: float | None = None
+    _sources: set[str] = field(default_factory=set)
+    _suppressed: int = 0
+
+    def rejected(self, source: str | None, **details: object) -> None:
+        now = self.clock()
+        if self._window_start is None or now - self._window_start >= self.window_seconds:
+            self.flush()
+            self._window_start = now
+        key = source or "unknown"
+        if key in self._sources or len(self._sources) >= self.max_sources:
+            self._suppressed += 1
+            if self._suppressed == 1:  # make sure the summary comes even if nothing follows
+                with contextlib.suppress(RuntimeError):
+                    wait = self._window_start + self.window_seconds - now
+                    asyncio.get_running_loop().call_later(max(wait, 0.0), self._flush_if_due)
+            return
+        self._sources.add(key)
+        log.warning(
+            "webhook_unauthorized",
+            remote=source,
+            **details,
+            note=f"further rejections from this source are summed up every {self.window_seconds:g} s",
+        )
+
+    def _flush_if_due(self) -> None:
+        if self._window_start is not None and self.clock() - self._window_start >= self.window_seconds:
+            self.flush()
+            self._window_start = None
+
+    def flush(self) -> None:
+        """Log the summary of the window that ended, if anything was left unlogged."""
+        if self._suppressed:
+            log.warning(
+                "webhook_unauthorized_suppressed",
+                count=self._suppressed,
+                sources=len(self._sources),
+                window_seconds=self.window_seconds,
+            )
+        self._sources = set()
+        self._suppressed = 0

@@ -18,7 +18,8 @@ from aiohttp import web
 from receiver.core.alerts import PayloadError, parse_payload
 from receiver.metrics import WEBHOOKS
 from receiver.service import IntentNotRecorded
-from receiver.web.app import RUNTIME
+from receiver.web.app import REJECTIONS, RUNTIME
+from receiver.web.auth import AdminAccess
 
 log = structlog.get_logger(__name__)
 ACCEPTED = WEBHOOKS.labels("accepted")
@@ -71,7 +72,7 @@ async def webhook(request: web.Request) -> web.Response:
     store = rt.store
     if not store.credentials.webhook_allowed(request.headers.get("Authorization")):
         WEBHOOKS.labels("unauthorized").inc()
-        log.warning("webhook rejected: missing or wrong credentials", remote=request.remote)
+        request.app[REJECTIONS].rejected(request.remote, reason="missing or wrong credentials")
         return error(401, "missing or invalid credentials", hint="send Authorization: Bearer <token> or basic auth")
     limit = store.config.settings.max_body_bytes
     try:
@@ -106,8 +107,11 @@ async def webhook(request: web.Request) -> web.Response:
 
 def admin_denied(request: web.Request) -> web.Response | None:
     creds = request.app[RUNTIME].store.credentials
-    if creds.admin_allowed(request.headers.get("Authorization")):
+    access = creds.admin_access(request.headers.get("Authorization"))
+    if access is AdminAccess.GRANTED:
         return None
+    if access is AdminAccess.FORBIDDEN:
+        return error(403, "this credential does not grant admin:monitoring")
     return error(401, "admin credential required (admin token or JWT with admin:monitoring)")
 
 

@@ -103,3 +103,96 @@ async def test_without_patch_on_the_scale_subresource_the_rollback_fails_naming_
     assert final.phase is Phase.FAILED
     assert 'cannot patch resource "deployments/scale"' in (final.error or "")
     assert sim.get("deployments", NS, CANARY)["spec"]["replicas"] == 1
+
+
+# --- the Role is exactly what a whole run uses -------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_config(tmp_path: Path) -> Path:
+    from receiver.config import load_config
+
+    cfg = load_config(ROOT / "config.yaml").model_dump(mode="json", exclude_none=True)
+    cfg["settings"]["lease_duration_seconds"] = 2
+    cfg["slack"]["mode"] = "off"
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def rule_allows(rule: dict[str, Any], r: Any) -> bool:
+    """Whether one rule of the Role allows one recorded request (the simulator's RBAC)."""
+    resource, _, sub = r.resource.partition("/")
+    [access] = AccessRule.from_role({"kind": "Role", "metadata": {"namespace": NS}, "rules": [rule]})
+    return access.allows(r.verb, r.group, resource, sub, r.namespace, r.name)
+
+
+async def test_a_rollback_and_its_adoption_by_a_second_replica_use_every_rule_of_the_role_and_nothing_else(
+    tmp_path: Path,
+) -> None:
+    """Run as `receiver serve` runs (start_receiver) under the shipped Role: replica a starts
+    a rollback and stops mid-verify, replica b adopts and finishes it. Every request the
+    simulator served must be allowed by a rule, and every rule (each verb of it) used."""
+    import secrets
+
+    import aiohttp
+
+    from receiver.records import record_from_lease
+    from receiver.serve import start_receiver
+    from tests.fixtures.receiver import firing_payload
+
+    role = shipped_role()
+    sim = fast_sim(tokens={"receiver-token": AccessRule.from_role(role, NS)})
+    sim.load_manifests(KubeSim.default_manifests())
+    await sim.start()
+    stable = sim.get("deployments", NS, STABLE)
+    assert stable is not None
+    stable["metadata"].setdefault("annotations", {})["sim.rollback-receiver.io/ready-delay-seconds"] = "1"
+    sim.apply(stable)
+    await sim.wait_for(lambda: (sim.get("deployments", NS, STABLE) or {}).get("status", {}).get("readyReplicas") == 4)
+
+    def finished() -> bool:
+        lease = sim.get("leases", NS, "rollback-finance-service")
+        record = record_from_lease(lease) if lease else None
+        return record is not None and record.phase is Phase.SUCCEEDED
+
+    kubeconfig = sim.write_kubeconfig(tmp_path / "kc", token="receiver-token")
+    path = run_config(tmp_path)
+    token = secrets.token_urlsafe(12)
+    env = {"RECEIVER_WEBHOOK_TOKEN": token}
+    receivers = []
+    try:
+        a = await start_receiver(path, kubeconfig=kubeconfig, identity="replica-a", env=env, watch_config=False)
+        receivers.append(a)
+        await a.watcher.wait_synced(5)
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(f"{a.url}/webhook", json=firing_payload(), headers={"Authorization": f"Bearer {token}"}) as resp,
+        ):
+            assert resp.status == 200, await resp.text()
+        await sim.wait_for(lambda: (sim.get("deployments", NS, STABLE) or {})["spec"].get("replicas") == 5, 10)
+        await a.stop(grace=0)  # mid-verify: the stable's new pod takes 1 s to be Ready
+        assert not finished(), "replica a finished alone; nothing left to adopt"
+        b = await start_receiver(path, kubeconfig=kubeconfig, identity="replica-b", env=env, watch_config=False)
+        receivers.append(b)
+        await b.watcher.wait_synced(5)
+
+        await sim.wait_for(finished, 20)
+    finally:
+        for rx in receivers:
+            await rx.stop(grace=1)
+        await sim.stop()
+
+    served = [r for r in sim.requests if r.verb and r.user == "receiver-token"]
+    assert [r for r in served if r.status == 403] == []
+    rules = role["rules"]
+    denied = {(r.verb, r.group, r.resource, r.name) for r in served if not any(rule_allows(x, r) for x in rules)}
+    assert denied == set()
+    unused = []
+    for rule in rules:
+        for verb in rule["verbs"]:
+            one = {**rule, "verbs": [verb]}
+            if not any(rule_allows(one, r) for r in served):
+                unused.append((verb, rule["apiGroups"], rule["resources"], rule.get("resourceNames")))
+    assert unused == [], (unused, sorted({(r.verb, r.group, r.resource, r.namespace, r.name) for r in served}))

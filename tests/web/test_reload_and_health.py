@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -165,10 +166,13 @@ async def test_full_health_needs_an_admin_token_or_jwt(
     secret.write_text("k" * 32)
     config_file(config_file().read_text() + f"auth:\n  jwt_secret_file: {secret}\n")
     assert (await store.reload("test")).ok
-    granted = jwt.encode({"sub": "grafana", "permissions": ["admin:monitoring"]}, "k" * 32, algorithm="HS256")
-    denied = jwt.encode({"sub": "bob", "permissions": ["read"]}, "k" * 32, algorithm="HS256")
+    exp = int(time.time()) + 600
+    granted = jwt.encode(
+        {"sub": "grafana", "permissions": ["admin:monitoring"], "exp": exp}, "k" * 32, algorithm="HS256"
+    )
+    denied = jwt.encode({"sub": "bob", "permissions": ["read"], "exp": exp}, "k" * 32, algorithm="HS256")
     assert (await client.get("/health", headers={"Authorization": f"Bearer {granted}"})).status == 200
-    assert (await client.get("/health", headers={"Authorization": f"Bearer {denied}"})).status == 401
+    assert (await client.get("/health", headers={"Authorization": f"Bearer {denied}"})).status == 403
 
 
 async def test_a_file_that_is_not_utf8_is_refused_and_the_watch_keeps_going(

@@ -36,6 +36,7 @@ class RecordedRequest:
     status: int
     user: str | None
     verb: str = ""
+    group: str = ""  # API group ("" = core), so a test can check a request against RBAC rules
     resource: str = ""  # "deployments/scale" for a subresource
     namespace: str = ""
     name: str = ""
@@ -142,6 +143,7 @@ class Handlers:
         )
         if isinstance(target, Target):
             record.verb = verb_of(request.method, target, query)
+            record.group = target.res.group
             record.resource = f"{target.res.plural}/{target.subresource}" if target.subresource else target.res.plural
             record.namespace, record.name = target.namespace, target.name
         self.sim.requests.append(record)
