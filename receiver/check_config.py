@@ -19,6 +19,7 @@ from typing import TextIO
 from receiver.config import Config, ConfigError, Mute, Rule, StepOrder, Target, load_config
 from receiver.core.matchers import format_matchers
 from receiver.core.units import format_value
+from receiver.slack import slack_credentials_problem
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,6 +52,10 @@ def check(
         print(f"Checking '{path}'  FAILED: {first}", file=out)
         for line in rest:
             print(line, file=out)
+        print(file=out)
+        return False
+    if (slack_problem := slack_credentials_problem(config, os.environ if env is None else env)) is not None:
+        print(f"Checking '{path}'  FAILED: {slack_problem}", file=out)
         print(file=out)
         return False
     print(f"Checking '{path}'  SUCCESS", file=out)
