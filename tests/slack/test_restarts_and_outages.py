@@ -22,6 +22,7 @@ from receiver.serve import start_receiver
 from receiver.sim.kube import KubeSim
 from receiver.sim.slack import FakeSlack
 from receiver.slack import make_notifier, slack_credentials_problem
+from tests.fixtures.receiver import firing_payload
 from tests.fixtures.slack import BotFactory, LogWatch, metric, successful_rollback
 from tests.slack.test_conversation import play
 
@@ -194,3 +195,34 @@ async def test_health_shows_slack_degraded_while_slack_refuses_the_token(
     assert "xoxb-revoked" not in str(health)
     assert ready_status == 200  # Slack is not a reason to take the receiver out of service
     assert "receiver_slack_up 0.0" in metrics_text
+
+
+async def test_a_served_rollback_whose_parent_answer_was_lost_continues_that_parent_and_keeps_it(
+    kube_sim: KubeSim, kubeconfig_path: Path, tmp_path: Path
+) -> None:
+    slack = FakeSlack(channels={"#rollbacks": "C0ROLLBACKS"})
+    await slack.start()
+    cfg = load_config(ROOT / "config.yaml").model_dump(mode="json", exclude_none=True)
+    cfg["slack"].update(mode="bot", api_url=slack.api_url, timeout_seconds=0.5)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    env = {"RECEIVER_WEBHOOK_TOKEN": "hook-t0ken", "SLACK_BOT_TOKEN": slack.token}
+    rx = await start_receiver(path, kubeconfig=kubeconfig_path, identity="rx", env=env, watch_config=False)
+    try:
+        await rx.watcher.wait_synced(5)
+        slack.fail_next("chat.postMessage", hang=True)  # the parent lands, its answer never comes
+        async with aiohttp.ClientSession() as http, http.post(
+            f"{rx.url}/webhook", json=firing_payload(), headers={"Authorization": "Bearer hook-t0ken"}
+        ) as resp:
+            assert resp.status == 200
+        [parent] = await slack.wait_for(
+            lambda: [m for m in slack.messages("#rollbacks") if "rolled back in" in m.text], timeout=20)
+        await slack.wait_for(lambda: any(r.text.startswith("verify") for r in slack.thread("#rollbacks", parent.ts)))
+        [record] = await rx.executor.list_rollbacks()
+    finally:
+        await rx.stop(1)
+        await slack.stop()
+    assert slack.messages("#rollbacks") == [parent]  # no second parent
+    steps = [r.text.split(":")[0] for r in slack.thread("#rollbacks", parent.ts)]
+    assert len(steps) == len(set(steps)) and steps[-1] == "verify"
+    assert (record.slack_channel, record.slack_ts) == ("C0ROLLBACKS", parent.ts)  # the record keeps the thread
