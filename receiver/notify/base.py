@@ -249,4 +249,5 @@ class QueuedNotifier:
             self._problems.pop(key, None)
         if not self._problems:
             SLACK_UP.set(1)
-            log.info("slack_up", mode=self.mode)
+            # at error like the down line, so whoever filters on errors also sees it end
+            log.error("slack_up", mode=self.mode, reason="a call succeeded again")
