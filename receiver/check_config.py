@@ -33,6 +33,7 @@ from receiver.config import Config, ConfigError, Mute, Rule, SlackSettings, Step
 from receiver.core.matchers import format_matchers
 from receiver.core.units import format_value
 from receiver.records import lease_name, lease_namespace
+from receiver.slack import slack_credentials_problem
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_INVALID = 0, 1, 2
 DEFAULT_REQUEST_TIMEOUT = 30.0
@@ -133,6 +134,10 @@ def check_and_load(
         print(f"Checking '{path}'  FAILED: {first}", file=out)
         for line in rest:
             print(line, file=out)
+        print(file=out)
+        return None
+    if (slack_problem := slack_credentials_problem(config, os.environ if env is None else env)) is not None:
+        print(f"Checking '{path}'  FAILED: {slack_problem}", file=out)
         print(file=out)
         return None
     print(f"Checking '{path}'  SUCCESS", file=out)

@@ -47,6 +47,12 @@ SLACK_MESSAGES = Counter(
 SLACK_QUEUE_DROPPED = Counter(
     "receiver_slack_dropped_total", "Notifications dropped (queue full or Slack down).", registry=REGISTRY
 )
+SLACK_UP = Gauge(
+    "receiver_slack_up",
+    "0 while Slack refuses or cannot be reached for good (bad token, missing channel, down), else 1.",
+    registry=REGISTRY,
+)
+SLACK_UP.set(1)  # no failure known (also when slack.mode is console or off)
 REQUEST_LATENCY = Histogram(
     "receiver_http_request_duration_seconds",
     "HTTP request latency by route.",

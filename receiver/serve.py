@@ -170,9 +170,12 @@ async def start_receiver(
     from receiver.executor import Executor, TargetWatcher
     from receiver.kube import new_api_client
     from receiver.lease_observations import LeaseObservations
-    from receiver.slack import make_notifier
+    from receiver.slack import make_notifier, slack_credentials_problem
+    from receiver.web.health import SLACK_CHECK
 
     store = ConfigStore(config_path, insecure=insecure, env=env)
+    if (slack_problem := slack_credentials_problem(store.config, os.environ if env is None else env)) is not None:
+        raise ConfigError(slack_problem)  # before any client exists: nothing to close
     identity = identity or os.environ.get("POD_NAME") or socket.gethostname()
     api = await new_api_client(kubeconfig)
     # one record of when each Lease was seen to change, fed by the watcher's Lease watch
@@ -210,7 +213,9 @@ async def start_receiver(
     # Shutdown budget (Kubernetes' default grace is 30 s): 5 s to finish HTTP requests,
     # --shutdown-grace (25 s) for running rollbacks, then Leases are released (or expire).
     # header/body read timeouts and a connection cap, as a reverse proxy would (web/server.py)
-    runner = GuardedAppRunner(make_app(runtime), access_log=None, shutdown_timeout=5.0)
+    app = make_app(runtime)
+    app[SLACK_CHECK] = getattr(notifier, "problem", lambda: None)  # lasting Slack failures: /health degraded
+    runner = GuardedAppRunner(app, access_log=None, shutdown_timeout=5.0)
     await runner.setup()
     host, _, port = listen.rpartition(":")
     site = web.TCPSite(runner, host or "0.0.0.0", int(port))

@@ -3,7 +3,8 @@
 ``make_notifier`` picks the delivery from ``slack.mode``: "bot" (Web API: a parent per
 rollback updated in place, its timeline threaded, failures broadcast), "webhook" (an
 incoming webhook: one message per event), "console" (readable lines on stdout, the
-demo's mode) or "off". Every mode is fed through a bounded queue by one worker
+demo's mode) or "off". A bot without a token or a webhook without a URL is a configuration error
+(``slack_credentials_problem``), not a quiet fallback. Every mode is fed through a bounded queue by one worker
 (receiver/notify/base.py), so a slow or absent Slack never delays a rollback.
 """
 
@@ -16,15 +17,15 @@ from typing import TYPE_CHECKING, Protocol
 
 import structlog
 
+from receiver.config import ConfigError
 from receiver.core.rollback import RollbackRecord, Step
-from receiver.metrics import SLACK_MESSAGES
 from receiver.notify.base import ConfigProvider, DeliveryPolicy, OnThread, QueuedNotifier
 from receiver.notify.bot import SlackBotNotifier
 from receiver.notify.console import ConsoleNotifier
 from receiver.notify.webhook import SlackWebhookNotifier
 
 if TYPE_CHECKING:
-    from receiver.config import SlackSettings, Target
+    from receiver.config import Config, SlackSettings, Target
     from receiver.core.decisions import Decision
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "SlackBotNotifier",
     "SlackWebhookNotifier",
     "make_notifier",
+    "slack_credentials_problem",
 ]
 
 log = structlog.get_logger("receiver.slack")
@@ -71,15 +73,38 @@ class NullNotifier:
         return None
 
 
-def _secret(file: Path | None, env_name: str, env: Mapping[str, str]) -> tuple[str, str]:
-    """(value, where it came from) from a file or an environment variable; value may be ""."""
+def _secret(file: Path | None, env_name: str, env: Mapping[str, str]) -> tuple[str, str, str | None]:
+    """(value, where it came from, why it could not be read) from a file or an environment variable."""
     if file is not None:
         try:
-            return file.read_text(encoding="utf-8").strip(), f"slack file {file}"
+            return file.read_text(encoding="utf-8").strip(), f"slack file {file}", None
         except OSError as e:
-            log.error("cannot read slack secret file", path=str(file), error=e.strerror)
-            return "", f"slack file {file}"
-    return env.get(env_name, "").strip(), f"environment variable {env_name}"
+            return "", f"slack file {file}", e.strerror or type(e).__name__
+    return env.get(env_name, "").strip(), f"environment variable {env_name}", None
+
+
+def _settings_problem(settings: SlackSettings, env: Mapping[str, str]) -> str | None:
+    if settings.mode == "bot":
+        token, source, error = _secret(settings.token_file, settings.token_env, env)
+        what = "a bot token (xoxb-...)"
+    elif settings.mode == "webhook":
+        token, source, error = _secret(settings.webhook_url_file, settings.webhook_url_env, env)
+        what = "an incoming webhook URL (https://hooks.slack.com/...)"
+    else:
+        return None
+    if error is not None:
+        return f"slack.mode is {settings.mode} but {source} cannot be read: {error}"
+    if not token:
+        return f"slack.mode is {settings.mode} but {source} is empty or unset: put {what} there"
+    return None
+
+
+def slack_credentials_problem(config: Config, environ: Mapping[str, str]) -> str | None:
+    """Why ``config``'s Slack mode cannot work with these secrets (None: it can).
+
+    A bot without a token or a webhook without a URL would print to nobody: that is a
+    configuration error (``serve`` exits 2, ``check-config`` fails), never a quiet fallback."""
+    return _settings_problem(config.slack, environ)
 
 
 def make_notifier(
@@ -96,26 +121,21 @@ def make_notifier(
     posted, so the executor can keep the thread with the rollback. ``config`` (optional)
     gives per-target channels, runbook/dashboard links and the live on-call mention;
     without it every message goes to slack.default_channel. A bot or webhook mode without
-    its secret falls back to the console, loudly, rather than stopping the receiver.
+    its secret raises ConfigError (see slack_credentials_problem).
     """
     env = os.environ if secrets_env is None else secrets_env
+    problem = _settings_problem(settings, env)
+    if problem is not None:
+        raise ConfigError(problem)
     if settings.mode == "off":
         return NullNotifier()
     if settings.mode == "bot":
-        token, source = _secret(settings.token_file, settings.token_env, env)
-        if token:
-            log.info("slack notifications via the Web API", api_url=settings.api_url, token_from=source,
-                     default_channel=settings.default_channel)
-            return SlackBotNotifier(settings, token, source, on_thread=on_thread, config=config, policy=policy)
-        SLACK_MESSAGES.labels("auth.test", "no_token").inc()
-        log.error("slack.mode is bot but there is no bot token; printing to the console instead",
-                  fix=f"put the xoxb- token in {source}")
-    elif settings.mode == "webhook":
-        url, source = _secret(settings.webhook_url_file, settings.webhook_url_env, env)
-        if url:
-            log.info("slack notifications via an incoming webhook", url_from=source)
-            return SlackWebhookNotifier(settings, url, source, config=config, policy=policy)
-        SLACK_MESSAGES.labels("webhook", "no_url").inc()
-        log.error("slack.mode is webhook but there is no webhook URL; printing to the console instead",
-                  fix=f"put the https://hooks.slack.com/... URL in {source}")
+        token, source, _ = _secret(settings.token_file, settings.token_env, env)
+        log.info("slack_notifier_ready", mode="bot", api_url=settings.api_url, token_from=source,
+                 default_channel=settings.default_channel)
+        return SlackBotNotifier(settings, token, source, on_thread=on_thread, config=config, policy=policy)
+    if settings.mode == "webhook":
+        url, source, _ = _secret(settings.webhook_url_file, settings.webhook_url_env, env)
+        log.info("slack_notifier_ready", mode="webhook", url_from=source)
+        return SlackWebhookNotifier(settings, url, source, config=config, policy=policy)
     return ConsoleNotifier(settings, config=config, policy=policy)

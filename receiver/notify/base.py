@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from receiver.core.rollback import RollbackRecord, Step
-from receiver.metrics import SLACK_MESSAGES, SLACK_QUEUE_DROPPED
+from receiver.metrics import SLACK_MESSAGES, SLACK_QUEUE_DROPPED, SLACK_UP
 
 if TYPE_CHECKING:
     from receiver.config import Config, SlackSettings, Target
@@ -96,6 +96,10 @@ class QueuedNotifier:
         #: The newest record per rollback as enqueued, so a late delivery shows the latest state.
         self._latest: OrderedDict[str, RollbackRecord] = OrderedDict()
         self._down_since: float | None = None
+        #: Lasting failures by what they concern ("auth", "connection", "channel C123"):
+        #: Slack counts as down while any is known, until a call shows it fixed.
+        self._problems: dict[str, str] = {}
+        SLACK_UP.set(1)
 
     # --- what the service and executor call (never blocks) ---------------------------
 
@@ -114,7 +118,7 @@ class QueuedNotifier:
             self._queue.put_nowait(ev)
         except asyncio.QueueFull:
             SLACK_QUEUE_DROPPED.inc()
-            log.warning("slack notification dropped: queue full (Slack slow or down?)",
+            log.warning("slack_notification_dropped", reason="queue full (Slack slow or down?)",
                         queue_size=self._queue.maxsize, mode=self.mode, **event_fields(ev))
 
     # --- lifecycle -----------------------------------------------------------------
@@ -137,7 +141,7 @@ class QueuedNotifier:
             ev = self._queue.get_nowait()
             self._queue.task_done()
             left += 1
-            log.warning("slack notification lost at shutdown", mode=self.mode, **event_fields(ev))
+            log.warning("slack_notification_lost", reason="shutdown", mode=self.mode, **event_fields(ev))
         if left:
             SLACK_QUEUE_DROPPED.inc(left)
         await self.aclose()
@@ -158,11 +162,11 @@ class QueuedNotifier:
             except asyncio.CancelledError:
                 self._queue.task_done()
                 SLACK_QUEUE_DROPPED.inc()
-                log.warning("slack notification lost at shutdown (was being delivered)", mode=self.mode,
+                log.warning("slack_notification_lost", reason="shutdown while being delivered", mode=self.mode,
                             **event_fields(ev))
                 raise
             except Exception:
-                log.exception("slack notifier failed on an event", mode=self.mode, **event_fields(ev))
+                log.exception("slack_notifier_failed", mode=self.mode, **event_fields(ev))
             self._queue.task_done()
 
     async def on_start(self) -> None:
@@ -206,16 +210,44 @@ class QueuedNotifier:
             self._down_since = now
         if now - self._down_since >= self.policy.give_up_after:
             SLACK_MESSAGES.labels(method, "gave_up").inc()
+            self.set_problem("connection", f"Slack unreachable for {round(now - self._down_since)} s ({why})")
             return False
         delay = min(self.policy.retry_max, self.policy.retry_initial * 2**attempt)
         delay *= 0.5 + random.random() / 2
-        bound.info("slack unreachable, will retry", method=method, why=why, retry_in=round(delay, 3),
+        bound.info("slack_retry", reason="unreachable", method=method, why=why, retry_in=round(delay, 3),
                    down_for=round(now - self._down_since, 1))
         await asyncio.sleep(delay)
         return True
 
     def mark_up(self) -> None:
         if self._down_since is not None:
-            log.info("slack reachable again", mode=self.mode,
-                     down_for=round(time.monotonic() - self._down_since, 1))
+            log.info("slack_reachable", mode=self.mode, down_for=round(time.monotonic() - self._down_since, 1))
         self._down_since = None
+        self.clear_problems("connection")
+
+    # --- up or down: /health, receiver_slack_up, one log line per change ----------------
+
+    def problem(self) -> str | None:
+        """What keeps Slack from working for good right now (None: up), for /health."""
+        return "; ".join(self._problems.values()) or None
+
+    def set_problem(self, key: str, text: str, bound: structlog.typing.FilteringBoundLogger | None = None,
+                    **fields: object) -> bool:
+        """Record a lasting failure; True (and one error line) when Slack just went down."""
+        was_up = not self._problems
+        self._problems[key] = text
+        if was_up:
+            SLACK_UP.set(0)
+            (bound or log).error("slack_down", mode=self.mode, problem=text, **fields)
+        return was_up
+
+    def clear_problems(self, *keys: str) -> None:
+        """Forget the failures a successful call disproved; one line when Slack is up again."""
+        if not self._problems:
+            return
+        for key in keys:
+            self._problems.pop(key, None)
+        if not self._problems:
+            SLACK_UP.set(1)
+            # at error like the down line, so whoever filters on errors also sees it end
+            log.error("slack_up", mode=self.mode, reason="a call succeeded again")

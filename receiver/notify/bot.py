@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -29,7 +30,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from receiver.core import messages
 from receiver.core.decisions import DecisionKind
-from receiver.core.rollback import Phase, RollbackRecord
+from receiver.core.rollback import Phase, RollbackRecord, Step
 from receiver.metrics import SLACK_MESSAGES
 from receiver.notify.base import (
     MAX_REMEMBERED,
@@ -67,6 +68,42 @@ _HINTS = {
 }
 
 
+#: Refusals that last until a person acts: Slack counts as down (/health, receiver_slack_up).
+AUTH_ERRORS = frozenset({"invalid_auth", "not_authed", "token_revoked", "token_expired", "account_inactive",
+                         "no_permission", "org_login_required", "team_access_not_granted", "ekm_access_denied"})
+CHANNEL_ERRORS = frozenset({"channel_not_found", "not_in_channel", "is_archived", "restricted_action"})
+#: Reads that find an earlier parent after a restart need these scopes; without them a
+#: restart may post a second parent, the rest works.
+LOOKUP_HINTS = {
+    "missing_scope": "add the channels:read, channels:history (and groups:read, groups:history for private "
+                     "channels) scopes to the Slack app, so a restarted receiver finds its earlier messages",
+    "channel_not_found": "the bot cannot see the channel: invite it (/invite @<bot name>)",
+}
+
+#: Message metadata (Slack's {event_type, event_payload}) that ties messages to a rollback.
+PARENT_EVENT, STEP_EVENT, FAILURE_EVENT = "rollback", "rollback_step", "rollback_failure"
+CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{6,}")
+MAX_PAGES = 5  # of conversations.list/history/replies when looking for earlier messages
+CLOCK_SKEW_SECONDS = 600  # a parent is looked for from this long before the rollback started
+
+
+def metadata(event_type: str, rollback_id: str, **extra: str) -> dict[str, Any]:
+    return {"event_type": event_type, "event_payload": {"rollback_id": rollback_id, **extra}}
+
+
+def is_ours(message: Any, event_type: str, rollback_id: str) -> bool:
+    md = message.get("metadata") if isinstance(message, dict) else None
+    if not isinstance(md, dict) or md.get("event_type") != event_type:
+        return False
+    payload = md.get("event_payload")
+    return isinstance(payload, dict) and payload.get("rollback_id") == rollback_id
+
+
+def step_key(step: Step) -> str:
+    """What identifies a timeline step in the thread (its name and when it happened)."""
+    return f"{step.name}@{step.at.isoformat()}"
+
+
 def hint(error: str, channel: str, token_source: str) -> str:
     template = _HINTS.get(error, "see https://api.slack.com/methods for the error {error}")
     return template.format(channel=channel, token_source=token_source, error=error)
@@ -95,7 +132,8 @@ class _Thread:
     channel: str | None = None  # channel id, as chat.update needs
     ts: str | None = None
     lost: bool = False  # the parent may have landed, but its ts is unknown
-    posted_steps: int = 0
+    synced: bool = False  # looked for what an earlier process posted
+    posted: set[str] = field(default_factory=set)  # step keys told (or lost) in the thread
     last_parent: dict[str, Any] | None = None
     failure_sent: bool = False
     outcome_sent: bool = False
@@ -157,15 +195,23 @@ class SlackBotNotifier(QueuedNotifier):
         self._threads: OrderedDict[str, _Thread] = OrderedDict()
         self._by_target: dict[str, str] = {}  # target -> latest rollback id
         self._side_tasks: set[asyncio.Task[None]] = set()
+        self._channel_ids: dict[str, str] = {}  # "#name" -> id, from posts and conversations.list
 
     # --- the one place that talks to Slack -----------------------------------------
 
-    async def call(self, method: str, bound: Any, **body: Any) -> CallResult:
+    async def call(self, method: str, bound: Any, *, lookup: bool = False, **body: Any) -> CallResult:
+        """One Web API call with the retries of the module docstring.
+
+        ``lookup`` marks a read (conversations.*): sent as a GET with query parameters, as
+        Slack wants for reads, and a refusal is only a warning (posting still works)."""
         attempt = 0
         channel = str(body.get("channel", ""))
         while True:
             try:
-                resp = await self.client.api_call(method, json=body)
+                if lookup:
+                    resp = await self.client.api_call(method, http_verb="GET", params=body)
+                else:
+                    resp = await self.client.api_call(method, json=body)
             except SlackApiError as e:
                 status = e.response.status_code
                 data = e.response.data if isinstance(e.response.data, dict) else {}
@@ -178,12 +224,11 @@ class SlackBotNotifier(QueuedNotifier):
                     return CallResult(Outcome.NOT_DELIVERED, error=error)
                 self.mark_up()
                 SLACK_MESSAGES.labels(method, error).inc()
-                bound.error("slack refused the call", method=method, error=error, channel=channel,
-                            fix=hint(error, channel, self._token_source))
+                self._refused(method, error, channel, bound, lookup=lookup)
                 return CallResult(Outcome.REJECTED, data=data, error=error)
             except TimeoutError:
                 SLACK_MESSAGES.labels(method, "timeout").inc()
-                bound.warning("slack call timed out; not repeating it, it may have been delivered",
+                bound.warning("slack_call_timed_out", reason="not repeated: it may have been delivered",
                               method=method, channel=channel, timeout=self._settings.timeout_seconds)
                 return CallResult(Outcome.MAYBE_DELIVERED, error="timeout")
             except aiohttp.ClientConnectorError as e:
@@ -194,12 +239,30 @@ class SlackBotNotifier(QueuedNotifier):
                 return CallResult(Outcome.NOT_DELIVERED, error="unreachable")
             except aiohttp.ClientError as e:
                 SLACK_MESSAGES.labels(method, "connection_lost").inc()
-                bound.warning("slack connection lost mid-call; not repeating it, it may have been delivered",
+                bound.warning("slack_connection_lost", reason="not repeated: it may have been delivered",
                               method=method, channel=channel, error=str(e))
                 return CallResult(Outcome.MAYBE_DELIVERED, error="connection_lost")
             self.mark_up()
             SLACK_MESSAGES.labels(method, "ok").inc()
+            self.clear_problems("auth", *([f"channel {channel}"] if channel and not lookup else []))
             return CallResult(Outcome.OK, data=dict(resp.data) if isinstance(resp.data, dict) else {})
+
+    def _refused(self, method: str, error: str, channel: str, bound: Any, *, lookup: bool) -> None:
+        """Log a refusal; a lasting one (token, channel) marks Slack down, logged once per change."""
+        fix = hint(error, channel, self._token_source)
+        if error in AUTH_ERRORS or (error == "missing_scope" and not lookup):
+            key, text = "auth", f"{method}: {error}"
+        elif error in CHANNEL_ERRORS and not lookup:
+            key, text = f"channel {channel}", f"{method} to {channel}: {error}"
+        elif lookup:
+            bound.warning("slack_lookup_refused", method=method, error=error, channel=channel,
+                          fix=LOOKUP_HINTS.get(error, fix))
+            return
+        else:  # not lasting (a message too long, ...): each one is an error of its own
+            bound.error("slack_call_refused", method=method, error=error, channel=channel, fix=fix)
+            return
+        if not self.set_problem(key, text, bound, method=method, error=error, channel=channel, fix=fix):
+            bound.warning("slack_call_refused", method=method, error=error, channel=channel, fix=fix)
 
     async def post(self, bound: Any, channel: str, msg: messages.SlackMessage, what: str,
                    **extra: Any) -> CallResult:
@@ -207,9 +270,12 @@ class SlackBotNotifier(QueuedNotifier):
         r = await self.call("chat.postMessage", bound, channel=channel, **msg.payload(),
                             unfurl_links=False, unfurl_media=False, **extra)
         if r.outcome is Outcome.MAYBE_DELIVERED:
-            bound.warning("slack message possibly lost (timed out, not re-posted)", what=what, text=msg.text)
+            bound.warning("slack_message_maybe_lost", reason="timed out or cut off, not re-posted", what=what,
+                          text=msg.text)
         elif r.outcome is not Outcome.OK:
-            bound.warning("slack message lost", what=what, error=r.error, text=msg.text)
+            bound.warning("slack_message_lost", what=what, error=r.error, text=msg.text)
+        elif not channel.startswith(("C", "G", "D")) and r.data.get("channel"):
+            self._channel_ids[channel] = str(r.data["channel"])
         return r
 
     async def on_start(self) -> None:
@@ -219,13 +285,18 @@ class SlackBotNotifier(QueuedNotifier):
         except SlackApiError as e:
             error = str(e.response.get("error") or e.response.status_code) if isinstance(e.response.data, dict) \
                 else str(e.response.status_code)
-            log.error("slack auth.test failed", error=error, fix=hint(error, "", self._token_source))
+            fix = hint(error, "", self._token_source)
+            if error in AUTH_ERRORS:
+                self.set_problem("auth", f"auth.test: {error}", method="auth.test", error=error, fix=fix)
+            else:
+                log.error("slack_auth_test_failed", error=error, fix=fix)
             return
         except (TimeoutError, aiohttp.ClientError) as e:
-            log.warning("slack not reachable at start; messages will be retried", error=str(e) or type(e).__name__,
-                        api_url=self._settings.api_url)
+            log.warning("slack_unreachable_at_start", reason="messages will be retried",
+                        error=str(e) or type(e).__name__, api_url=self._settings.api_url)
             return
-        log.info("slack bot ready", team=resp.get("team"), user=resp.get("user"), api_url=self._settings.api_url)
+        self.clear_problems("auth")
+        log.info("slack_bot_ready", team=resp.get("team"), user=resp.get("user"), api_url=self._settings.api_url)
 
     async def aclose(self) -> None:
         if self._side_tasks:
@@ -249,9 +320,7 @@ class SlackBotNotifier(QueuedNotifier):
             if rec.slack_channel and rec.slack_ts:
                 # Resumed after a restart: the parent exists; continue it, do not post another.
                 th.channel, th.ts = rec.slack_channel, rec.slack_ts
-                new_step = ev.step is not None and rec.steps[-1:] == (ev.step,)
-                th.posted_steps = len(rec.steps) - (1 if new_step else 0)
-                log.info("continuing the rollback's slack thread", rollback_id=rec.id, target=rec.target,
+                log.info("slack_thread_continued", rollback_id=rec.id, target=rec.target,
                          channel=th.channel, ts=th.ts)
             self._threads[rec.id] = th
             while len(self._threads) > MAX_REMEMBERED:
@@ -266,69 +335,186 @@ class SlackBotNotifier(QueuedNotifier):
         target = self.target(rec.target)
         th = self._thread_for(ev)
         th.record = latest
+        steps = list(rec.steps)
+        if ev.step is not None and ev.step not in rec.steps:
+            steps.append(ev.step)
 
+        if not th.synced:
+            await self._sync(th, rec, ev, target, bound)
+        elif th.lost:
+            await self._adopt_earlier_parent(th, rec, target, bound)
         if th.ts is None and not th.lost:
             if not await self._post_parent(th, latest, target, bound):
                 return  # nothing landed: the next change posts the parent with every step
         elif th.ts is not None:
             await self._update_parent(th, latest, target, bound)
 
-        steps = list(rec.steps[th.posted_steps:])
-        th.posted_steps = max(th.posted_steps, len(rec.steps))
-        if ev.step is not None and ev.step not in rec.steps:
-            steps.append(ev.step)
         for step in steps:
+            key = step_key(step)
+            if key in th.posted:
+                continue
+            th.posted.add(key)  # at most once: a lost reply is logged, never repeated
             reply = messages.step_reply(rec, step)
             if th.ts is None:
-                bound.info("timeline step not posted (thread unknown)", step=step.name, text=reply.text)
+                bound.info("slack_step_not_posted", reason="thread unknown", step=step.name, text=reply.text)
                 continue
-            await self.post(bound, th.channel or "", reply, "step", thread_ts=th.ts)
+            await self.post(bound, th.channel or "", reply, "step", thread_ts=th.ts,
+                            metadata=metadata(STEP_EVENT, rec.id, step=key))
 
         if rec.phase is Phase.FAILED and not th.failure_sent:
             th.failure_sent = True
             mention = self.slack_settings().oncall_mention
             msg = messages.failure_broadcast(rec, mention, target)
+            md = metadata(FAILURE_EVENT, rec.id)
             if th.ts is not None:
-                await self.post(bound, th.channel or "", msg, "failure", thread_ts=th.ts, reply_broadcast=True)
+                await self.post(bound, th.channel or "", msg, "failure", thread_ts=th.ts, reply_broadcast=True,
+                                metadata=md)
             else:
-                await self.post(bound, self.channel_for(target), msg, "failure")
+                await self.post(bound, self.channel_for(target), msg, "failure", metadata=md)
         if th.lost and rec.phase is Phase.SUCCEEDED and not th.outcome_sent:
             th.outcome_sent = True
             await self.post(bound, self.channel_for(target), messages.parent(rec, target), "outcome")
 
+    # --- finding what an earlier process (or a lost answer) left in Slack ---------------
+
+    async def _sync(self, th: _Thread, rec: RollbackRecord, ev: RollbackEvent, target: Target | None,
+                    bound: Any) -> None:
+        """First sight of a rollback in this process: find its parent and the steps already told.
+
+        The parent's ts reaches the Lease only after chat.postMessage answered, so a crash in
+        between (or a lost answer) leaves a parent this process does not know: it is found
+        by the rollback id in its metadata, never posted twice."""
+        th.synced = True
+        if th.ts is None:
+            await self._adopt_earlier_parent(th, rec, target, bound)
+        if th.ts is None:
+            return
+        told = await self._thread_told(th, rec.id, bound)
+        if told is None:  # cannot read the thread: assume the record's steps were posted
+            new_step = ev.step is not None and rec.steps[-1:] == (ev.step,)
+            told = {step_key(s) for s in (rec.steps[:-1] if new_step else rec.steps)}
+        th.posted |= told
+
+    async def _adopt_earlier_parent(self, th: _Thread, rec: RollbackRecord, target: Target | None,
+                                    bound: Any) -> bool:
+        """Look for this rollback's parent in the channel; continue it when found."""
+        channel = await self._channel_id(self.channel_for(target), bound)
+        if channel is None:
+            return False
+        ts = await self._find_parent(channel, rec, bound)
+        if ts is None:
+            return False
+        th.channel, th.ts, th.lost, th.last_parent = channel, ts, False, None
+        bound.info("slack_thread_found", channel=channel, ts=ts)
+        self._remember_thread(rec.id, channel, ts, bound)
+        return True
+
+    async def _channel_id(self, channel: str, bound: Any) -> str | None:
+        """The id conversations.* need for a configured "#name" (conversations.list, cached)."""
+        if CHANNEL_ID.fullmatch(channel):
+            return channel
+        name = channel.removeprefix("#")
+        if channel in self._channel_ids:
+            return self._channel_ids[channel]
+        cursor = ""
+        for _ in range(MAX_PAGES):
+            body: dict[str, Any] = {"types": "public_channel,private_channel", "exclude_archived": "true",
+                                    "limit": 1000}
+            if cursor:
+                body["cursor"] = cursor
+            r = await self.call("conversations.list", bound, lookup=True, **body)
+            if r.outcome is not Outcome.OK:
+                return None
+            for ch in r.data.get("channels") or []:
+                if isinstance(ch, dict) and ch.get("name") == name and ch.get("id"):
+                    self._channel_ids[channel] = str(ch["id"])
+                    return self._channel_ids[channel]
+            cursor = str((r.data.get("response_metadata") or {}).get("next_cursor") or "")
+            if not cursor:
+                break
+        return None
+
+    async def _find_parent(self, channel: str, rec: RollbackRecord, bound: Any) -> str | None:
+        """The ts of the top-level message carrying this rollback's id in its metadata."""
+        cursor = ""
+        oldest = rec.started_at.timestamp() - CLOCK_SKEW_SECONDS
+        for _ in range(MAX_PAGES):
+            body: dict[str, Any] = {"channel": channel, "include_all_metadata": "true", "limit": 200,
+                                    "oldest": f"{oldest:.6f}"}
+            if cursor:
+                body["cursor"] = cursor
+            r = await self.call("conversations.history", bound, lookup=True, **body)
+            if r.outcome is not Outcome.OK:
+                return None
+            for m in r.data.get("messages") or []:
+                if is_ours(m, PARENT_EVENT, rec.id) and m.get("thread_ts") in (None, m.get("ts")):
+                    return str(m["ts"])
+            cursor = str((r.data.get("response_metadata") or {}).get("next_cursor") or "")
+            if not r.data.get("has_more") or not cursor:
+                break
+        return None
+
+    async def _thread_told(self, th: _Thread, rollback_id: str, bound: Any) -> set[str] | None:
+        """The step keys already in the thread (None when the thread cannot be read)."""
+        told: set[str] = set()
+        cursor = ""
+        for _ in range(MAX_PAGES):
+            body: dict[str, Any] = {"channel": th.channel, "ts": th.ts, "include_all_metadata": "true",
+                                    "limit": 200}
+            if cursor:
+                body["cursor"] = cursor
+            r = await self.call("conversations.replies", bound, lookup=True, **body)
+            if r.outcome is not Outcome.OK:
+                return None
+            for m in r.data.get("messages") or []:
+                if is_ours(m, STEP_EVENT, rollback_id):
+                    told.add(str(m["metadata"]["event_payload"].get("step")))
+                elif is_ours(m, FAILURE_EVENT, rollback_id):
+                    th.failure_sent = True
+            cursor = str((r.data.get("response_metadata") or {}).get("next_cursor") or "")
+            if not r.data.get("has_more") or not cursor:
+                break
+        return told
+
     async def _post_parent(self, th: _Thread, rec: RollbackRecord, target: Target | None, bound: Any) -> bool:
         msg = messages.parent(rec, target)
-        r = await self.post(bound, self.channel_for(target), msg, "parent")
+        r = await self.post(bound, self.channel_for(target), msg, "parent", metadata=metadata(PARENT_EVENT, rec.id))
         if r.outcome is Outcome.MAYBE_DELIVERED:
+            if await self._adopt_earlier_parent(th, rec, target, bound):
+                return True  # it had landed: continue it
             th.lost = True
-            bound.warning("the rollback's parent message may be in Slack but its ts is unknown: no updates or "
-                          "thread replies for this rollback; the outcome will come as a new message")
+            bound.warning("slack_parent_unknown", reason="the parent may be in Slack but its ts is unknown: "
+                          "looked up again with the next change; else the outcome comes as a new message")
             return False
         if r.outcome is not Outcome.OK:
             return False
         th.channel, th.ts = str(r.data.get("channel", "")), str(r.data.get("ts", ""))
         th.last_parent = msg.payload()
-        bound.info("slack thread started", channel=th.channel, ts=th.ts)
+        bound.info("slack_thread_started", channel=th.channel, ts=th.ts)
+        self._remember_thread(rec.id, th.channel, th.ts, bound)
+        return True
+
+    def _remember_thread(self, rollback_id: str, channel: str, ts: str, bound: Any) -> None:
         if self._on_thread is not None:
             # In the background: storing it writes the Lease, which must not stall Slack delivery.
-            task = asyncio.create_task(self._store_thread(rec.id, th.channel, th.ts, bound))
+            task = asyncio.create_task(self._store_thread(rollback_id, channel, ts, bound))
             self._side_tasks.add(task)
             task.add_done_callback(self._side_tasks.discard)
-        return True
 
     async def _store_thread(self, rollback_id: str, channel: str, ts: str, bound: Any) -> None:
         assert self._on_thread is not None
         try:
             await self._on_thread(rollback_id, channel, ts)
         except Exception:
-            bound.exception("could not store the slack thread with the rollback (a restart will post a new parent)")
+            bound.exception("slack_thread_not_stored", reason="a restart finds the parent by its metadata")
 
     async def _update_parent(self, th: _Thread, rec: RollbackRecord, target: Target | None, bound: Any) -> None:
         msg = messages.parent(rec, target)
         payload = msg.payload()
         if payload == th.last_parent:
             return
-        r = await self.call("chat.update", bound, channel=th.channel, ts=th.ts, **payload)
+        r = await self.call("chat.update", bound, channel=th.channel, ts=th.ts, **payload,
+                            metadata=metadata(PARENT_EVENT, rec.id))
         if r.outcome is Outcome.OK or r.outcome is Outcome.REJECTED:
             th.last_parent = payload  # rejected: a retry will not help (deleted, not ours)
         # not delivered / maybe: chat.update is idempotent, the next change tries again
@@ -350,7 +536,7 @@ class SlackBotNotifier(QueuedNotifier):
         rec = (th.record if th is not None else None) or ev.record
         msg = messages.resolved_followup(d, rec)
         if msg is None or rec is None:
-            bound.debug("resolved alert with no rollback to follow up")
+            bound.debug("slack_resolved_not_followed_up", reason="no rollback to follow up")
             return
         key = frozenset(d.fingerprints)
         if th is not None:

@@ -46,6 +46,9 @@ _HINTS = {
     "invalid_token": "the webhook URL is not valid: check {source}",
 }
 
+#: Refusals that last until a person acts: Slack counts as down.
+LASTING = frozenset(_HINTS) - {"invalid_payload"}
+
 
 class SlackWebhookNotifier(QueuedNotifier):
     """Posts through an incoming webhook (slack-sdk's AsyncWebhookClient)."""
@@ -78,7 +81,7 @@ class SlackWebhookNotifier(QueuedNotifier):
                                               unfurl_links=False, unfurl_media=False)
             except TimeoutError:
                 SLACK_MESSAGES.labels("webhook", "timeout").inc()
-                bound.warning("slack message possibly lost (webhook timed out, not re-posted)",
+                bound.warning("slack_message_maybe_lost", reason="webhook timed out, not re-posted",
                               what=what, text=msg.text)
                 return False
             except aiohttp.ClientConnectorError as e:
@@ -86,16 +89,17 @@ class SlackWebhookNotifier(QueuedNotifier):
                 if await self.wait_before_retry("webhook", attempt, bound, f"cannot connect: {e.os_error}"):
                     attempt += 1
                     continue
-                bound.warning("slack message lost", what=what, error="unreachable", text=msg.text)
+                bound.warning("slack_message_lost", what=what, error="unreachable", text=msg.text)
                 return False
             except aiohttp.ClientError as e:
                 SLACK_MESSAGES.labels("webhook", "connection_lost").inc()
-                bound.warning("slack message possibly lost (connection cut, not re-posted)", what=what,
+                bound.warning("slack_message_maybe_lost", reason="connection cut, not re-posted", what=what,
                               error=str(e), text=msg.text)
                 return False
             if resp.status_code == 200:
                 self.mark_up()
                 SLACK_MESSAGES.labels("webhook", "ok").inc()
+                self.clear_problems("webhook")
                 return True
             error = (resp.body or f"http_{resp.status_code}").strip()[:100]
             if resp.status_code == 429 or resp.status_code >= 500:
@@ -108,8 +112,12 @@ class SlackWebhookNotifier(QueuedNotifier):
             SLACK_MESSAGES.labels("webhook", error if error in _HINTS else f"http_{resp.status_code}").inc()
             fix = _HINTS.get(error, "see https://api.slack.com/messaging/webhooks#handling_errors").format(
                 source=self._source)
-            bound.error("slack webhook refused the message", status=resp.status_code, error=error, fix=fix,
-                        what=what, text=msg.text)
+            fields = dict(status=resp.status_code, error=error, fix=fix, what=what)
+            if error in LASTING:
+                if not self.set_problem("webhook", f"webhook: {error}", bound, **fields):
+                    bound.warning("slack_webhook_refused", text=msg.text, **fields)
+            else:
+                bound.error("slack_webhook_refused", text=msg.text, **fields)
             return False
 
     async def deliver(self, ev: Event) -> None:

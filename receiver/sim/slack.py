@@ -1,4 +1,6 @@
-"""A fake Slack Web API on loopback: chat.postMessage, chat.update, auth.test, a webhook.
+"""A fake Slack Web API on loopback: chat.postMessage, chat.update, auth.test, a webhook,
+and the reads a restarted bot uses to find its earlier messages (conversations.history,
+conversations.replies and conversations.list, with message metadata as Slack keeps it).
 
 It answers with Slack's response shapes and error codes (ok=false with HTTP 200,
 invalid_blocks for blocks over Slack's limits, 429 with Retry-After) and keeps the
@@ -47,6 +49,7 @@ class Msg:
     via: str = "bot"  # or "webhook"
     updates: list[dict[str, Any]] = field(default_factory=list)  # each chat.update: {"text", "blocks"}
     replies: list[Msg] = field(default_factory=list)
+    metadata: dict[str, Any] | None = None  # {"event_type", "event_payload"} as posted
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"ts": self.ts, "text": self.text, "blocks": self.blocks, "via": self.via}
@@ -295,6 +298,8 @@ class FakeSlack:
             return self._post(body)
         if method == "chat.update":
             return self._update(body)
+        if method in ("conversations.history", "conversations.replies", "conversations.list"):
+            return self._read(method, body)
         return {"ok": False, "error": "unknown_method"}
 
     # conversations.info / conversations.list: channel lookup, as `check-config --cluster` does it
@@ -358,7 +363,7 @@ class FakeSlack:
         thread_ts = body.get("thread_ts")
         broadcast = str(body.get("reply_broadcast", "")).lower() in ("true", "1")
         msg = Msg(cid, self._new_ts(), text, blocks, thread_ts=str(thread_ts) if thread_ts else None,
-                  reply_broadcast=bool(thread_ts) and broadcast)
+                  reply_broadcast=bool(thread_ts) and broadcast, metadata=_metadata(body.get("metadata")))
         if thread_ts:
             parent = self._by_ts.get((cid, str(thread_ts)))
             if parent is None or parent.thread_ts is not None:
@@ -386,6 +391,8 @@ class FakeSlack:
         if err:
             return err
         msg.updates.append({"text": text, "blocks": blocks})
+        if body.get("metadata"):
+            msg.metadata = _metadata(body["metadata"]) or msg.metadata
         msg.text = text or msg.text
         if "blocks" in body:
             msg.blocks = blocks
@@ -420,6 +427,73 @@ class FakeSlack:
 
     async def _view(self, request: web.Request) -> web.StreamResponse:
         return web.json_response(self.view())
+
+    # --- reads (conversations.*), as Slack answers them --------------------------------
+
+    def _read(self, method: str, body: dict[str, Any]) -> dict[str, Any]:
+        """conversations.history (newest first), .replies (parent first), .list; cursor paging.
+
+        Like Slack they take channel ids only (a "#name" is channel_not_found), and return
+        a message's metadata only with include_all_metadata."""
+        try:
+            limit = max(1, min(int(body.get("limit") or 100), 1000))
+            start = int(str(body.get("cursor") or "0").removeprefix("next:"))
+        except ValueError:
+            return {"ok": False, "error": "invalid_cursor"}
+        if method == "conversations.list":
+            names = {cid: name for name, cid in self.channels.items()}
+            items: list[Any] = [{"id": cid, "name": names.get(cid, cid).removeprefix("#"), "is_channel": True,
+                                 "is_archived": False, "is_member": True} for cid in self._history]
+            key = "channels"
+        else:
+            cid = str(body.get("channel") or "")
+            if cid not in self._history:
+                return {"ok": False, "error": "channel_not_found"}
+            with_metadata = str(body.get("include_all_metadata", "")).lower() in ("true", "1")
+            if method == "conversations.history":
+                oldest, latest = float(body.get("oldest") or 0), float(body.get("latest") or "inf")
+                found = [m for m in reversed(self._history[cid]) if oldest < float(m.ts) < latest]
+            else:
+                parent = self._by_ts.get((cid, str(body.get("ts") or "")))
+                if parent is None:
+                    return {"ok": False, "error": "thread_not_found"}
+                if parent.thread_ts:  # a reply's ts gives its whole thread, as in Slack
+                    parent = self._by_ts[(cid, parent.thread_ts)]
+                found = [parent, *parent.replies]
+            items = [self._shown(m, with_metadata) for m in found]
+            key = "messages"
+        page, rest = items[start:start + limit], items[start + limit:]
+        out: dict[str, Any] = {"ok": True, key: page, "response_metadata": {
+            "next_cursor": f"next:{start + limit}" if rest else ""}}
+        if key == "messages":
+            out["has_more"] = bool(rest)
+        return out
+
+    @staticmethod
+    def _shown(m: Msg, with_metadata: bool) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": "message", "text": m.text, "ts": m.ts, "blocks": m.blocks}
+        if m.via == "bot":
+            out.update(subtype="bot_message", bot_id=TEAM["bot_id"])
+        if m.thread_ts:
+            out["thread_ts"] = m.thread_ts
+        elif m.replies:
+            out.update(thread_ts=m.ts, reply_count=len(m.replies), latest_reply=m.replies[-1].ts)
+        if with_metadata and m.metadata is not None:
+            out["metadata"] = m.metadata
+        return out
+
+
+def _metadata(raw: Any) -> dict[str, Any] | None:
+    """Slack keeps {event_type, event_payload}; a JSON string (form bodies) is parsed."""
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            return None
+    if not isinstance(raw, dict) or not isinstance(raw.get("event_type"), str):
+        return None
+    payload = raw.get("event_payload")
+    return {"event_type": raw["event_type"], "event_payload": payload if isinstance(payload, dict) else {}}
 
 
 def block_problems(blocks: list[Any]) -> list[str]:

@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 
 from aiohttp import web
 
 from receiver import __version__
 from receiver.web.app import RUNTIME, Runtime
 from receiver.web.handlers import admin_denied
+
+#: What keeps Slack from working for good (None: fine); set by serve.py. Not part of
+#: readiness: a Slack outage must not take the receiver out of its Service.
+SLACK_CHECK: web.AppKey[Callable[[], str | None]] = web.AppKey("slack_check")
 
 
 def rss_bytes() -> int:
@@ -60,6 +65,9 @@ async def full(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
     store = rt.store
     found = await checks(rt)
+    slack_check = request.app.get(SLACK_CHECK)
+    if slack_check is not None:
+        found["slack"] = slack_check() or "ok"
     healthy = all(v == "ok" for v in found.values())
     settings = store.config.settings
     last = store.last_reload

@@ -91,3 +91,32 @@ async def test_unknown_channels_can_be_created_on_first_use_for_the_demo() -> No
         assert fake.messages("#finance-alerts")[0].ts == posted["ts"]
     finally:
         await fake.stop()
+
+
+async def test_history_and_replies_return_message_metadata_only_when_asked_and_take_channel_ids(
+    fake_slack: FakeSlack,
+) -> None:
+    c = client(fake_slack)
+    md = {"event_type": "rollback", "event_payload": {"rollback_id": "rb-1"}}
+    parent = await c.chat_postMessage(channel="#rollbacks", text="parent", metadata=md)
+    await c.chat_postMessage(channel="#rollbacks", text="other")
+    reply = await c.chat_postMessage(channel=parent["channel"], text="step", thread_ts=parent["ts"],
+                                     metadata={"event_type": "rollback_step", "event_payload": {"step": "s1"}})
+
+    plain = await c.conversations_history(channel="C0ROLLBACK")
+    assert [m["text"] for m in plain["messages"]] == ["other", "parent"]  # newest first, replies not listed
+    assert all("metadata" not in m for m in plain["messages"])
+    full = await c.conversations_history(channel="C0ROLLBACK", include_all_metadata=True, limit=1)
+    assert [m["text"] for m in full["messages"]] == ["other"] and full["has_more"] is True
+    rest = await c.conversations_history(channel="C0ROLLBACK", include_all_metadata=True,
+                                         cursor=full["response_metadata"]["next_cursor"])
+    [first] = rest["messages"]
+    assert first["metadata"] == md and first["reply_count"] == 1 and first["thread_ts"] == parent["ts"]
+
+    thread = await c.conversations_replies(channel="C0ROLLBACK", ts=reply["ts"], include_all_metadata=True)
+    assert [m["text"] for m in thread["messages"]] == ["parent", "step"]  # parent first, from any ts in it
+    assert thread["messages"][1]["metadata"]["event_payload"] == {"step": "s1"}
+    assert await slack_error(c.conversations_history(channel="#rollbacks")) == "channel_not_found"
+    assert await slack_error(c.conversations_replies(channel="C0ROLLBACK", ts="1.000000")) == "thread_not_found"
+    listed = await c.conversations_list()
+    assert {"id": "C0ROLLBACK", "name": "rollbacks"}.items() <= listed["channels"][0].items()
