@@ -177,7 +177,8 @@ class Faults:
 
     def should_drop(self, verb: str, resource: str, *, after: bool = False) -> bool:
         for rule in list(self.drops):
-            if rule.after is after and (rule.verb is None or rule.verb == verb) and (rule.resource is None or rule.resource == resource):
+            if rule.after is after and (rule.verb is None or rule.verb == verb) \
+                    and (rule.resource is None or rule.resource == resource):
                 self._take(self.drops, rule)
                 return True
         return False

@@ -184,9 +184,8 @@ class Handlers:
                 return await self._watch(request, target, query)
             resp = await self._rest(request, record.verb, target, query, body)
             record.status = resp.status
-            if faults.should_drop(record.verb, record.resource, after=True):
-                if request.transport is not None:
-                    request.transport.close()
+            if faults.should_drop(record.verb, record.resource, after=True) and request.transport is not None:
+                request.transport.close()
             return resp
         except errors.ApiError as e:
             record.status = e.code
