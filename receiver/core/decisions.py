@@ -34,6 +34,7 @@ class DecisionKind(StrEnum):
     RESOLVED = "resolved"
     DISABLED = "disabled"
     HALTED = "halted"  # fight detection: too many rollbacks of this target within an hour
+    MISCONFIGURED = "misconfigured"  # the target's canary or stable Deployment does not exist
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +45,7 @@ class TargetState:
     stable_replicas: int | None = None
     stable_ready: int | None = None
     stable_exists: bool | None = None
+    canary_exists: bool | None = None
     rollback_running: str | None = None  # rollback id held in the target's Lease
     recent_rollbacks: tuple[datetime, ...] = ()  # finished rollbacks, for fight detection
     last_rollback_finished: datetime | None = None
@@ -258,6 +260,16 @@ def _already_rolled_back(target: Target, state: TargetState) -> bool:
     return state.canary_replicas == 0 and state.stable_replicas is not None and state.stable_replicas >= target.replicas
 
 
+def missing_objects(target: Target, state: TargetState) -> list[str]:
+    """The target's Deployments known not to exist ("namespace/name"), stable first."""
+    return [
+        f"{role} Deployment {target.namespace}/{name}"
+        for role, name, exists in (("stable", target.stable, state.stable_exists),
+                                   ("canary", target.canary, state.canary_exists))
+        if exists is False
+    ]
+
+
 def _recent(state: TargetState, now: datetime) -> int:
     since = now - FIGHT_WINDOW
     return sum(1 for t in state.recent_rollbacks if t > since)
@@ -275,6 +287,16 @@ def _judge(
     because: str,
 ) -> tuple[DecisionKind, str, Mute | None]:
     """Given that rules call for a rollback, what happens: the priority chain."""
+    # First: with a Deployment missing no rollback can ever happen (a typo in config.yaml,
+    # or the wrong cluster); saying so beats "disabled", "muted" or "already rolled back".
+    if missing := missing_objects(target, state):
+        return (
+            DecisionKind.MISCONFIGURED,
+            f"misconfigured: {' and '.join(missing)} {'do' if len(missing) > 1 else 'does'} "
+            f"not exist, so {target.name} cannot be rolled back; fix target {target.name} in "
+            f"config.yaml (or the cluster) and reload. Would have rolled back because {because}",
+            None,
+        )
     if not settings.enabled:
         return (
             DecisionKind.DISABLED,
@@ -408,7 +430,9 @@ def _decide_target(
         alertname=lead.alert.alertname or None,
         unit=lead.rule.unit,
         generator_url=lead.alert.generator_url or None,
-        details={"why": lead.why, "triggered": str(len(hits))},
+        details={"why": lead.why, "triggered": str(len(hits)),
+                 **({"missing": ", ".join(missing_objects(target, state))}
+                    if kind is DecisionKind.MISCONFIGURED else {})},
         group_key=gk,
         external_url=url,
     )
