@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 from aiohttp.test_utils import TestClient
 from kubernetes_asyncio.client import ApiClient
 
@@ -152,11 +153,12 @@ async def test_a_missing_canary_is_a_misconfiguration_said_everywhere_an_sre_loo
     from receiver import logs
 
     c = await cluster(canary="finance-service-v3")  # a typo: v3 does not exist
+    saved = structlog.get_config()  # restored below: the configured file is capsys's
     logs.configure(json=True, level="info")
     try:
         status, answer = await c.post(json.dumps(firing_payload()).encode())
     finally:
-        logs.configure(json=False, level="warning")
+        structlog.configure(**saved)
 
     # the answer: not a quiet 200, so Alertmanager sends it again once config is fixed
     assert status == 503

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import structlog
 from aiohttp.test_utils import TestClient
 
 from receiver.config_store import ConfigStore
@@ -251,11 +252,12 @@ async def test_every_log_line_of_a_webhook_carries_the_request_id_target_fingerp
 ) -> None:
     from receiver import logs
 
+    saved = structlog.get_config()  # restored below: the configured file is capsys's
     logs.configure(json=True, level="info")
     try:
         await harness.post(firing_payload(), headers={**BEARER, "X-Request-Id": "req-42"})
     finally:
-        logs.configure(json=False, level="warning")
+        structlog.configure(**saved)
     lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
     decided = [line for line in lines if line["event"] == "decided"]
     assert decided, lines
@@ -274,11 +276,12 @@ async def test_a_delivery_whose_claim_finds_the_rollback_running_is_logged_as_in
 
     await harness.post(firing_payload())  # claims the target
     capsys.readouterr()
+    saved = structlog.get_config()  # restored below: the configured file is capsys's
     logs.configure(json=True, level="info")
     try:
         status, body = await harness.post(firing_payload(fingerprint="0123456789abcdef"))
     finally:
-        logs.configure(json=False, level="warning")
+        structlog.configure(**saved)
     assert status == 200 and body["decisions"][0]["decision"] == "in_progress"
     lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
     decided = [line for line in lines if line["event"] == "decided"]
