@@ -180,6 +180,8 @@ class TargetWatcher:
                 m.subscribe(self._observer(m))
                 self._leases[ns] = m
                 m.start()
+        if self._broken_for is not None and self._broken_for is not config:
+            self._check_targets()  # a reload may have fixed (or broken) a target
 
     def _observer(self, mirror: Mirror) -> Callable[[str, Obj | None], None]:
         """Note each Lease change as the watch delivers it, so expiry counts from then."""

@@ -18,11 +18,12 @@ from kubernetes_asyncio.client import ApiClient
 
 from receiver.config_store import ConfigStore
 from receiver.core import messages
+from receiver.executor import Executor
 from receiver.service import Service
 from receiver.sim.kube import KubeSim
 from receiver.target_watcher import TargetWatcher
 from receiver.web.app import Runtime, make_app
-from tests.executor.conftest import CANARY, NS, STABLE, MakeExecutor
+from tests.executor.conftest import CANARY, FAST_RETRY, NS, STABLE
 from tests.fixtures.receiver import ADMIN, TOKEN, FakeNotifier, firing_payload
 
 ENV = {"RECEIVER_WEBHOOK_TOKEN": TOKEN, "RECEIVER_ADMIN_TOKEN": ADMIN}
@@ -52,6 +53,8 @@ class Cluster:
     sim: KubeSim
     watcher: TargetWatcher
     notifier: FakeNotifier
+    store: ConfigStore
+    path: Path
 
     async def post(self, body: bytes) -> tuple[int, dict[str, Any]]:
         resp = await self.client.post("/webhook", data=body, headers=BEARER)
@@ -69,9 +72,10 @@ Build = Callable[..., Awaitable[Cluster]]
 @pytest.fixture
 async def cluster(
     aiohttp_client: Callable[..., Awaitable[TestClient]], tmp_path: Path, kube_sim: KubeSim,
-    kube_api: ApiClient, make_executor: MakeExecutor,
+    kube_api: ApiClient,
 ) -> AsyncIterator[Build]:
     watchers: list[TargetWatcher] = []
+    executors: list[Executor] = []
 
     async def build(canary: str = CANARY) -> Cluster:
         path = tmp_path / "config.yaml"
@@ -81,7 +85,8 @@ async def cluster(
         watchers.append(watcher)
         await watcher.start()
         await watcher.wait_synced(5)
-        executor = make_executor("receiver-a", config=store.config)
+        executor = Executor(kube_api, lambda: store.config, "receiver-a", retry=FAST_RETRY)
+        executors.append(executor)
         notifier = FakeNotifier()
         service = Service(lambda: store.config, watcher, executor, notifier)
 
@@ -93,10 +98,12 @@ async def cluster(
 
         app = make_app(Runtime(store=store, service=service, list_rollbacks=no_rollbacks,
                                kube_check=kube_ok, watch_check=watcher.healthy))
-        return Cluster(await aiohttp_client(app), kube_sim, watcher, notifier)
+        return Cluster(await aiohttp_client(app), kube_sim, watcher, notifier, store, path)
 
     yield build
     kube_sim.faults.release_watches()
+    for ex in executors:
+        await ex.close(timeout=1)
     for w in watchers:
         await w.stop()
 
@@ -199,3 +206,20 @@ async def test_a_target_whose_deployments_exist_is_shown_healthy(cluster: Build)
     assert body["targets"] == {"finance-service": "ok"}
     metrics = await (await c.client.get("/metrics")).text()
     assert 'receiver_target_misconfigured{target="finance-service"} 0.0' in metrics
+
+
+async def test_once_the_typo_is_fixed_alertmanagers_next_resend_rolls_back(cluster: Build) -> None:
+    c = await cluster(canary="finance-service-v3")
+    body = json.dumps(firing_payload()).encode()
+    assert (await c.post(body))[0] == 503  # so Alertmanager keeps the alert and re-sends it
+
+    c.path.write_text(c.path.read_text().replace("finance-service-v3", CANARY))
+    assert (await c.store.reload("test")).ok
+    ready = await (await c.client.get("/health/ready")).json()
+    assert ready["targets"] == {"finance-service": "ok"}
+    metrics = await (await c.client.get("/metrics")).text()
+    assert 'receiver_target_misconfigured{target="finance-service"} 0.0' in metrics
+
+    status, answer = await c.post(body)
+    assert status == 200 and answer["decisions"][0]["decision"] == "roll_back"
+    await c.sim.wait_for(lambda: c.replicas(CANARY) == 0, timeout=15)
