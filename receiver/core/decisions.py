@@ -98,6 +98,9 @@ _NAMED = 3
 
 
 _SELECTOR_CACHE_MAX = 4096
+#: Characters of label values the selector memo may hold: senders choose them, and a few
+#: 1 MB label values must not be kept 4096 times over.
+_SELECTOR_CACHE_CHARS = 1024 * 1024
 
 
 class _Selector:
@@ -108,13 +111,14 @@ class _Selector:
     every matcher of every rule.
     """
 
-    __slots__ = ("_cache", "_lists", "_names")
+    __slots__ = ("_cache", "_chars", "_lists", "_names")
 
     def __init__(self, lists: Sequence[tuple[Matcher, ...]]) -> None:
         self._lists = lists
         self._names = tuple(sorted({m.name for ms in lists for m in ms}))
         # Keyed by the values of the labels the matchers read (None = label missing).
         self._cache: dict[tuple[str | None, ...], object] = {}
+        self._chars = 0  # characters of label values held in the keys
 
     def first(self, labels: Mapping[str, str]) -> int | None:
         """Index of the first matcher list accepting the labels, or None."""
@@ -125,9 +129,14 @@ class _Selector:
                 (i for i, ms in enumerate(self._lists) if all(m.matches(labels) for m in ms)),
                 None,
             )
-            if len(self._cache) >= _SELECTOR_CACHE_MAX:  # label values chosen by senders: stay bounded
+            chars = sum(len(v) for v in key if v)
+            # label values chosen by senders: stay bounded in count and in bytes
+            if len(self._cache) >= _SELECTOR_CACHE_MAX or self._chars + chars > _SELECTOR_CACHE_CHARS:
                 self._cache.clear()
-            self._cache[key] = found
+                self._chars = 0
+            if chars <= _SELECTOR_CACHE_CHARS:
+                self._cache[key] = found
+                self._chars += chars
         return found  # type: ignore[return-value]
 
     def indexes(self, alerts: Sequence[Alert]) -> list[int | None]:
