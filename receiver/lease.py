@@ -195,6 +195,14 @@ class HeldLease:
         await self._write(record, history, release=True)
 
 
+def _written_by_us(lease: Obj, body: Obj, identity: str) -> bool:
+    """Whether ``lease`` is our own write of ``body`` (its answer lost, a re-send got 409)."""
+    return holder(lease) == identity and (
+        ((lease.get("metadata") or {}).get("annotations") or {}).get(ANN_RECORD)
+        == body["metadata"]["annotations"][ANN_RECORD]
+    )
+
+
 async def try_acquire(
     kube: Kube,
     namespace: str,
@@ -216,6 +224,8 @@ async def try_acquire(
     write is tried on it directly (one round trip less); a stale copy only costs a 409,
     after which the Lease is read as usual. A cached "held by someone" is never trusted.
     """
+    current: Obj | None = None
+    reread = True
     if cached is not None and (record := choose(cached)) is not None:
         history = history_from_lease(cached)
         body = lease_body(namespace, name, target, identity, duration, clock(), record,
@@ -227,12 +237,20 @@ async def try_acquire(
         except KubeError as err:
             if not (err.conflict or err.not_found):
                 raise
-    try:
-        current: Obj | None = await kube.read_lease(namespace, name)
-    except KubeError as err:
-        if not err.not_found:
-            raise
-        current = None
+            if err.conflict:
+                # a 409 may answer the gateway's re-send of our own write whose answer was
+                # lost: the Lease then names us with our record, and it is ours to run
+                current, reread = await kube.read_lease(namespace, name), False
+                if _written_by_us(current, body, identity):
+                    return HeldLease(kube, namespace, name, target, identity, duration,
+                                     current, record, history, clock), current
+    if reread:
+        try:
+            current = await kube.read_lease(namespace, name)
+        except KubeError as err:
+            if not err.not_found:
+                raise
+            current = None
     record = choose(current)
     if record is None:
         return None, current
@@ -250,11 +268,7 @@ async def try_acquire(
         # 409: another replica won, unless our own write landed before a dropped
         # connection made the gateway send it again
         fresh = await kube.read_lease(namespace, name)
-        mine = holder(fresh) == identity and (
-            ((fresh.get("metadata") or {}).get("annotations") or {}).get(ANN_RECORD)
-            == body["metadata"]["annotations"][ANN_RECORD]
-        )
-        if not mine:
+        if not _written_by_us(fresh, body, identity):
             log.info("lease_race_lost", lease=name)
             return None, fresh
         written = fresh

@@ -66,3 +66,16 @@ FIGHTS = Counter(
     ["target", "manager"],
     registry=REGISTRY,
 )
+TARGET_MISCONFIGURED = Gauge(
+    "receiver_target_misconfigured",
+    "1 while a target's canary or stable Deployment does not exist (it cannot be rolled back).",
+    ["target"],
+    registry=REGISTRY,
+)
+CACHE_BYTES = Gauge(
+    "receiver_cache_bytes",
+    "Bytes held by an in-memory cache (repeat: answers to byte-identical re-sends; told: "
+    "decisions already posted to Slack), each kept under its budget.",
+    ["cache"],
+    registry=REGISTRY,
+)

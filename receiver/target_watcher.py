@@ -12,15 +12,18 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any, cast
 
 import structlog
 from kubernetes_asyncio.client import ApiClient
 
 from receiver.config import Config, Target
-from receiver.core.decisions import TargetState
+from receiver.core.decisions import TargetState, missing_objects
 from receiver.core.rollback import RollbackRecord
 from receiver.kube import Kube, Mirror, Obj
+from receiver.kube.errors import KubeError
 from receiver.lease_observations import LeaseObservations
+from receiver.metrics import TARGET_MISCONFIGURED
 from receiver.records import (
     LEASE_SELECTOR,
     RecordError,
@@ -82,16 +85,30 @@ def target_state(
 
     ``expired`` judges the Lease (TargetWatcher passes client-go's local-observation
     rule); without it, renewTime is compared with ``now``."""
-    stable = canary = None
-    stable_exists: bool | None = None
-    if deploys is not None and deploys.synced.is_set():
-        stable = deploys.get(target.stable)
-        canary = deploys.get(target.canary)
-        stable_exists = stable is not None
+    deploys_known = deploys is not None and deploys.synced.is_set()
+    leases_known = leases is not None and leases.synced.is_set()
+    return state_of(
+        target,
+        deploys.get(target.stable) if deploys is not None and deploys_known else None,
+        deploys.get(target.canary) if deploys is not None and deploys_known else None,
+        deploys_known,
+        leases.get(lease_name(target)) if leases is not None and leases_known else None,
+        leases_known,
+        now, records_of, expired,
+    )
+
+
+def state_of(
+    target: Target, stable: Obj | None, canary: Obj | None, deploys_known: bool,
+    lease: Obj | None, leases_known: bool, now: datetime,
+    records_of: Callable[[Obj | None], tuple[RollbackRecord | None, tuple[RollbackRecord, ...]]]
+    | None = None,
+    expired: Callable[[Obj], bool] | None = None,
+) -> TargetState:
+    """TargetState from the objects themselves (a watch's copy or a fresh GET)."""
     running: str | None = None
     records: list[RollbackRecord] = []
-    if leases is not None and leases.synced.is_set():
-        lease = leases.get(lease_name(target))
+    if leases_known:
         current, history = (records_of or read_records)(lease)
         if current is not None and lease is not None:
             gone = expired(lease) if expired is not None else lease_expired(lease, now)
@@ -105,11 +122,20 @@ def target_state(
         canary_replicas=_replicas(canary),
         stable_replicas=_replicas(stable),
         stable_ready=ready,
-        stable_exists=stable_exists,
+        stable_exists=(stable is not None) if deploys_known else None,
+        canary_exists=(canary is not None) if deploys_known else None,
         rollback_running=running,
         recent_rollbacks=finished,
         last_rollback_finished=finished[0] if finished else None,
     )
+
+
+class ViewNotCurrent(Exception):
+    """The API could not confirm what the watches show (answer 503: Alertmanager retries)."""
+
+
+#: How long a webhook waits for the confirming reads before answering 503.
+CONFIRM_TIMEOUT_SECONDS = 5.0
 
 
 class TargetWatcher:
@@ -135,6 +161,8 @@ class TargetWatcher:
         self._leases: dict[str, Mirror] = {}
         self._records = RecordCache()
         self._started = False
+        self._broken: dict[str, str] = {}  # target -> what is missing, as last computed
+        self._broken_for: Config | None = None  # the config _broken was computed for
 
     def _ensure_mirrors(self, config: Config) -> None:
         """Start a watch for any namespace a (re)loaded config added."""
@@ -143,6 +171,7 @@ class TargetWatcher:
         for t in config.targets:
             if t.namespace not in self._deploys:
                 m = Mirror(self.kube, "deployments", t.namespace)
+                m.subscribe(self._on_deployment)
                 self._deploys[t.namespace] = m
                 m.start()
             ns = lease_namespace(config, t)
@@ -151,6 +180,8 @@ class TargetWatcher:
                 m.subscribe(self._observer(m))
                 self._leases[ns] = m
                 m.start()
+        if self._broken_for is not None and self._broken_for is not config:
+            self._check_targets()  # a reload may have fixed (or broken) a target
 
     def _observer(self, mirror: Mirror) -> Callable[[str, Obj | None], None]:
         """Note each Lease change as the watch delivers it, so expiry counts from then."""
@@ -165,6 +196,80 @@ class TargetWatcher:
                 self.observations.observe(obj)
 
         return seen
+
+    def _on_deployment(self, _kind: str, _obj: Obj | None) -> None:
+        self._check_targets()
+
+    def _check_targets(self) -> dict[str, str]:
+        """Which targets name a Deployment that does not exist, kept in a gauge and
+        logged once per change (error when it breaks, info when it is fixed)."""
+        config = self.config_provider()
+        broken: dict[str, str] = {}
+        for t in config.targets:
+            m = self._deploys.get(t.namespace)
+            if m is None or not m.synced.is_set():
+                continue
+            state = TargetState(stable_exists=m.get(t.stable) is not None,
+                                canary_exists=m.get(t.canary) is not None)
+            if missing := missing_objects(t, state):
+                broken[t.name] = f"{' and '.join(missing)} not found"
+        for name in set(self._broken) - set(broken):
+            log.info("target_configuration_fixed", target=name)
+        for name, why in broken.items():
+            if self._broken.get(name) != why:
+                log.error("target_misconfigured", target=name, missing=why)
+        for t in config.targets:
+            TARGET_MISCONFIGURED.labels(t.name).set(1 if t.name in broken else 0)
+        if self._broken_for is not None and self._broken_for is not config:
+            for gone in {t.name for t in self._broken_for.targets} - {t.name for t in config.targets}:
+                with contextlib.suppress(KeyError):
+                    TARGET_MISCONFIGURED.remove(gone)
+        self._broken, self._broken_for = broken, config
+        return broken
+
+    def misconfigured(self) -> dict[str, str]:
+        """Targets that cannot be rolled back, with what is missing (for /health)."""
+        self._ensure_mirrors(self.config_provider())
+        return dict(self._check_targets())
+
+    async def confirm(self, names: list[str]) -> dict[str, TargetState]:
+        """The named targets' state read from the API now (quorum GETs), not the watches.
+
+        Quiet answers ("already rolled back", "in progress") are never retried by
+        Alertmanager; a watch that lags (a canary scaled back up seconds ago) must not
+        produce one. Raises ViewNotCurrent when the API cannot answer in time.
+        """
+        config = self.config_provider()
+        targets = [t for t in config.targets if t.name in names]
+
+        async def get(read: Callable[[str, str], Any], ns: str, name: str) -> Obj | None:
+            try:
+                return cast(Obj, await read(ns, name))
+            except KubeError as err:
+                if err.not_found:
+                    return None
+                raise
+
+        async def one(t: Target) -> TargetState:
+            lease_ns = lease_namespace(config, t)
+            stable, canary, lease = await asyncio.gather(
+                get(self.kube.read_deployment, t.namespace, t.stable),
+                get(self.kube.read_deployment, t.namespace, t.canary),
+                get(self.kube.read_lease, lease_ns, lease_name(t)),
+            )
+            if lease is not None:
+                self.observations.observe(lease)
+            return state_of(t, stable, canary, True, lease, True, self.clock(),
+                            self._records, self.lease_expired)
+
+        try:
+            async with asyncio.timeout(CONFIRM_TIMEOUT_SECONDS):
+                found = await asyncio.gather(*(one(t) for t in targets))
+        except (KubeError, TimeoutError) as err:
+            raise ViewNotCurrent(
+                f"could not confirm the state of {', '.join(names)} with the Kubernetes API: "
+                f"{err or 'timed out'}") from err
+        return {t.name: st for t, st in zip(targets, found, strict=True)}
 
     def lease_expired(self, lease: Obj) -> bool:
         """client-go's rule for other holders; our own identity's by our clock, as before."""

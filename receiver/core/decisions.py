@@ -34,6 +34,7 @@ class DecisionKind(StrEnum):
     RESOLVED = "resolved"
     DISABLED = "disabled"
     HALTED = "halted"  # fight detection: too many rollbacks of this target within an hour
+    MISCONFIGURED = "misconfigured"  # the target's canary or stable Deployment does not exist
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +45,7 @@ class TargetState:
     stable_replicas: int | None = None
     stable_ready: int | None = None
     stable_exists: bool | None = None
+    canary_exists: bool | None = None
     rollback_running: str | None = None  # rollback id held in the target's Lease
     recent_rollbacks: tuple[datetime, ...] = ()  # finished rollbacks, for fight detection
     last_rollback_finished: datetime | None = None
@@ -96,6 +98,9 @@ _NAMED = 3
 
 
 _SELECTOR_CACHE_MAX = 4096
+#: Characters of label values the selector memo may hold: senders choose them, and a few
+#: 1 MB label values must not be kept 4096 times over.
+_SELECTOR_CACHE_CHARS = 1024 * 1024
 
 
 class _Selector:
@@ -106,13 +111,14 @@ class _Selector:
     every matcher of every rule.
     """
 
-    __slots__ = ("_cache", "_lists", "_names")
+    __slots__ = ("_cache", "_chars", "_lists", "_names")
 
     def __init__(self, lists: Sequence[tuple[Matcher, ...]]) -> None:
         self._lists = lists
         self._names = tuple(sorted({m.name for ms in lists for m in ms}))
         # Keyed by the values of the labels the matchers read (None = label missing).
         self._cache: dict[tuple[str | None, ...], object] = {}
+        self._chars = 0  # characters of label values held in the keys
 
     def first(self, labels: Mapping[str, str]) -> int | None:
         """Index of the first matcher list accepting the labels, or None."""
@@ -123,9 +129,14 @@ class _Selector:
                 (i for i, ms in enumerate(self._lists) if all(m.matches(labels) for m in ms)),
                 None,
             )
-            if len(self._cache) >= _SELECTOR_CACHE_MAX:  # label values chosen by senders: stay bounded
+            chars = sum(len(v) for v in key if v)
+            # label values chosen by senders: stay bounded in count and in bytes
+            if len(self._cache) >= _SELECTOR_CACHE_MAX or self._chars + chars > _SELECTOR_CACHE_CHARS:
                 self._cache.clear()
-            self._cache[key] = found
+                self._chars = 0
+            if chars <= _SELECTOR_CACHE_CHARS:
+                self._cache[key] = found
+                self._chars += chars
         return found  # type: ignore[return-value]
 
     def indexes(self, alerts: Sequence[Alert]) -> list[int | None]:
@@ -258,6 +269,16 @@ def _already_rolled_back(target: Target, state: TargetState) -> bool:
     return state.canary_replicas == 0 and state.stable_replicas is not None and state.stable_replicas >= target.replicas
 
 
+def missing_objects(target: Target, state: TargetState) -> list[str]:
+    """The target's Deployments known not to exist ("namespace/name"), stable first."""
+    return [
+        f"{role} Deployment {target.namespace}/{name}"
+        for role, name, exists in (("stable", target.stable, state.stable_exists),
+                                   ("canary", target.canary, state.canary_exists))
+        if exists is False
+    ]
+
+
 def _recent(state: TargetState, now: datetime) -> int:
     since = now - FIGHT_WINDOW
     return sum(1 for t in state.recent_rollbacks if t > since)
@@ -275,6 +296,16 @@ def _judge(
     because: str,
 ) -> tuple[DecisionKind, str, Mute | None]:
     """Given that rules call for a rollback, what happens: the priority chain."""
+    # First: with a Deployment missing no rollback can ever happen (a typo in config.yaml,
+    # or the wrong cluster); saying so beats "disabled", "muted" or "already rolled back".
+    if missing := missing_objects(target, state):
+        return (
+            DecisionKind.MISCONFIGURED,
+            f"misconfigured: {' and '.join(missing)} {'do' if len(missing) > 1 else 'does'} "
+            f"not exist, so {target.name} cannot be rolled back; fix target {target.name} in "
+            f"config.yaml (or the cluster) and reload. Would have rolled back because {because}",
+            None,
+        )
     if not settings.enabled:
         return (
             DecisionKind.DISABLED,
@@ -408,7 +439,9 @@ def _decide_target(
         alertname=lead.alert.alertname or None,
         unit=lead.rule.unit,
         generator_url=lead.alert.generator_url or None,
-        details={"why": lead.why, "triggered": str(len(hits))},
+        details={"why": lead.why, "triggered": str(len(hits)),
+                 **({"missing": ", ".join(missing_objects(target, state))}
+                    if kind is DecisionKind.MISCONFIGURED else {})},
         group_key=gk,
         external_url=url,
     )

@@ -402,7 +402,7 @@ def muted_until(decision: Decision) -> str:
 def decision_message(
     decision: Decision, target: Target, mention: str = "", mute_reason: str | None = None
 ) -> SlackMessage | None:
-    """Muted, dry-run, disabled and halted decisions as a short note; None for the rest.
+    """Muted, dry-run, disabled, halted and misconfigured decisions as a short note; None for the rest.
 
     Roll-backs are told through their record (parent and thread); repeats, already
     rolled back and no-rule-matched say nothing; resolved goes to resolved_followup.
@@ -437,6 +437,15 @@ def decision_message(
                 "Something keeps scaling the canary back up after each rollback (Argo CD, Flux, "
                 "an HPA or a person?). Stop it at the source, then roll back by hand.")
         text = f"{lead}Not rolling back {target.name}: {reason}"
+        return message(text, section(body), context(links))
+    if kind is DecisionKind.MISCONFIGURED:
+        lead = f"{mention} " if mention else ""
+        missing = esc(decision.details.get("missing") or "a Deployment")
+        body = (f"{lead}:rotating_light: *Cannot roll back `{esc(target.name)}`:* {missing} "
+                f"not found.\n*Alert:* {why}\n"
+                "Fix the target in config.yaml (a typo? the wrong namespace or cluster?) and "
+                "reload; Alertmanager re-sends the alert until then.")
+        text = f"{lead}Cannot roll back {target.name}: {reason}"
         return message(text, section(body), context(links))
     return None
 

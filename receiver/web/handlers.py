@@ -2,7 +2,9 @@
 
 HTTP codes follow Alertmanager's retry rule: 2xx delivered, 5xx retried, 4xx never
 retried. So a payload that will never be valid gets 4xx naming the problem, and 503 is
-kept for the one case a retry helps: the rollback's intent could not be recorded.
+kept for the cases a retry helps: the rollback's intent could not be recorded, a quiet
+answer could not be confirmed against the API, or a target names a missing Deployment
+(the alert comes back and rolls back once the configuration is fixed).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from aiohttp import web
 
 from receiver.core.alerts import PayloadError, parse_payload
 from receiver.metrics import WEBHOOKS
-from receiver.service import IntentNotRecorded
+from receiver.service import IntentNotRecorded, Misconfigured, NotConfirmed
 from receiver.web.app import REJECTIONS, RUNTIME
 from receiver.web.auth import AdminAccess
 
@@ -80,10 +82,10 @@ async def webhook(request: web.Request) -> web.Response:
     except BodyTooLarge:
         WEBHOOKS.labels("too_large").inc()
         return error(413, f"payload larger than settings.max_body_bytes ({limit} bytes)")
-    result = rt.service.repeat(body)
-    if result is not None:
+    answer = await rt.service.repeat(body)
+    if answer is not None:
         ACCEPTED.inc()
-        return web.Response(body=result.response_body, content_type="application/json")
+        return web.Response(body=answer, content_type="application/json")
     try:
         with gc_paused(len(body) > LARGE_BODY):
             payload = parse_payload(body)
@@ -101,6 +103,14 @@ async def webhook(request: web.Request) -> web.Response:
             f"could not record the rollback in the cluster, retry: {e}",
             decisions=[d.summary() for d in e.decisions],
         )
+    except Misconfigured as e:
+        WEBHOOKS.labels("misconfigured").inc()
+        return error(503, f"target misconfigured, nothing was changed: {e}",
+                     decisions=[d.summary() for d in e.decisions])
+    except NotConfirmed as e:
+        WEBHOOKS.labels("not_confirmed").inc()
+        return error(503, f"could not confirm the targets' state, retry: {e}",
+                     decisions=[d.summary() for d in e.decisions])
     ACCEPTED.inc()
     return web.Response(body=result.response_body, content_type="application/json")
 

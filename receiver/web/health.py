@@ -53,10 +53,25 @@ async def checks(rt: Runtime) -> dict[str, str]:
     }
 
 
+def targets(rt: Runtime) -> dict[str, str]:
+    """Each configured target: "ok" or why it cannot be rolled back (a missing Deployment)."""
+    broken = rt.service.broken_targets()
+    return {t.name: broken.get(t.name, "ok") for t in rt.store.config.targets}
+
+
 async def ready(request: web.Request) -> web.Response:
-    found = await checks(request.app[RUNTIME])
+    """A broken target does not make the replica unready: 503 here would take every replica
+    out of the Service and stop the webhooks of the healthy targets too; it is named in
+    the body (and in /health, the gauge receiver_target_misconfigured and Slack)."""
+    rt = request.app[RUNTIME]
+    found = await checks(rt)
     status = 200 if all(v == "ok" for v in found.values()) else 503
-    return web.json_response({"status": "ready" if status == 200 else "not ready", "checks": found}, status=status)
+    per_target = targets(rt)
+    broken = {k: v for k, v in per_target.items() if v != "ok"}
+    return web.json_response(
+        {"status": "ready" if status == 200 else "not ready", "checks": found,
+         "targets": per_target, **({"broken_targets": sorted(broken)} if broken else {})},
+        status=status)
 
 
 async def full(request: web.Request) -> web.Response:
@@ -68,7 +83,8 @@ async def full(request: web.Request) -> web.Response:
     slack_check = request.app.get(SLACK_CHECK)
     if slack_check is not None:
         found["slack"] = slack_check() or "ok"
-    healthy = all(v == "ok" for v in found.values())
+    per_target = targets(rt)
+    healthy = all(v == "ok" for v in [*found.values(), *per_target.values()])
     settings = store.config.settings
     last = store.last_reload
     return web.json_response(
@@ -78,6 +94,7 @@ async def full(request: web.Request) -> web.Response:
             "uptime_seconds": round(time.monotonic() - rt.started_monotonic, 3),
             "memory_rss_bytes": rss_bytes(),
             "dependencies": {k: v for k, v in found.items() if k != "config"},
+            "targets": per_target,
             "config": {
                 "path": str(store.path),
                 "last_reload": {"ok": last.ok, "at": last.at.isoformat(), "error": last.error},

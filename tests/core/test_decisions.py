@@ -235,6 +235,30 @@ def test_canary_at_zero_and_stable_full_is_already_rolled_back(config: Config) -
 
 
 @pytest.mark.parametrize(
+    ("state", "missing"),
+    [
+        (TargetState(stable_replicas=5, stable_exists=True, canary_exists=False),
+         "canary Deployment finance/finance-service-v2"),
+        (TargetState(canary_replicas=1, stable_exists=False, canary_exists=True),
+         "stable Deployment finance/finance-service-v1"),
+    ],
+)
+def test_a_missing_deployment_is_a_misconfiguration_naming_it_not_a_quiet_no_op(
+    config: Config, state: TargetState, missing: str,
+) -> None:
+    d = decide_one("firing_error_rate.json", config, state)
+    assert d.kind is DecisionKind.MISCONFIGURED
+    assert missing in d.reason and "not exist" in d.reason
+    assert d.details["missing"] == missing
+
+
+def test_a_missing_canary_is_misconfigured_even_while_muted(config: Config) -> None:
+    state = TargetState(canary_replicas=None, stable_replicas=5, stable_exists=True, canary_exists=False)
+    d = decide_one("firing_error_rate.json", with_settings(config, mute=MUTE), state)
+    assert d.kind is DecisionKind.MISCONFIGURED
+
+
+@pytest.mark.parametrize(
     "state",
     [
         TargetState(canary_replicas=1, stable_replicas=4),

@@ -65,8 +65,14 @@ async def test_the_same_alert_from_two_alertmanagers_rolls_back_once(
                     assert resp.status == 200
             for am in (am1, am2):
                 await _delivered(http, am.url)
-            async with http.get(f"{rx.url}/metrics") as resp:
-                metrics = await resp.text()
+            # Alertmanager counts a notification as it sends it: wait for both answers
+            async with asyncio.timeout(10):
+                while True:
+                    async with http.get(f"{rx.url}/metrics") as resp:
+                        metrics = await resp.text()
+                    if _sample(metrics, ACCEPTED) - _sample(before, ACCEPTED) >= 2:
+                        break
+                    await asyncio.sleep(0.05)
             await kube_sim.wait_for(
                 lambda: (kube_sim.get("deployments", NS, STABLE) or {}).get("status", {}).get("readyReplicas") == 5,
                 timeout=30,
@@ -75,10 +81,13 @@ async def test_the_same_alert_from_two_alertmanagers_rolls_back_once(
         await rx.stop(grace=2)
     scale = [r for r in kube_sim.requests if r.method == "PATCH" and r.path.endswith("/scale")]
     assert sorted(r.path.rsplit("/", 2)[-2] for r in scale) == [STABLE, CANARY]
-    accepted = 'receiver_webhooks_total{outcome="accepted"}'
+    accepted = ACCEPTED
     rolled = 'receiver_decisions_total{decision="roll_back",target="finance-service"}'
     assert _sample(metrics, accepted) - _sample(before, accepted) >= 2  # both delivered (and may re-send)
     assert _sample(metrics, rolled) - _sample(before, rolled) == 1
+
+
+ACCEPTED = 'receiver_webhooks_total{outcome="accepted"}'
 
 
 async def _delivered(http: aiohttp.ClientSession, am_url: str) -> None:

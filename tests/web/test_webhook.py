@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import structlog
 from aiohttp.test_utils import TestClient
 
 from receiver.config_store import ConfigStore
@@ -251,11 +252,12 @@ async def test_every_log_line_of_a_webhook_carries_the_request_id_target_fingerp
 ) -> None:
     from receiver import logs
 
+    saved = structlog.get_config()  # restored below: the configured file is capsys's
     logs.configure(json=True, level="info")
     try:
         await harness.post(firing_payload(), headers={**BEARER, "X-Request-Id": "req-42"})
     finally:
-        logs.configure(json=False, level="warning")
+        structlog.configure(**saved)
     lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
     decided = [line for line in lines if line["event"] == "decided"]
     assert decided, lines
@@ -265,3 +267,101 @@ async def test_every_log_line_of_a_webhook_carries_the_request_id_target_fingerp
         assert line["fingerprints"] == ["55700370c855a6aa"]
         assert line["decision"] == "roll_back"
     assert TOKEN not in "\n".join(json.dumps(line) for line in lines)
+
+
+async def test_a_delivery_whose_claim_finds_the_rollback_running_is_logged_as_in_progress(
+    harness: Harness, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from receiver import logs
+
+    await harness.post(firing_payload())  # claims the target
+    capsys.readouterr()
+    saved = structlog.get_config()  # restored below: the configured file is capsys's
+    logs.configure(json=True, level="info")
+    try:
+        status, body = await harness.post(firing_payload(fingerprint="0123456789abcdef"))
+    finally:
+        structlog.configure(**saved)
+    assert status == 200 and body["decisions"][0]["decision"] == "in_progress"
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
+    decided = [line for line in lines if line["event"] == "decided"]
+    assert [(x["decision"], x["reason"]) for x in decided] == [("in_progress", body["decisions"][0]["reason"])]
+
+
+def _quiet_group(n: int, alerts: int = 100) -> bytes:
+    """A distinct group of ``alerts`` alerts below the threshold (no_rule_matched: quiet)."""
+    one = firing_payload("0.01")
+    template = one["alerts"][0]
+    one["alerts"] = [{**template, "fingerprint": f"{n:08x}{i:08x}"} for i in range(alerts)]
+    one["groupKey"] = f"{{}}:{{group=\"{n}\"}}"
+    return json.dumps(one).encode()
+
+
+def _cache_bytes(text: str, cache: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(f'receiver_cache_bytes{{cache="{cache}"}}'):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"no receiver_cache_bytes for {cache} in /metrics")
+
+
+async def test_the_repeat_cache_stays_within_its_byte_budget_whatever_the_bodies(
+    aiohttp_client: Callable[..., Awaitable[TestClient]], config_file: Callable[..., Path]
+) -> None:
+    budget = 64 * 1024
+    store = ConfigStore(config_file(), env=ENV)
+    service = Service(lambda: store.config, FakeStates(), FakeExecutor(lambda: store.config), FakeNotifier(),
+                      repeat_cache_bytes=budget)
+
+    async def no_rollbacks() -> list:
+        return []
+
+    async def kube_ok() -> str | None:
+        return None
+
+    client = await aiohttp_client(make_app(Runtime(store=store, service=service,
+                                                    list_rollbacks=no_rollbacks, kube_check=kube_ok)))
+    bodies = [_quiet_group(n) for n in range(80)]  # ~40 KB each, 3 MB in all
+    for body in bodies:
+        resp = await client.post("/webhook", data=body, headers=BEARER)
+        assert resp.status == 200
+    first = await (await client.get("/metrics")).text()
+    held = _cache_bytes(first, "repeat")
+    assert 0 < held <= budget
+    # the newest bodies are still answered, the same as the first time
+    again = await client.post("/webhook", data=bodies[-1], headers=BEARER)
+    answer = await again.json()
+    assert answer["decisions"][0]["decision"] == "no_rule_matched"
+    assert len(answer["decisions"][0]["fingerprints"]) == 100
+    assert _cache_bytes(await (await client.get("/metrics")).text(), "repeat") <= budget
+
+
+async def test_the_memory_of_what_slack_was_told_stays_within_its_byte_budget(
+    aiohttp_client: Callable[..., Awaitable[TestClient]], config_file: Callable[..., Path]
+) -> None:
+    budget = 8 * 1024
+    text = config_file().read_text().replace(
+        "    replicas: 5\n",
+        "    replicas: 5\n    mute: {reason: planned load test, by: alice, until: '2099-01-01T00:00:00Z'}\n",
+    )
+    store = ConfigStore(config_file(text), env=ENV)
+    notifier = FakeNotifier()
+    service = Service(lambda: store.config, FakeStates(), FakeExecutor(lambda: store.config), notifier,
+                      told_cache_bytes=budget)
+
+    async def no_rollbacks() -> list:
+        return []
+
+    async def kube_ok() -> str | None:
+        return None
+
+    client = await aiohttp_client(make_app(Runtime(store=store, service=service,
+                                                    list_rollbacks=no_rollbacks, kube_check=kube_ok)))
+    for n in range(120):  # muted groups of 100 alerts each: every one is told once
+        body = json.loads(_quiet_group(n))
+        for alert in body["alerts"]:
+            alert["annotations"]["value"] = "0.2"
+        resp = await client.post("/webhook", data=json.dumps(body).encode(), headers=BEARER)
+        assert resp.status == 200 and (await resp.json())["decisions"][0]["decision"] == "muted"
+    assert len(notifier.told) == 120
+    held = _cache_bytes(await (await client.get("/metrics")).text(), "told")
+    assert 0 < held <= budget

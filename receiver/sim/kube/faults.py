@@ -3,8 +3,9 @@ of requests, added latency, dropped connections, cut watches and forced 410s."""
 
 from __future__ import annotations
 
+import asyncio
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass
@@ -44,6 +45,7 @@ class DropRule:
     verb: str | None
     resource: str | None
     times: int | None
+    after: bool = False  # apply the request, then close the connection without answering
 
 
 @dataclass
@@ -52,6 +54,12 @@ class CutRule:
     after_seconds: float | None
     resource: str | None
     times: int | None
+
+
+@dataclass
+class HoldRule:
+    resource: str | None
+    released: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class Faults:
@@ -67,6 +75,9 @@ class Faults:
         self.drops: list[DropRule] = []
         self.cuts: list[CutRule] = []
         self.expire_watches = 0
+        for hold in getattr(self, "holds", []):
+            hold.released.set()
+        self.holds: list[HoldRule] = []
 
     def fail(
         self,
@@ -99,6 +110,14 @@ class Faults:
         self.drops.append(rule)
         return rule
 
+    def drop_responses(self, times: int | None = 1, verb: str | None = None,
+                       resource: str | None = None) -> DropRule:
+        """Apply the request, then close the connection without answering: the write
+        lands but its client never learns (a proxy or node dying mid-answer)."""
+        rule = DropRule(verb, resource, times, after=True)
+        self.drops.append(rule)
+        return rule
+
     def cut_watches(
         self,
         after_events: int | None = None,
@@ -110,6 +129,25 @@ class Faults:
         rule = CutRule(after_events, after_seconds, resource, times)
         self.cuts.append(rule)
         return rule
+
+    def hold_watches(self, resource: str | None = None) -> HoldRule:
+        """Hold back the events of open and new watches (a lagging watch cache or a slow
+        link) until release_watches(); the changes themselves happen at once."""
+        rule = HoldRule(resource)
+        self.holds.append(rule)
+        return rule
+
+    def release_watches(self) -> None:
+        """Deliver the held watch events, in order."""
+        for rule in self.holds:
+            rule.released.set()
+        self.holds.clear()
+
+    async def wait_released(self, resource: str) -> None:
+        """Consulted before each watch event: returns once no hold covers ``resource``."""
+        for rule in list(self.holds):
+            if rule.resource is None or rule.resource == resource:
+                await rule.released.wait()
 
     def expire_next_watch(self, count: int = 1) -> None:
         """The next watch(es) from a resourceVersion get an ERROR 410 Expired event."""
@@ -137,9 +175,10 @@ class Faults:
     def delay_for(self, verb: str, resource: str) -> float:
         return sum(r.seconds for r in self.latencies if r.matches(verb, resource))
 
-    def should_drop(self, verb: str, resource: str) -> bool:
+    def should_drop(self, verb: str, resource: str, *, after: bool = False) -> bool:
         for rule in list(self.drops):
-            if (rule.verb is None or rule.verb == verb) and (rule.resource is None or rule.resource == resource):
+            if rule.after is after and (rule.verb is None or rule.verb == verb) \
+                    and (rule.resource is None or rule.resource == resource):
                 self._take(self.drops, rule)
                 return True
         return False

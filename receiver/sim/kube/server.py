@@ -190,6 +190,8 @@ class Handlers:
                 return await self._watch(request, target, query)
             resp = await self._rest(request, record.verb, target, query, body)
             record.status = resp.status
+            if faults.should_drop(record.verb, record.resource, after=True) and request.transport is not None:
+                request.transport.close()
             return resp
         except errors.ApiError as e:
             record.status = e.code
@@ -439,6 +441,7 @@ class Handlers:
             cut=self.sim.faults.cut_for(res.plural),
             bookmark_interval=self.sim.bookmark_interval,
             to_table=table_fn,
+            hold=lambda: self.sim.faults.wait_released(res.plural),
         )
         return await self.sim.watches.serve(request, w)
 

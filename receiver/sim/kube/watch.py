@@ -41,6 +41,7 @@ class WatchRequest:
     bookmark_interval: float
     to_table: Callable[[Obj, bool], Obj] | None = None
     labels: list[tuple[str, str]] = field(default_factory=list)  # label=value pairs match requires
+    hold: Callable[[], Any] | None = None  # awaited before each live event (Faults.hold_watches)
 
 
 class WatchHub:
@@ -146,6 +147,8 @@ class WatchHub:
                 last_rv = change.rv
                 ev = self._filter(change, w)
                 if ev:
+                    if w.hold is not None:
+                        await w.hold()
                     await send(*ev)
                     if self._cut_now(w, sent):
                         return self._abort(request, resp)
