@@ -389,8 +389,16 @@ async def _kube_checks(
             if unreachable:
                 return CheckRow(check, target.name, "skip", unreachable)
             try:
-                obj = await kube.once(f"get deployments {target.namespace}/{name}",
-                                      kube.apps.read_namespaced_deployment, name, target.namespace)
+                # Listed by name, as the receiver's own watch sees it: the Role grants `get` only on
+                # the Deployments it names, so a typo would otherwise read as 403, not "not found".
+                found = await kube.once(f"list deployments {target.namespace} --field-selector metadata.name={name}",
+                                        kube.apps.list_namespaced_deployment, target.namespace,
+                                        field_selector=f"metadata.name={name}")
+                items = found.get("items") or []
+                if not items:
+                    return CheckRow(check, target.name, "fail",
+                                    f"deployment {target.namespace}/{name} not found (the {role} named in config)")
+                obj = items[0]
             except KubeError as err:
                 if err.status == 0:
                     unreachable = f"cluster unreachable: {err}"
