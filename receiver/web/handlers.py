@@ -71,7 +71,7 @@ async def webhook(request: web.Request) -> web.Response:
     store = rt.store
     if not store.credentials.webhook_allowed(request.headers.get("Authorization")):
         WEBHOOKS.labels("unauthorized").inc()
-        log.warning("webhook rejected: missing or wrong credentials", remote=request.remote)
+        log.warning("webhook_unauthorized", remote=request.remote)
         return error(401, "missing or invalid credentials", hint="send Authorization: Bearer <token> or basic auth")
     limit = store.config.settings.max_body_bytes
     try:
@@ -88,7 +88,7 @@ async def webhook(request: web.Request) -> web.Response:
             payload = parse_payload(body)
     except PayloadError as e:
         WEBHOOKS.labels("invalid").inc()
-        log.warning("webhook rejected: invalid payload", error=str(e))
+        log.warning("webhook_invalid_payload", error=str(e))
         return error(400, str(e))
     structlog.contextvars.bind_contextvars(group_key=payload.group_key)
     try:
