@@ -8,15 +8,14 @@ conventional keys msg, level and time, and the rollback's context on its lines.
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import logging
 import os
 import signal
 import sys
 import warnings
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, redirect_stderr
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -117,15 +116,14 @@ async def test_every_stderr_line_of_serve_is_json_with_msg_level_and_time_and_a_
 
 
 @pytest.fixture
-def json_stderr() -> Iterator[io.StringIO]:
-    """logs.configure(json=True) writing into a buffer; the defaults put back afterwards."""
-    buffer = io.StringIO()
+def json_stderr(capsys: pytest.CaptureFixture[str]) -> Iterator[Callable[[], list[dict[str, Any]]]]:
+    """logs.configure(json=True); yields a reader of the JSON lines written to stderr since."""
     root = logging.getLogger()
     level, handlers, saved = root.level, list(root.handlers), structlog.get_config()
-    with redirect_stderr(buffer):
-        logs.configure(json=True, level="info")
+    logs.configure(json=True, level="info")
+    capsys.readouterr()
     try:
-        yield buffer
+        yield lambda: [json.loads(line) for line in capsys.readouterr().err.splitlines()]
     finally:
         logging.captureWarnings(False)
         root.handlers[:] = handlers
@@ -133,13 +131,15 @@ def json_stderr() -> Iterator[io.StringIO]:
         structlog.configure(**saved)
 
 
-def test_python_warnings_and_library_log_lines_come_out_as_json(json_stderr: io.StringIO) -> None:
+def test_python_warnings_and_library_log_lines_come_out_as_json(
+    json_stderr: Callable[[], list[dict[str, Any]]],
+) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("always")
         warnings.warn("an old API", DeprecationWarning, stacklevel=1)
     logging.getLogger("aiohttp.server").error("Error handling request")
     structlog.get_logger("receiver.test").info("own_line", target="finance-service")
-    events = [json.loads(line) for line in json_stderr.getvalue().splitlines()]
+    events = json_stderr()
     assert [(e.get("logger", "structlog"), e["level"]) for e in events] == [
         ("py.warnings", "warning"), ("aiohttp.server", "error"), ("structlog", "info"),
     ]
@@ -149,8 +149,9 @@ def test_python_warnings_and_library_log_lines_come_out_as_json(json_stderr: io.
     assert all("time" in e for e in events)
 
 
-def test_configuring_twice_does_not_print_each_line_twice(json_stderr: io.StringIO) -> None:
-    with redirect_stderr(json_stderr):
-        logs.configure(json=True, level="info")
+def test_configuring_twice_does_not_print_each_line_twice(
+    json_stderr: Callable[[], list[dict[str, Any]]],
+) -> None:
+    logs.configure(json=True, level="info")
     logging.getLogger("aiohttp.server").warning("once")
-    assert [json.loads(line)["msg"] for line in json_stderr.getvalue().splitlines()] == ["once"]
+    assert [e["msg"] for e in json_stderr()] == ["once"]
