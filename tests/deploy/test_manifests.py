@@ -19,7 +19,8 @@ Obj = dict[str, Any]
 
 
 _LABELS = {"type": "object", "additionalProperties": {"type": "string"}}
-_DURATION = {"type": "string", "pattern": "^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$"}
+_DURATION = {"type": "string",
+             "pattern": "^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$"}
 # The part of prometheus-operator's ServiceMonitor CRD schema (monitoring.coreos.com/v1)
 # this base uses, closed like the API server's structural schema would prune: a
 # misspelt field is an error here rather than silently dropped in a cluster.
