@@ -42,7 +42,9 @@ def configure(json: bool | None = None, level: str = "info") -> None:
     """Configure structlog and the root logger; json=None picks JSON unless stderr is a terminal."""
     if json is None:
         json = not sys.stderr.isatty()
-    numeric = logging.getLevelNamesMapping()[level.upper()]
+    numeric = logging.getLevelNamesMapping().get(level.upper())
+    if numeric is None:
+        raise ValueError(f"unknown log level {level!r}: use debug, info, warning or error")
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,

@@ -113,5 +113,6 @@ def init_target_labels(targets: Iterable[str]) -> None:
         ROLLBACKS_STARTED.labels(target)
         for outcome in ROLLBACK_OUTCOMES:
             ROLLBACKS_FINISHED.labels(target, outcome)
+            ROLLBACK_DURATION.labels(target, outcome)
         for kind in DecisionKind:
             DECISIONS.labels(target, kind.value)

@@ -155,3 +155,8 @@ def test_configuring_twice_does_not_print_each_line_twice(
     logs.configure(json=True, level="info")
     logging.getLogger("aiohttp.server").warning("once")
     assert [e["msg"] for e in json_stderr()] == ["once"]
+
+
+def test_an_unknown_log_level_is_refused_by_name() -> None:
+    with pytest.raises(ValueError, match="unknown log level 'loud'"):
+        logs.configure(json=True, level="loud")

@@ -99,6 +99,7 @@ async def test_a_target_added_by_a_reload_shows_zero_at_once(
     assert value(samples, "receiver_rollbacks_started_total", target=target) == 0
     assert value(samples, "receiver_rollbacks_finished_total", target=target, outcome="failed") == 0
     assert value(samples, "receiver_decisions_total", target=target, decision="roll_back") == 0
+    assert value(samples, "receiver_rollback_duration_seconds_count", target=target, outcome="failed") == 0
 
 
 async def test_durations_are_in_seconds(running: tuple[TestClient, ConfigStore]) -> None:
