@@ -20,7 +20,7 @@ from pathlib import Path
 import structlog
 
 from receiver.config import Config, ConfigError, load_config
-from receiver.metrics import CONFIG_LAST_RELOAD_SUCCESS, CONFIG_RELOADS
+from receiver.metrics import CONFIG_LAST_RELOAD_SUCCESS, CONFIG_RELOADS, init_target_labels
 from receiver.web.auth import Credentials, CredentialsError
 
 log = structlog.get_logger(__name__)
@@ -50,6 +50,7 @@ class ConfigStore:
         self._env = env
         self.poll_seconds = poll_seconds
         self.config, self.credentials = self._load()  # raises: no good config at start-up
+        init_target_labels(t.name for t in self.config.targets)
         self._digest = self._file_digest()
         self.last_reload = ReloadResult(ok=True, at=datetime.now(UTC))
         self.listeners: list[Callable[[Config], None]] = []  # told of each new good config
@@ -88,18 +89,19 @@ class ConfigStore:
                 self.last_reload = ReloadResult(ok=False, at=datetime.now(UTC), error=str(e))
                 CONFIG_RELOADS.labels("failure").inc()
                 CONFIG_LAST_RELOAD_SUCCESS.set(0)
-                log.error("config reload failed; keeping the last good config", trigger=trigger, error=str(e))
+                log.error("config_reload_failed", trigger=trigger, error=str(e), kept="last good config")
                 self._digest = digest
                 for observer in self.observers:
                     observer(self.last_reload)
                 return self.last_reload
             changed = config != self.config or creds != self.credentials
             self.config, self.credentials, self._digest = config, creds, digest
+            init_target_labels(t.name for t in config.targets)
             self.last_reload = ReloadResult(ok=True, at=datetime.now(UTC), changed=changed)
             CONFIG_RELOADS.labels("success").inc()
             CONFIG_LAST_RELOAD_SUCCESS.set(1)
             log.info(
-                "config reloaded",
+                "config_reloaded",
                 trigger=trigger,
                 changed=changed,
                 enabled=config.settings.enabled,
@@ -118,7 +120,7 @@ class ConfigStore:
                 if self._file_digest() != self._digest:
                     await self.reload("file-change")
             except Exception as e:  # the watch must outlive any one bad reload
-                log.error("config watch: reload crashed; keeping the last good config", error=repr(e))
+                log.error("config_watch_reload_crashed", error=repr(e), kept="last good config")
 
     def start_watching(self) -> None:
         CONFIG_LAST_RELOAD_SUCCESS.set(1)

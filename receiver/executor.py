@@ -25,7 +25,7 @@ from receiver.core.rollback import Phase, RollbackRecord, Step
 from receiver.kube import Kube, KubeError, Obj, RetryPolicy
 from receiver.lease import HeldLease, LeaseLost, try_acquire
 from receiver.lease_observations import LeaseObservations
-from receiver.metrics import ROLLBACKS, ROLLBACKS_RUNNING
+from receiver.metrics import ROLLBACKS_FINISHED, ROLLBACKS_RUNNING, ROLLBACKS_STARTED
 from receiver.records import (
     ANN_HISTORY,
     ANN_RECORD,
@@ -315,7 +315,7 @@ class Executor:
         self._runs[record.id] = run
         ROLLBACKS_RUNNING.inc()
         if not record.steps:
-            ROLLBACKS.labels(target.name, "started").inc()
+            ROLLBACKS_STARTED.labels(target.name).inc()
         slot = False
         try:
             with structlog.contextvars.bound_contextvars(
@@ -358,7 +358,7 @@ class Executor:
             run.step("error", message, ok=False)
         run.record = replace(run.record, phase=Phase.FAILED, error=message,
                              finished_at=self.clock())
-        ROLLBACKS.labels(run.target.name, "failed").inc()
+        ROLLBACKS_FINISHED.labels(run.target.name, "failed").inc()
         if held is not None and not run.record.dry_run:
             try:
                 async with asyncio.timeout(5):

@@ -1,10 +1,42 @@
-"""Prometheus metrics, defined once so every module counts into the same names."""
+"""Prometheus metrics, defined once so every module counts into the same names.
+
+Conventions an SRE's dashboards already assume: the process and platform collectors
+(``process_resident_memory_bytes``, ``python_info``, ...), ``receiver_build_info``, no
+``_created`` series, durations in seconds, and label sets created at start (and on each
+reload) for every configured target, so a panel shows 0 rather than "no data".
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import platform
+from collections.abc import Iterable
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    disable_created_metrics,
+)
+
+from receiver import __version__
+from receiver.core.decisions import DecisionKind
+
+# `_created` series double the number of series and no dashboard reads them.
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 REGISTRY = CollectorRegistry(auto_describe=True)
+ProcessCollector(registry=REGISTRY)
+PlatformCollector(registry=REGISTRY)
+GCCollector(registry=REGISTRY)
+
+BUILD_INFO = Gauge(
+    "receiver_build_info", "Always 1; the version running and its Python.", ["version", "python"], registry=REGISTRY
+)
+BUILD_INFO.labels(__version__, platform.python_version()).set(1)
 
 WEBHOOKS = Counter("receiver_webhooks_total", "Webhook deliveries by HTTP outcome.", ["outcome"], registry=REGISTRY)
 DECISIONS = Counter(
@@ -17,10 +49,17 @@ ALERTS = Counter(
     ["decision", "reason"],
     registry=REGISTRY,
 )
-ROLLBACKS = Counter(
-    "receiver_rollbacks_total",
-    "Rollbacks by event: started, succeeded, failed.",
-    ["target", "event"],
+ROLLBACK_OUTCOMES = ("succeeded", "failed")
+ROLLBACKS_STARTED = Counter(
+    "receiver_rollbacks_started_total",
+    "Rollbacks started (not counting one resumed after a restart).",
+    ["target"],
+    registry=REGISTRY,
+)
+ROLLBACKS_FINISHED = Counter(
+    "receiver_rollbacks_finished_total",
+    "Rollbacks finished, by outcome: succeeded (stable verified serving) or failed.",
+    ["target", "outcome"],
     registry=REGISTRY,
 )
 ROLLBACK_DURATION = Histogram(
@@ -79,3 +118,20 @@ CACHE_BYTES = Gauge(
     ["cache"],
     registry=REGISTRY,
 )
+
+WEBHOOK_OUTCOMES = ("accepted", "unauthorized", "too_large", "invalid", "intent_not_recorded", "misconfigured", "not_confirmed")
+for _outcome in WEBHOOK_OUTCOMES:
+    WEBHOOKS.labels(_outcome)
+for _result in ("success", "failure"):
+    CONFIG_RELOADS.labels(_result)
+
+
+def init_target_labels(targets: Iterable[str]) -> None:
+    """Create every per-target series at 0 (at start and on reload), so dashboards show 0."""
+    for target in targets:
+        ROLLBACKS_STARTED.labels(target)
+        for outcome in ROLLBACK_OUTCOMES:
+            ROLLBACKS_FINISHED.labels(target, outcome)
+            ROLLBACK_DURATION.labels(target, outcome)
+        for kind in DecisionKind:
+            DECISIONS.labels(target, kind.value)

@@ -73,11 +73,11 @@ async def adopt_orphans(store: ConfigStore, watcher: TargetWatcher, executor: Ex
             if watcher.orphaned():
                 for task in await executor.resume_unfinished():
                     log.warning(
-                        "adopted a rollback whose receiver stopped renewing its lease",
+                        "rollback_adopted",
                         rollback_id=task.get_name().removeprefix("rollback "),
                     )
         except Exception as e:  # keep adopting; the next pass retries
-            log.error("adopting orphaned rollbacks failed; will retry", error=str(e))
+            log.error("rollback_adoption_failed", error=str(e))
 
 
 _background: set[asyncio.Task[object]] = set()
@@ -93,7 +93,7 @@ def install_sighup(store: ConfigStore) -> None:
         task.add_done_callback(_background.discard)
         task.add_done_callback(
             lambda t: (
-                t.cancelled() or t.exception() is None or log.error("SIGHUP reload crashed", error=repr(t.exception()))
+                t.cancelled() or t.exception() is None or log.error("sighup_reload_crashed", error=repr(t.exception()))
             )
         )
 
@@ -200,7 +200,7 @@ async def start_receiver(
         for record in sorted(await executor.list_rollbacks(), key=lambda r: r.started_at):
             service.remember(record)
     except Exception as e:  # the history is a nicety; never a reason not to start
-        log.warning("could not read past rollbacks at start-up", error=repr(e))
+        log.warning("past_rollbacks_unreadable", error=repr(e))
 
     runtime = Runtime(
         store=store,
@@ -227,7 +227,7 @@ async def start_receiver(
     adopter = asyncio.create_task(adopt_orphans(store, watcher, executor), name="adopt-orphans")
     url = f"http://{bound_host}:{bound_port}"
     log.info(
-        "receiver listening",
+        "receiver_listening",
         url=url,
         identity=identity,
         targets=[t.name for t in store.config.targets],
@@ -242,7 +242,7 @@ async def _serve(args: argparse.Namespace) -> int:
             args.config, args.listen, insecure=args.insecure, kubeconfig=args.kubeconfig, identity=args.identity
         )
     except ConfigError as e:
-        log.error("cannot start", error=str(e))
+        log.error("cannot_start", error=str(e))
         return 2
     install_sighup(rx.store)
     gc.freeze()  # start-up objects live forever: keep them out of every later collection
@@ -251,11 +251,11 @@ async def _serve(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-    log.info("shutting down", grace_seconds=args.shutdown_grace)
+    log.info("shutting_down", grace_seconds=args.shutdown_grace)
     try:
         await rx.stop(args.shutdown_grace)
     except Exception as e:  # a replica adopts whatever was not handed over
-        log.error("unclean shutdown; unfinished rollbacks will be adopted from their Leases", error=repr(e))
+        log.error("unclean_shutdown", error=repr(e), hint="unfinished rollbacks will be adopted from their Leases")
         return 1
     return 0
 

@@ -21,7 +21,7 @@ from receiver.core.rollback import Phase, RollbackRecord, Step
 from receiver.core.rollout import Verification, choose_order
 from receiver.kube import FIELD_MANAGER, Kube, KubeError, Obj, micro_time, parse_time
 from receiver.lease import HeldLease, LeaseLost
-from receiver.metrics import FIGHTS, ROLLBACK_DURATION, ROLLBACKS
+from receiver.metrics import FIGHTS, ROLLBACK_DURATION, ROLLBACKS_FINISHED
 from receiver.records import ANN_LAST, last_rollback_annotation, with_history
 from receiver.verify import NamespaceWatches, Watcher, wait_pods_gone, wait_verified
 
@@ -347,7 +347,7 @@ class Run:
         outcome = "succeeded" if phase is Phase.SUCCEEDED else "failed"
         if not self.record.dry_run:
             await self.record_in_cluster()
-        ROLLBACKS.labels(self.target.name, outcome).inc()
+        ROLLBACKS_FINISHED.labels(self.target.name, outcome).inc()
         ROLLBACK_DURATION.labels(self.target.name, outcome).observe(
             time.monotonic() - self.started)
         log.info("rollback_finished", outcome=outcome, error=error,

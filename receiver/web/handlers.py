@@ -91,7 +91,7 @@ async def webhook(request: web.Request) -> web.Response:
             payload = parse_payload(body)
     except PayloadError as e:
         WEBHOOKS.labels("invalid").inc()
-        log.warning("webhook rejected: invalid payload", error=str(e))
+        log.warning("webhook_invalid_payload", error=str(e))
         return error(400, str(e))
     structlog.contextvars.bind_contextvars(group_key=payload.group_key)
     try:

@@ -1,8 +1,10 @@
-"""Rewrite deploy/prometheus/prometheusrule.yaml's groups from deploy/prometheus/rules.yml.
+"""Rewrite deploy/prometheus's PrometheusRules' groups from their rule files.
 
-rules.yml is the source; the PrometheusRule is derived so prometheus-operator users get
-exactly the same alerts. Run `python tests/deploy/sync_prometheusrule.py` after editing
-rules.yml (test_prometheus_rules checks that the two agree).
+rules.yml (finance-service's rollout) and receiver-rules.yml (the receiver's own) are the
+sources; prometheusrule.yaml and receiver-prometheusrule.yaml are derived so
+prometheus-operator users get exactly the same alerts. Run
+`python tests/deploy/sync_prometheusrule.py` after editing a rule file
+(test_prometheus_rules checks that each pair agrees).
 """
 
 from __future__ import annotations
@@ -13,6 +15,10 @@ from typing import Any
 import yaml
 
 PROM = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"
+PAIRS = (
+    (PROM / "rules.yml", PROM / "prometheusrule.yaml"),
+    (PROM / "receiver-rules.yml", PROM / "receiver-prometheusrule.yaml"),
+)
 
 
 class _Dumper(yaml.SafeDumper):
@@ -39,4 +45,5 @@ def sync(rules: Path = PROM / "rules.yml", target: Path = PROM / "prometheusrule
 
 
 if __name__ == "__main__":
-    sync()
+    for source, derived in PAIRS:
+        sync(source, derived)

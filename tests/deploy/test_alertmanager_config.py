@@ -7,6 +7,7 @@ from pathlib import Path
 import yaml
 
 from tests.deploy.helpers import DEPLOY, run, tool
+from tests.deploy.test_prometheus_rules import RECEIVER_RULES, alerts
 from tests.e2e.prom import alertmanager_config
 
 AM = DEPLOY / "alertmanager" / "alertmanager.yml"
@@ -28,10 +29,42 @@ def test_amtool_rejects_a_broken_copy(tmp_path: Path) -> None:
     assert run(tool("amtool"), "check-config", str(bad)).returncode != 0
 
 
-def test_critical_alerts_reach_the_receiver_with_bearer_credentials_and_resolutions() -> None:
+def receivers_for(*labels: str, config: Path = AM) -> list[str]:
+    """The receivers Alertmanager would route an alert with these labels to (amtool's own routing)."""
+    result = run(tool("amtool"), "config", "routes", "test", f"--config.file={config}", *labels)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout.split()
+
+
+def test_each_rollback_alert_of_the_shipped_rules_reaches_the_receiver() -> None:
+    for name, rule in alerts().items():
+        if rule["labels"].get("rollback") == "immediate":
+            labels = [f"{k}={v}" for k, v in {**rule["labels"], "alertname": name}.items()]
+            assert receivers_for(*labels) == ["rollback-receiver"], name
+
+
+def test_a_critical_alert_without_the_rollback_label_does_not_reach_the_receiver() -> None:
+    assert receivers_for("alertname=ReceiverDown", "severity=critical") == ["default"]
+    assert receivers_for("alertname=DiskFull", "severity=critical", "service=finance-service") == ["default"]
+
+
+def test_no_warning_of_the_shipped_rules_reaches_the_receiver() -> None:
+    for name, rule in alerts().items():
+        if "rollback" not in rule["labels"]:
+            labels = [f"{k}={v}" for k, v in {**rule["labels"], "alertname": name}.items()]
+            assert receivers_for(*labels) == ["default"], name
+
+
+def test_the_receivers_own_alerts_go_to_people_not_to_the_receiver() -> None:
+    for name, rule in alerts(RECEIVER_RULES).items():
+        labels = [f"{k}={v}" for k, v in {**rule["labels"], "alertname": name}.items()]
+        assert receivers_for(*labels) == ["default"], name
+
+
+def test_rollback_alerts_reach_the_receiver_with_bearer_credentials_and_resolutions() -> None:
     doc = yaml.safe_load(AM.read_text())
     route = next(r for r in doc["route"]["routes"] if r["receiver"] == "rollback-receiver")
-    assert route["matchers"] == ['severity="critical"']
+    assert route["matchers"] == ['rollback="immediate"']
     assert route["group_by"] == ["alertname", "service"]
     assert route["continue"] is True
     receiver = next(r for r in doc["receivers"] if r["name"] == "rollback-receiver")

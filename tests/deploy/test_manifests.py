@@ -6,6 +6,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
@@ -15,6 +16,54 @@ from tests.deploy.helpers import DEPLOY, ROOT, run, tool
 
 K8S_VERSION = kubernetes_validate.latest_version()
 Obj = dict[str, Any]
+
+
+_LABELS = {"type": "object", "additionalProperties": {"type": "string"}}
+_DURATION = {"type": "string",
+             "pattern": "^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$"}
+# The part of prometheus-operator's ServiceMonitor CRD schema (monitoring.coreos.com/v1)
+# this base uses, closed like the API server's structural schema would prune: a
+# misspelt field is an error here rather than silently dropped in a cluster.
+SERVICE_MONITOR = {
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "additionalProperties": False,
+    "properties": {
+        "apiVersion": {"const": "monitoring.coreos.com/v1"},
+        "kind": {"const": "ServiceMonitor"},
+        "metadata": {
+            "type": "object", "required": ["name", "namespace"], "additionalProperties": False,
+            "properties": {"name": {"type": "string"}, "namespace": {"type": "string"}, "labels": _LABELS},
+        },
+        "spec": {
+            "type": "object", "required": ["selector", "endpoints"], "additionalProperties": False,
+            "properties": {
+                "selector": {"type": "object", "additionalProperties": False, "properties": {"matchLabels": _LABELS}},
+                "namespaceSelector": {
+                    "type": "object", "additionalProperties": False,
+                    "properties": {"any": {"type": "boolean"},
+                                   "matchNames": {"type": "array", "items": {"type": "string"}}},
+                },
+                "endpoints": {"type": "array", "minItems": 1, "items": {
+                    "type": "object", "additionalProperties": False,
+                    "properties": {
+                        "port": {"type": "string"}, "path": {"type": "string"},
+                        "scheme": {"enum": ["http", "https"]},
+                        "interval": _DURATION, "scrapeTimeout": _DURATION,
+                    },
+                }},
+            },
+        },
+    },
+}
+
+
+def validate(obj: Obj) -> None:
+    """Kubernetes' own schema, or for prometheus-operator's ServiceMonitor the one above."""
+    if obj.get("kind") == "ServiceMonitor":
+        jsonschema.validate(obj, SERVICE_MONITOR)
+    else:
+        kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
 
 
 def load_all(path: Path) -> list[Obj]:
@@ -45,19 +94,19 @@ def test_kustomize_builds_the_whole_base() -> None:
     kinds = sorted(o["kind"] for o in built())
     assert kinds == sorted([
         "Namespace", "ServiceAccount", "Role", "RoleBinding", "ConfigMap",
-        "Service", "Deployment", "PodDisruptionBudget", "NetworkPolicy",
+        "Service", "Deployment", "PodDisruptionBudget", "NetworkPolicy", "ServiceMonitor",
     ])
 
 
 @pytest.mark.parametrize("path", [*base_files(), DEPLOY / "secrets.example.yaml"], ids=lambda p: p.name)
 def test_every_manifest_is_valid_against_the_kubernetes_schema(path: Path) -> None:
     for obj in load_all(path):
-        kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+        validate(obj)
 
 
 def test_the_built_objects_are_valid_against_the_kubernetes_schema() -> None:
     for obj in built():
-        kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+        validate(obj)
 
 
 def test_schema_validation_catches_a_misspelt_field() -> None:
@@ -65,6 +114,29 @@ def test_schema_validation_catches_a_misspelt_field() -> None:
     deployment["spec"]["replica"] = 2
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(deployment, K8S_VERSION, strict=True)
+
+
+def test_schema_validation_catches_a_misspelt_servicemonitor_field() -> None:
+    monitor = load_all(DEPLOY / "servicemonitor.yaml")[0]
+    monitor["spec"]["endpoints"][0]["scrape_timeout"] = "10s"
+    with pytest.raises(jsonschema.ValidationError):
+        validate(monitor)
+
+
+def test_the_servicemonitor_scrapes_what_the_pod_annotations_announce_under_the_job_the_rules_use() -> None:
+    monitor, service, deployment = one("ServiceMonitor"), one("Service"), one("Deployment")
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    assert service["metadata"]["namespace"] in monitor["spec"]["namespaceSelector"]["matchNames"]
+    [endpoint] = monitor["spec"]["endpoints"]
+    [port] = [p for p in service["spec"]["ports"] if p["name"] == endpoint["port"]]
+    [container_port] = [p for p in container()["ports"] if p["name"] == port["targetPort"]]
+    assert str(container_port["containerPort"]) == annotations["prometheus.io/port"]
+    assert endpoint["path"] == annotations["prometheus.io/path"] == "/metrics"
+    # No jobLabel: prometheus-operator names the job after the Service, as ReceiverDown expects.
+    assert "jobLabel" not in monitor["spec"]
+    rules = (DEPLOY / "prometheus" / "receiver-rules.yml").read_text()
+    assert f'up{{job="{service["metadata"]["name"]}"}}' in rules
 
 
 def test_the_configmap_carries_the_repositorys_config_yaml() -> None:

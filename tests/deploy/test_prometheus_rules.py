@@ -13,6 +13,11 @@ from tests.deploy.helpers import DEPLOY, ROOT, run, tool
 from tests.e2e.rules_fast import RULES, fast_rules
 
 PROM = DEPLOY / "prometheus"
+RECEIVER_RULES = PROM / "receiver-rules.yml"
+SELF_MONITORING = {
+    "ReceiverDown", "ReceiverConfigReloadFailing", "ReceiverSlackDown",
+    "ReceiverRollbackFailed", "ReceiverBreakerOpen",
+}
 IMMEDIATE = {
     "HighErrorRate", "HighLatencyP95", "HighCPUUsage",
     "DatabaseConnectionFailures", "CriticalBusinessFlowFailure",
@@ -31,7 +36,7 @@ def alerts(path: Path = RULES) -> dict[str, dict[str, Any]]:
 def test_promtool_accepts_the_shipped_rules_and_their_fast_variant(tmp_path: Path) -> None:
     promtool = tool("promtool")
     fast = fast_rules(RULES, tmp_path / "fast.yml")
-    result = run(promtool, "check", "rules", str(RULES), str(fast))
+    result = run(promtool, "check", "rules", str(RULES), str(fast), str(RECEIVER_RULES))
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -52,13 +57,34 @@ def test_every_alert_has_a_promtool_test_that_expects_it_to_fire() -> None:
         for case in t.get("alert_rule_test", [])
         if case.get("exp_alerts")
     }
-    assert set(alerts()) <= tested, f"untested alerts: {set(alerts()) - tested}"
+    shipped = set(alerts()) | set(alerts(RECEIVER_RULES))
+    assert shipped <= tested, f"untested alerts: {shipped - tested}"
 
 
 def test_the_prometheusrule_carries_exactly_the_groups_of_rules_yml() -> None:
     assert groups(PROM / "prometheusrule.yaml") == groups(RULES), (
         "prometheusrule.yaml drifted from rules.yml: run python tests/deploy/sync_prometheusrule.py"
     )
+
+
+def test_the_receiver_prometheusrule_carries_exactly_the_groups_of_receiver_rules_yml() -> None:
+    assert groups(PROM / "receiver-prometheusrule.yaml") == groups(RECEIVER_RULES), (
+        "receiver-prometheusrule.yaml drifted from receiver-rules.yml: "
+        "run python tests/deploy/sync_prometheusrule.py"
+    )
+
+
+def test_the_receiver_is_watched_by_rules_on_the_metrics_it_exports() -> None:
+    """Each self-monitoring alert exists and reads a series the receiver (or Prometheus) has."""
+    found = alerts(RECEIVER_RULES)
+    assert set(found) == SELF_MONITORING
+    assert 'receiver_rollbacks_finished_total{outcome="failed"}' in found["ReceiverRollbackFailed"]["expr"]
+    assert "receiver_slack_up" in found["ReceiverSlackDown"]["expr"]
+    assert "receiver_breaker_open" in found["ReceiverBreakerOpen"]["expr"]
+    assert "receiver_config_last_reload_successful" in found["ReceiverConfigReloadFailing"]["expr"]
+    for name, rule in found.items():
+        assert "rollback" not in rule["labels"], f"{name} would be sent to the receiver itself"
+        assert {"summary", "description", "runbook_url"} <= set(rule["annotations"]), name
 
 
 def test_the_five_rollback_alerts_are_critical_and_carry_the_value_the_receiver_reads() -> None:
@@ -99,9 +125,9 @@ def test_the_shipped_config_rolls_back_on_each_critical_alert_of_finance_service
 def test_warnings_are_not_routed_to_the_rollback_receiver() -> None:
     route = yaml.safe_load((DEPLOY / "alertmanager" / "alertmanager.yml").read_text())["route"]
     rollback = next(r for r in route["routes"] if r["receiver"] == "rollback-receiver")
-    assert rollback["matchers"] == ['severity="critical"']
-    assert all(a["labels"]["severity"] != "critical"
-               for n, a in alerts().items() if n not in IMMEDIATE)
+    assert rollback["matchers"] == ['rollback="immediate"']
+    assert all("rollback" not in a["labels"] for n, a in alerts().items() if n not in IMMEDIATE)
+    assert all(alerts()[n]["labels"]["rollback"] == "immediate" for n in IMMEDIATE)
 
 
 def test_the_fast_variant_changes_only_timing(tmp_path: Path) -> None:

@@ -45,6 +45,7 @@ async def test_the_same_alert_from_two_alertmanagers_rolls_back_once(
                 "alertname": "HighErrorRate",
                 "service": "finance-service",
                 "severity": "critical",
+                "rollback": "immediate",  # the label the shipped route selects
                 "version": "v2",
             },
             "annotations": {"value": "0.072", "summary": "error rate 7.2 %"},

@@ -259,7 +259,7 @@ async def test_every_log_line_of_a_webhook_carries_the_request_id_target_fingerp
     finally:
         structlog.configure(**saved)
     lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
-    decided = [line for line in lines if line["event"] == "decided"]
+    decided = [line for line in lines if line["msg"] == "decided"]
     assert decided, lines
     for line in decided:
         assert line["request_id"] == "req-42"
