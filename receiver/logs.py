@@ -13,9 +13,13 @@ from typing import Any
 
 import structlog
 
+LEVELS = ("debug", "info", "warning", "error", "critical")
+
 
 def configure(json: bool | None = None, level: str = "info") -> None:
     """Configure structlog; json=None picks JSON unless stderr is a terminal."""
+    if level.lower() not in LEVELS:
+        raise ValueError(f"unknown log level {level!r}: use one of {', '.join(LEVELS)}")
     if json is None:
         json = not sys.stderr.isatty()
     renderer: Any = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer()

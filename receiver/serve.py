@@ -41,15 +41,17 @@ log = structlog.get_logger(__name__)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", type=Path, default=Path("config.yaml"), help="config file (default: config.yaml)")
-    p.add_argument("--listen", default="0.0.0.0:8080", help="HOST:PORT to listen on (default 0.0.0.0:8080)")
-    p.add_argument("--kubeconfig", type=Path, default=None, help="default: $KUBECONFIG, ~/.kube/config, in-cluster")
+    """serve's own flags; --config and the cluster flags come from cli.py."""
+    p.add_argument("--listen", default="0.0.0.0:8080", metavar="HOST:PORT",
+                   help="HOST:PORT to listen on (default 0.0.0.0:8080)")
     p.add_argument("--identity", default=None, help="lease holder identity (default: $POD_NAME or hostname)")
     p.add_argument(
         "--insecure", action="store_true", help="accept webhooks without credentials (demo and local testing only)"
     )
-    p.add_argument("--log-format", choices=("json", "console", "auto"), default="auto")
-    p.add_argument("--log-level", default="info")
+    p.add_argument("--log-format", choices=("json", "console", "auto"), default="auto",
+                   help="log lines as JSON, for a terminal, or auto: JSON unless stderr is a terminal")
+    p.add_argument("--log-level", type=str.lower, choices=logs.LEVELS, default="info",
+                   help="least severe level logged (default info)")
     p.add_argument(
         "--shutdown-grace",
         type=float,
