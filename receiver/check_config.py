@@ -22,13 +22,13 @@ from receiver.core.units import format_value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="config file(s)")
+    parser.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="config file(s) (default: --config)")
 
 
 def run(args: argparse.Namespace) -> int:
     failed = 0
     now = datetime.now(UTC)
-    for path in args.paths:
+    for path in args.paths or [args.config]:
         failed += 0 if check(path, now=now, out=sys.stdout) else 1
     if failed:
         print(f"receiver: error: failed to validate {failed} file(s)", file=sys.stderr)

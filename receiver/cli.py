@@ -14,9 +14,9 @@ import importlib
 import math
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn, TextIO
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from receiver import __version__
 from receiver.kube.retry import parse_duration, reach_problem
@@ -31,7 +31,8 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 EXIT_CODES = """exit status:
   0  success
   1  the command ran and failed (rollback not verified, cluster unreachable, invalid file)
-  2  usage or configuration error (bad flag, bad config, kubeconfig, port in use)"""
+  2  usage or configuration error (bad flag, bad config, kubeconfig, port in use)
+  3  rollback only: another rollback of the target is running (nothing was changed)"""
 DEFAULT_REQUEST_TIMEOUT = "30s"
 
 # name -> (module, help, shared flag groups: "config", "cluster")
@@ -90,8 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"receiver {__version__}",
                         help="print the version and exit")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    shared = {"config": _config_flags, "cluster": _cluster_flags}
+    sub: Any = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    shared: dict[str, Callable[[], argparse.ArgumentParser]] = {"config": _config_flags,
+                                                                "cluster": _cluster_flags}
     for name, (module, help_text, groups) in COMMANDS.items():
         try:
             mod = importlib.import_module(module)

@@ -99,7 +99,7 @@ async def _rollback(args: argparse.Namespace, config: Config, target: Target, by
     from receiver.notify.console import ConsoleNotifier
     from receiver.slack import make_notifier
 
-    host = api.configuration.host
+    host = str(api.configuration.host)
     retry = cluster_retry(args, sys.stderr, host)
     if (err := await reach(api, retry)) is not None:
         print(unreachable(host, err, args.request_timeout), file=sys.stderr)

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
 from aiohttp import hdrs
 from aiohttp.helpers import get_env_proxy_for_url
 from kubernetes_asyncio import config as kconfig

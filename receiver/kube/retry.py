@@ -88,7 +88,7 @@ def parse_duration(text: str) -> float:
     return seconds
 
 
-def reach_problem(err: KubeError) -> str:
+def reach_problem(err: BaseException) -> str:
     """Why a connection failed, in a few words ("connection refused", "no answer in 5 s")."""
     cause: BaseException | None = err
     while cause is not None:
@@ -102,4 +102,4 @@ def reach_problem(err: KubeError) -> str:
         if isinstance(os_err, OSError) and os_err.strerror:
             return os_err.strerror.lower()
         cause = cause.__cause__
-    return err.message if err.status == 0 else str(err)
+    return str(getattr(err, "message", "") or err) or type(err).__name__
