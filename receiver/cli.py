@@ -81,8 +81,9 @@ def _cluster_flags() -> argparse.ArgumentParser:
                    help="kubeconfig context (default: its current-context)")
     g.add_argument("--request-timeout", type=request_timeout, default=DEFAULT_REQUEST_TIMEOUT,
                    metavar="DURATION",
-                   help="give up on a cluster request, retries included, after this long "
-                        f"(e.g. 30s, 1m; 0 = no timeout; default {DEFAULT_REQUEST_TIMEOUT})")
+                   help="how long to wait for the cluster, as kubectl (e.g. 30s, 1m; 0 = no timeout; "
+                        f"default {DEFAULT_REQUEST_TIMEOUT}): rollback gives up after it, retries "
+                        "included; serve bounds each API request by it")
     return p
 
 

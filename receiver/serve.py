@@ -112,8 +112,10 @@ class ClusterLink:
     (not a line per retry); the recovery is logged once.
     """
 
-    def __init__(self, api: ApiClient, *, interval: float = 5.0, warn_every: float = 60.0) -> None:
+    def __init__(self, api: ApiClient, *, interval: float = 5.0, warn_every: float = 60.0,
+                 timeout: float = 3.0) -> None:
         self._api = api
+        self.timeout = timeout
         self.host = api.configuration.host
         self.interval = interval
         self.warn_every = warn_every
@@ -128,7 +130,7 @@ class ClusterLink:
         from kubernetes_asyncio.client import VersionApi
 
         try:
-            await asyncio.wait_for(VersionApi(self._api).get_code(), timeout=3)
+            await asyncio.wait_for(VersionApi(self._api).get_code(), timeout=self.timeout)
         except asyncio.CancelledError:
             raise
         except Exception as e:
@@ -236,6 +238,7 @@ class CannotListen(Exception):
     """The listening socket could not be opened (port in use, address not here)."""
 
 
+NO_TIMEOUT = 1e9  # --request-timeout 0: aiohttp needs a number
 NEEDS_CLUSTER = frozenset({"/webhook", "/rollbacks"})
 
 
@@ -265,6 +268,7 @@ async def start_receiver(
     watch_config: bool = True,
     context: str | None = None,
     wait_for_cluster: bool = True,
+    request_timeout: float | None = None,
 ) -> RunningReceiver:
     """Build and start every part; raises ConfigError before listening if config is bad,
     KubeconfigError if the cluster cannot be found, CannotListen if the port is taken.
@@ -275,7 +279,7 @@ async def start_receiver(
     serve` does that in the background.
     """
     from receiver.executor import Executor, TargetWatcher
-    from receiver.kube import new_api_client
+    from receiver.kube import Kube, RetryPolicy, new_api_client
     from receiver.lease_observations import LeaseObservations
     from receiver.slack import make_notifier
 
@@ -286,7 +290,13 @@ async def start_receiver(
     # one record of when each Lease was seen to change, fed by the watcher's Lease watch
     # and the executor's reads: other holders' Leases expire by local time (client-go)
     observations = LeaseObservations()
-    watcher = TargetWatcher(api, lambda: store.config, identity=identity, observations=observations)
+    retry = RetryPolicy()
+    if request_timeout is not None:
+        per_request = request_timeout if request_timeout > 0 else NO_TIMEOUT
+        retry = RetryPolicy(request_timeout_seconds=per_request,
+                            connect_timeout_seconds=min(retry.connect_timeout_seconds, per_request))
+    watcher = TargetWatcher(api, lambda: store.config, identity=identity, observations=observations,
+                            kube=Kube(api, retry))
     holder: dict[str, Service] = {}
 
     def on_change(record: RollbackRecord, step: Step | None) -> None:
@@ -294,11 +304,12 @@ async def start_receiver(
             holder["service"].remember(record)
         notifier.rollback_changed(record, step)
 
-    executor = Executor(api, lambda: store.config, identity, on_change=on_change, observations=observations)
+    executor = Executor(api, lambda: store.config, identity, on_change=on_change, observations=observations,
+                        retry=retry)
     notifier = make_notifier(store.config.slack, env, on_thread=executor.set_slack_thread, config=lambda: store.config)
     service = Service(lambda: store.config, watcher, executor, notifier)
     holder["service"] = service
-    link = ClusterLink(api)
+    link = ClusterLink(api, timeout=min(3.0, retry.request_timeout_seconds))
     connected = asyncio.Event()
 
     async def kube_check() -> str | None:
@@ -380,7 +391,7 @@ async def _serve(args: argparse.Namespace) -> int:
     try:
         rx = await start_receiver(
             args.config, args.listen, insecure=args.insecure, kubeconfig=args.kubeconfig, identity=args.identity,
-            context=args.context, wait_for_cluster=False,
+            context=args.context, wait_for_cluster=False, request_timeout=args.request_timeout,
         )
     except (ConfigError, KubeconfigError, CannotListen) as e:
         log.error("cannot_start", error=str(e))
