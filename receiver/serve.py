@@ -361,7 +361,7 @@ async def start_receiver(
             log.warning("could not read past rollbacks at start-up", error=repr(e))
         connected.set()
         rx.adopter = asyncio.create_task(adopt_orphans(store, watcher, executor), name="adopt-orphans")
-        log.info("receiver connected to the cluster", url=link.host, resumed=len(rx.tasks))
+        log.info("cluster_connected", url=link.host, resumed=len(rx.tasks))
 
     rx.connecting = [asyncio.create_task(link.run(), name="cluster-link"),
                      asyncio.create_task(connect(), name="connect")]
