@@ -3,8 +3,9 @@
 Start-up order matters for safety: the config must be valid and credentials present
 before anything listens; it then listens at once, cluster or not (a liveness probe must
 not kill a pod whose API server is down), and answers 503 to webhooks until the cluster
-has been reached and unfinished rollbacks recorded there resumed; on SIGTERM the listener closes first, then running rollbacks
-get the grace period to reach a safe point (their state is in the Lease either way).
+has been reached and unfinished rollbacks recorded there resumed; on SIGTERM the
+listener closes first, then running rollbacks get the grace period to reach a safe
+point (their state is in the Lease either way).
 """
 
 from __future__ import annotations
