@@ -32,6 +32,7 @@ from typing import Any, Literal, TextIO
 from receiver.config import Config, ConfigError, Mute, Rule, SlackSettings, StepOrder, Target, load_config
 from receiver.core.matchers import format_matchers
 from receiver.core.units import format_value
+from receiver.kube.retry import parse_duration
 from receiver.records import lease_name, lease_namespace
 from receiver.slack import slack_credentials_problem
 
@@ -40,7 +41,7 @@ DEFAULT_REQUEST_TIMEOUT = 30.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="config file(s)")
+    parser.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="config file(s) (default: --config)")
     parser.add_argument(
         "--cluster",
         action="store_true",
@@ -63,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     rows: list[CheckRow] = []
     configs: list[Config] = []
     invalid = 0
-    for path in args.paths:
+    for path in args.paths or [args.config]:
         config = _check_quietly(path, rows) if as_json else check_and_load(path, now=now, out=sys.stdout)
         if config is None:
             invalid += 1
@@ -318,21 +319,13 @@ def required_access(config: Config, target: Target) -> list[tuple[str, Access]]:
     return out
 
 
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
 
 
 def request_timeout_seconds(value: object) -> float:
-    """``--request-timeout`` as kubectl takes it (30, 30s, 1m, 500ms; 0 = none), if the
-    parser has one; the CLI's 30 s otherwise."""
+    """``--request-timeout`` as the CLI parsed it (seconds; 0 = none), else the CLI's 30 s."""
     if value is None:
         return DEFAULT_REQUEST_TIMEOUT
-    if isinstance(value, int | float):
-        seconds = float(value)
-    else:
-        m = _DURATION.match(str(value).strip())
-        if m is None:
-            return DEFAULT_REQUEST_TIMEOUT
-        seconds = float(m.group(1)) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600, None: 1}[m.group(2)]
+    seconds = float(value) if isinstance(value, int | float) else parse_duration(str(value))
     return seconds if seconds > 0 else 24 * 3600.0
 
 

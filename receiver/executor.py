@@ -261,10 +261,13 @@ class Executor:
         task.add_done_callback(lambda _t: self._tasks.pop(record.id, None))
         return task
 
-    async def run_manual(self, target: Target, requested_by: str, dry_run: bool) -> RollbackRecord:
+    async def run_manual(self, target: Target, requested_by: str, dry_run: bool,
+                         reason: str | None = None) -> RollbackRecord:
         """The `receiver rollback` button: claim and run to the end."""
         fresh = new_record(None, target, self.config_provider(), self.clock(),
                            requested_by=requested_by, dry_run=dry_run)
+        if reason is not None:  # e.g. where it was asked from, and the mute it overrides
+            fresh = replace(fresh, reason=reason)
         if dry_run:
             return await self._run(fresh)
         record = await self._acquire(target, lambda: fresh)

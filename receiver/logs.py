@@ -37,6 +37,8 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
     def stream(self, _value: Any) -> None:
         pass
 
+LEVELS = ("debug", "info", "warning", "error", "critical")
+
 
 def configure(json: bool | None = None, level: str = "info") -> None:
     """Configure structlog and the root logger; json=None picks JSON unless stderr is a terminal."""

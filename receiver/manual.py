@@ -12,28 +12,39 @@ import asyncio
 import getpass
 import socket
 import sys
-from pathlib import Path
-from typing import TextIO
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, TextIO
 
-from receiver.config import ConfigError, load_config
+from receiver.cli import cluster_retry, reach, unreachable
+from receiver.config import Config, ConfigError, Target, load_config
 from receiver.core.rollback import Phase, RollbackRecord, Step
 from receiver.executor import Executor, RecordError, RollbackBusy
 from receiver.kube import KubeError, new_api_client
+from receiver.kube.client import KubeconfigError
 from receiver.logs import configure as configure_logs
+
+if TYPE_CHECKING:
+    from kubernetes_asyncio.client import ApiClient
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BUSY = 0, 1, 2, 3
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("target", metavar="TARGET", help="a target name from config.yaml")
-    parser.add_argument("--config", required=True, help="path to config.yaml")
+    """TARGET and the rollback's own flags; --config and the cluster flags come from cli.py."""
+    parser.add_argument("target", metavar="TARGET", help="a target name from the config file")
     parser.add_argument("--dry-run", action="store_true",
                         help="read the cluster and say what would be done; change nothing")
-    parser.add_argument("--by", default=None,
+    parser.add_argument("--by", default=None, metavar="NAME",
                         help="who asks (shown in the record and Slack); default: $USER")
-    parser.add_argument("--kubeconfig", default=None,
-                        help="kubeconfig path; default: $KUBECONFIG, ~/.kube/config, in-cluster")
-    parser.add_argument("--context", default=None, help="kubeconfig context")
+
+
+def overridden_mute(config: Config, target: Target, now: datetime) -> str | None:
+    """The active mute a manual rollback goes past, said so in the terminal and Slack."""
+    for scope, mute in ((target.name, target.mute), ("all targets", config.settings.mute)):
+        if mute is not None and mute.active(now):
+            until = f"until {mute.until:%Y-%m-%d %H:%M} UTC" if mute.until else "until removed"
+            return f"overrides the active mute of {scope} by {mute.by} {until}: {mute.reason}"
+    return None
 
 
 class Printer:
@@ -62,7 +73,7 @@ class Printer:
 
 async def rollback(args: argparse.Namespace, out: TextIO) -> int:
     try:
-        config = load_config(Path(args.config))
+        config = load_config(args.config)
     except ConfigError as e:
         print(e, file=sys.stderr)
         return EXIT_USAGE
@@ -74,26 +85,68 @@ async def rollback(args: argparse.Namespace, out: TextIO) -> int:
     by = args.by or getpass.getuser()
     try:
         api = await new_api_client(args.kubeconfig, args.context)
-    except Exception as e:  # kubeconfig missing/invalid, not in a cluster
-        print(f"cannot find a cluster: {e}", file=sys.stderr)
+    except KubeconfigError as e:
+        print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
+    try:
+        return await _rollback(args, config, target, by, api, out)
+    finally:
+        await api.close()
+
+
+async def _rollback(args: argparse.Namespace, config: Config, target: Target, by: str,
+                    api: ApiClient, out: TextIO) -> int:
+    from receiver.notify.console import ConsoleNotifier
+    from receiver.slack import make_notifier
+
+    host = str(api.configuration.host)
+    retry = cluster_retry(args, sys.stderr, host)
+    if (err := await reach(api, retry)) is not None:
+        print(unreachable(host, err, args.request_timeout), file=sys.stderr)
+        return EXIT_FAILED
     printer = Printer(out)
+    reason = f"from the command line on {socket.gethostname()}"
+    if (mute := overridden_mute(config, target, datetime.now(UTC))) is not None:
+        reason += f"; {mute}"
+        print(f"Note: this {mute}", file=out, flush=True)
+    # Slack hears of a manual rollback like of any other (parent, thread, outcome); the
+    # console notifier is left out: the progress lines below are the console.
+    executor: Executor | None = None
+
+    async def on_thread(rollback_id: str, channel: str, ts: str) -> None:
+        if executor is not None:
+            await executor.set_slack_thread(rollback_id, channel, ts)
+
+    notifier = make_notifier(config.slack, on_thread=on_thread, config=lambda: config)
+    slack = None if isinstance(notifier, ConsoleNotifier) else notifier
+
+    def on_change(record: RollbackRecord, step: Step | None) -> None:
+        printer(record, step)
+        if slack is not None:
+            slack.rollback_changed(record, step)
+
     executor = Executor(api, lambda: config, f"manual-{by}@{socket.gethostname()}"[:128],
-                        on_change=printer)
+                        on_change=on_change, retry=retry)
+    if slack is not None:
+        await slack.start()
     mode = " (dry run)" if args.dry_run else ""
     print(f"Rolling {target.name} back{mode}: {target.namespace}/{target.canary} -> 0, "
           f"{target.namespace}/{target.stable} -> {target.replicas}", file=out, flush=True)
     try:
-        record = await executor.run_manual(target, by, args.dry_run)
+        record = await executor.run_manual(target, by, args.dry_run, reason=reason)
     except RollbackBusy as e:
         print(e, file=sys.stderr)
         return EXIT_BUSY
-    except (KubeError, RecordError) as e:
+    except KubeError as e:
+        print(unreachable(host, e, args.request_timeout), file=sys.stderr)
+        return EXIT_FAILED
+    except RecordError as e:
         print(f"cannot start the rollback: {e}", file=sys.stderr)
         return EXIT_FAILED
     finally:
         await executor.close(timeout=5)
-        await api.close()
+        if slack is not None:
+            await slack.close(10)
     took = f" in {record.duration_seconds:.1f} s" if record.duration_seconds is not None else ""
     if record.phase is Phase.SUCCEEDED:
         verdict = "dry run finished, nothing changed" if record.dry_run else "verified"

@@ -119,7 +119,9 @@ CACHE_BYTES = Gauge(
     registry=REGISTRY,
 )
 
-WEBHOOK_OUTCOMES = ("accepted", "unauthorized", "too_large", "invalid", "intent_not_recorded", "misconfigured", "not_confirmed")
+WEBHOOK_OUTCOMES = (
+    "accepted", "unauthorized", "too_large", "invalid", "intent_not_recorded", "misconfigured", "not_confirmed",
+)
 for _outcome in WEBHOOK_OUTCOMES:
     WEBHOOKS.labels(_outcome)
 for _result in ("success", "failure"):

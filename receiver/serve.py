@@ -1,9 +1,11 @@
 """`receiver serve`: wire the real adapters together and run until SIGTERM.
 
 Start-up order matters for safety: the config must be valid and credentials present
-before anything listens; unfinished rollbacks recorded in the cluster are resumed before
-new webhooks are taken; on SIGTERM the listener closes first, then running rollbacks
-get the grace period to reach a safe point (their state is in the Lease either way).
+before anything listens; it then listens at once, cluster or not (a liveness probe must
+not kill a pod whose API server is down), and answers 503 to webhooks until the cluster
+has been reached and unfinished rollbacks recorded there resumed; on SIGTERM the
+listener closes first, then running rollbacks get the grace period to reach a safe
+point (their state is in the Lease either way).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import argparse
 import asyncio
 import contextlib
 import gc
+import math
 import os
 import signal
 import socket
@@ -22,11 +25,13 @@ from typing import TYPE_CHECKING
 
 import structlog
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 
 from receiver import logs
 from receiver.config import ConfigError
 from receiver.config_store import ConfigStore
 from receiver.core.rollback import RollbackRecord, Step
+from receiver.kube.retry import reach_problem
 from receiver.service import Service
 from receiver.web.app import Runtime, make_app
 from receiver.web.server import GuardedAppRunner
@@ -42,15 +47,17 @@ log = structlog.get_logger(__name__)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", type=Path, default=Path("config.yaml"), help="config file (default: config.yaml)")
-    p.add_argument("--listen", default="0.0.0.0:8080", help="HOST:PORT to listen on (default 0.0.0.0:8080)")
-    p.add_argument("--kubeconfig", type=Path, default=None, help="default: $KUBECONFIG, ~/.kube/config, in-cluster")
+    """serve's own flags; --config and the cluster flags come from cli.py."""
+    p.add_argument("--listen", type=listen_address, default="0.0.0.0:8080", metavar="HOST:PORT",
+                   help="HOST:PORT to listen on (default 0.0.0.0:8080)")
     p.add_argument("--identity", default=None, help="lease holder identity (default: $POD_NAME or hostname)")
     p.add_argument(
         "--insecure", action="store_true", help="accept webhooks without credentials (demo and local testing only)"
     )
-    p.add_argument("--log-format", choices=("json", "console", "auto"), default="auto")
-    p.add_argument("--log-level", default="info")
+    p.add_argument("--log-format", choices=("json", "console", "auto"), default="auto",
+                   help="log lines as JSON, for a terminal, or auto: JSON unless stderr is a terminal")
+    p.add_argument("--log-level", type=str.lower, choices=logs.LEVELS, default="info",
+                   help="least severe level logged (default info)")
     p.add_argument(
         "--shutdown-grace",
         type=float,
@@ -100,27 +107,77 @@ def install_sighup(store: ConfigStore) -> None:
     loop.add_signal_handler(signal.SIGHUP, reload)
 
 
-class KubeProbe:
-    """Readiness check of the API server, cached briefly so probes cost no API load."""
+class ClusterLink:
+    """Whether the API server answers, checked in the background every few seconds.
 
-    def __init__(self, api: ApiClient, ttl: float = 5.0) -> None:
+    /health/ready reads the last result, so probes cost no API load. An outage is
+    logged at warning when it starts and then at most once per ``warn_every`` seconds
+    (not a line per retry); the recovery is logged once.
+    """
+
+    def __init__(self, api: ApiClient, *, interval: float = 5.0, warn_every: float = 60.0,
+                 timeout: float = 3.0) -> None:
         self._api = api
-        self._ttl = ttl
-        self._at = -1e9
-        self._result: str | None = None
+        self.timeout = timeout
+        self.host = api.configuration.host
+        self.interval = interval
+        self.warn_every = warn_every
+        self.error: str | None = f"Kubernetes API {self.host} not reached yet"
+        self.reachable = asyncio.Event()
+        self._down_since: float | None = None
+        self._warned_at = -math.inf
+        self._failures = 0
 
-    async def __call__(self) -> str | None:
-        if time.monotonic() - self._at < self._ttl:
-            return self._result
+    async def check(self) -> str | None:
+        """Ask the API server once (GET /version); None when it answered."""
         from kubernetes_asyncio.client import VersionApi
 
         try:
-            await asyncio.wait_for(VersionApi(self._api).get_code(), timeout=3)
-            self._result = None
+            await asyncio.wait_for(VersionApi(self._api).get_code(), timeout=self.timeout)
+        except asyncio.CancelledError:
+            raise
         except Exception as e:
-            self._result = f"Kubernetes API unreachable: {type(e).__name__}: {e}"[:300]
-        self._at = time.monotonic()
-        return self._result
+            self._failed(e)
+        else:
+            self._answered()
+        return self.error
+
+    def _failed(self, e: BaseException) -> None:
+        now = time.monotonic()
+        self._failures += 1
+        if self._down_since is None:
+            self._down_since = now
+        status = getattr(e, "status", None)
+        problem = f"{status} {getattr(e, 'reason', '')}".strip() if status else reach_problem(e)
+        self.error = f"Kubernetes API {self.host} unreachable: {problem}"[:300]
+        self.reachable.clear()
+        if now - self._warned_at >= self.warn_every:
+            self._warned_at = now
+            log.warning("kube_unreachable", url=self.host, error=problem, attempts=self._failures,
+                        down_seconds=round(now - self._down_since, 1),
+                        next_report_seconds=self.warn_every)
+
+    def _answered(self) -> None:
+        if self._down_since is not None:
+            log.info("kube_reachable", url=self.host, attempts=self._failures,
+                     down_seconds=round(time.monotonic() - self._down_since, 1))
+        self._down_since, self._failures, self._warned_at = None, 0, -math.inf
+        self.error = None
+        self.reachable.set()
+
+    async def run(self) -> None:
+        """Check until cancelled: every ``interval`` s, sooner (with backoff) while down."""
+        attempt = 0
+        while True:
+            if await self.check() is None:
+                attempt = 0
+                await asyncio.sleep(self.interval)
+            else:
+                attempt += 1
+                await asyncio.sleep(min(self.interval, 0.2 * 2 ** min(attempt, 5)))
+
+    async def __call__(self) -> str | None:
+        return self.error
 
 
 @dataclass
@@ -138,6 +195,9 @@ class RunningReceiver:
     tasks: list[asyncio.Task[RollbackRecord]] = field(default_factory=list)
     adopter: asyncio.Task[None] | None = None
     stopped: bool = False
+    link: ClusterLink | None = None
+    # checks the API server, then starts what needs the cluster (watches, resuming)
+    connecting: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stop taking webhooks, give running rollbacks ``grace`` s, hand over the rest."""
@@ -145,6 +205,10 @@ class RunningReceiver:
             return
         self.stopped = True
         await self.runner.cleanup()  # stop taking webhooks first
+        for task in self.connecting:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await self.store.stop_watching()
         if self.adopter is not None:
             self.adopter.cancel()
@@ -156,19 +220,69 @@ class RunningReceiver:
         await self.api.close()
 
 
+def parse_listen(text: str) -> tuple[str, int]:
+    """HOST:PORT (HOST may be empty for all addresses); ValueError names what is wrong."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"invalid --listen {text!r}: expected HOST:PORT, e.g. 0.0.0.0:8080")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def listen_address(text: str) -> str:
+    """argparse type for --listen."""
+    try:
+        parse_listen(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
+class CannotListen(Exception):
+    """The listening socket could not be opened (port in use, address not here)."""
+
+
+NO_TIMEOUT = 1e9  # --request-timeout 0: aiohttp needs a number
+NEEDS_CLUSTER = frozenset({"/webhook", "/rollbacks"})
+
+
+def cluster_gate(link: ClusterLink, connected: asyncio.Event) -> Middleware:
+    """Answer 503 to requests that need the cluster until it has been reached and the
+    start-up work done: Alertmanager retries a 503, so no alert is lost meanwhile."""
+
+    @web.middleware
+    async def gate(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not connected.is_set() and request.path in NEEDS_CLUSTER:
+            why = link.error or "resuming unfinished rollbacks"
+            return web.json_response({"status": "not ready", "error": f"waiting for the cluster: {why}"},
+                                     status=503, headers={"Retry-After": "10"})
+        return await handler(request)
+
+    return gate
+
+
 async def start_receiver(
     config_path: Path,
     listen: str = "127.0.0.1:0",
     *,
     insecure: bool = False,
-    kubeconfig: Path | None = None,
+    kubeconfig: Path | str | None = None,
     identity: str | None = None,
     env: dict[str, str] | None = None,
     watch_config: bool = True,
+    context: str | None = None,
+    wait_for_cluster: bool = True,
+    request_timeout: float | None = None,
 ) -> RunningReceiver:
-    """Build and start every part; raises ConfigError before listening if config is bad."""
+    """Build and start every part; raises ConfigError before listening if config is bad,
+    KubeconfigError if the cluster cannot be found, CannotListen if the port is taken.
+
+    It listens before the cluster is reached: /health/live answers at once and
+    /health/ready says what is missing. ``wait_for_cluster`` (tests, the demo) returns
+    only once the cluster has been reached and unfinished rollbacks resumed; `receiver
+    serve` does that in the background.
+    """
     from receiver.executor import Executor, TargetWatcher
-    from receiver.kube import new_api_client
+    from receiver.kube import Kube, RetryPolicy, new_api_client
     from receiver.lease_observations import LeaseObservations
     from receiver.slack import make_notifier, slack_credentials_problem
     from receiver.web.health import SLACK_CHECK
@@ -177,11 +291,18 @@ async def start_receiver(
     if (slack_problem := slack_credentials_problem(store.config, os.environ if env is None else env)) is not None:
         raise ConfigError(slack_problem)  # before any client exists: nothing to close
     identity = identity or os.environ.get("POD_NAME") or socket.gethostname()
-    api = await new_api_client(kubeconfig)
+    host, port = parse_listen(listen)
+    api = await new_api_client(kubeconfig, context)
     # one record of when each Lease was seen to change, fed by the watcher's Lease watch
     # and the executor's reads: other holders' Leases expire by local time (client-go)
     observations = LeaseObservations()
-    watcher = TargetWatcher(api, lambda: store.config, identity=identity, observations=observations)
+    retry = RetryPolicy()
+    if request_timeout is not None:
+        per_request = request_timeout if request_timeout > 0 else NO_TIMEOUT
+        retry = RetryPolicy(request_timeout_seconds=per_request,
+                            connect_timeout_seconds=min(retry.connect_timeout_seconds, per_request))
+    watcher = TargetWatcher(api, lambda: store.config, identity=identity, observations=observations,
+                            kube=Kube(api, retry))
     holder: dict[str, Service] = {}
 
     def on_change(record: RollbackRecord, step: Step | None) -> None:
@@ -189,59 +310,98 @@ async def start_receiver(
             holder["service"].remember(record)
         notifier.rollback_changed(record, step)
 
-    executor = Executor(api, lambda: store.config, identity, on_change=on_change, observations=observations)
+    executor = Executor(api, lambda: store.config, identity, on_change=on_change, observations=observations,
+                        retry=retry)
     notifier = make_notifier(store.config.slack, env, on_thread=executor.set_slack_thread, config=lambda: store.config)
     service = Service(lambda: store.config, watcher, executor, notifier)
     holder["service"] = service
-    await notifier.start()
-    await watcher.start()
-    tasks = await executor.resume_unfinished()
-    try:  # so an alert resolving after a restart still gets its follow-up in the right thread
-        for record in sorted(await executor.list_rollbacks(), key=lambda r: r.started_at):
-            service.remember(record)
-    except Exception as e:  # the history is a nicety; never a reason not to start
-        log.warning("past_rollbacks_unreadable", error=repr(e))
+    link = ClusterLink(api, timeout=min(3.0, retry.request_timeout_seconds))
+    connected = asyncio.Event()
+
+    async def kube_check() -> str | None:
+        if link.error is not None:
+            return link.error
+        return None if connected.is_set() else "starting: resuming unfinished rollbacks"
 
     runtime = Runtime(
         store=store,
         service=service,
         list_rollbacks=executor.list_rollbacks,
-        kube_check=KubeProbe(api),
+        kube_check=kube_check,
         watch_check=watcher.healthy,
         running_rollbacks=lambda: executor.running,
     )
     # Shutdown budget (Kubernetes' default grace is 30 s): 5 s to finish HTTP requests,
     # --shutdown-grace (25 s) for running rollbacks, then Leases are released (or expire).
-    # header/body read timeouts and a connection cap, as a reverse proxy would (web/server.py)
     app = make_app(runtime)
     app[SLACK_CHECK] = getattr(notifier, "problem", lambda: None)  # lasting Slack failures: /health degraded
+    app.middlewares.append(cluster_gate(link, connected))
+    # header/body read timeouts and a connection cap, as a reverse proxy would (web/server.py)
     runner = GuardedAppRunner(app, access_log=None, shutdown_timeout=5.0)
-    await runner.setup()
-    host, _, port = listen.rpartition(":")
-    site = web.TCPSite(runner, host or "0.0.0.0", int(port))
-    await site.start()
+    await notifier.start()
+    try:
+        await runner.setup()
+        site = web.TCPSite(runner, host, port)
+        try:
+            await site.start()
+        except OSError as e:
+            why = (e.strerror or str(e)).rsplit(": ", 1)[-1].lower()  # "address already in use"
+            raise CannotListen(f"cannot listen on {listen}: {why}") from e
+    except BaseException:
+        await runner.cleanup()
+        await notifier.close(0)
+        await api.close()
+        raise
     sock = site._server.sockets[0]  # type: ignore[union-attr]
     bound_host, bound_port = sock.getsockname()[:2]
+    url = f"http://{bound_host}:{bound_port}"
+    rx = RunningReceiver(url, store, service, runner, executor, watcher, notifier, api, link=link)
+
+    async def connect() -> None:
+        """Once the API server answers: watches, resumed rollbacks, past records."""
+        await link.reachable.wait()
+        await watcher.start()
+        rx.tasks.extend(await executor.resume_unfinished())
+        try:  # so an alert resolving after a restart still gets its follow-up in the right thread
+            for record in sorted(await executor.list_rollbacks(), key=lambda r: r.started_at):
+                service.remember(record)
+        except Exception as e:  # the history is a nicety; never a reason not to start
+            log.warning("past_rollbacks_unreadable", error=repr(e))
+        connected.set()
+        rx.adopter = asyncio.create_task(adopt_orphans(store, watcher, executor), name="adopt-orphans")
+        log.info("cluster_connected", url=link.host, resumed=len(rx.tasks))
+
+    rx.connecting = [asyncio.create_task(link.run(), name="cluster-link"),
+                     asyncio.create_task(connect(), name="connect")]
+    rx.connecting[1].add_done_callback(
+        lambda t: t.cancelled() or t.exception() is None
+        or log.error("start_up_failed", error=repr(t.exception())))
     if watch_config:
         store.start_watching()
-    adopter = asyncio.create_task(adopt_orphans(store, watcher, executor), name="adopt-orphans")
-    url = f"http://{bound_host}:{bound_port}"
     log.info(
         "receiver_listening",
         url=url,
         identity=identity,
         targets=[t.name for t in store.config.targets],
-        resumed=len(tasks),
     )
-    return RunningReceiver(url, store, service, runner, executor, watcher, notifier, api, tasks, adopter)
+    if wait_for_cluster:
+        try:
+            await asyncio.shield(rx.connecting[1])
+        except BaseException:
+            await rx.stop(0)
+            raise
+    return rx
 
 
 async def _serve(args: argparse.Namespace) -> int:
+    from receiver.kube.client import KubeconfigError
+
     try:
         rx = await start_receiver(
-            args.config, args.listen, insecure=args.insecure, kubeconfig=args.kubeconfig, identity=args.identity
+            args.config, args.listen, insecure=args.insecure, kubeconfig=args.kubeconfig, identity=args.identity,
+            context=args.context, wait_for_cluster=False, request_timeout=args.request_timeout,
         )
-    except ConfigError as e:
+    except (ConfigError, KubeconfigError, CannotListen) as e:
         log.error("cannot_start", error=str(e))
         return 2
     install_sighup(rx.store)

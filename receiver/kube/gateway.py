@@ -144,6 +144,9 @@ class Kube:
                     raise
                 reason = _retry_reason(err)
                 KUBE_RETRIES.labels(reason).inc()
+                if self.retry.on_retry is not None:  # the CLI prints each retry as it happens
+                    self.retry.on_retry(what, err, self.retry.give_up_after_seconds
+                                        - (time.monotonic() - started))
                 log.info("kube_retry", what=what, status=err.status, reason=reason,
                          attempt=attempt + 1, delay=round(delay, 3), error=err.message)
                 attempt += 1

@@ -165,7 +165,8 @@ class Mirror:
                 self.last_failure = str(err)
                 delay = self.kube.retry.delay(attempt, err.retry_after)
                 attempt += 1
-                log.info("watch_retry", kind=self.kind, namespace=self.namespace,
+                # a lost connection is reported by serve's ClusterLink, rate-limited
+                (log.debug if err.status == 0 else log.info)("watch_retry", kind=self.kind, namespace=self.namespace,
                          status=err.status, error=err.message, delay=round(delay, 3))
                 await asyncio.sleep(delay)
             except Exception as err:  # anything unforeseen: never die silently, start over
