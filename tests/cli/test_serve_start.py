@@ -75,7 +75,7 @@ async def serve_unreachable(tmp_path: Path) -> AsyncIterator[tuple[Served, int]]
     assert proc.stderr is not None
     async with asyncio.timeout(20):
         first = json.loads(await proc.stderr.readline())
-    assert first["event"] == "receiver listening", first
+    assert first["msg"] == "receiver_listening", first
     served = Served(proc, str(first["url"]))
     reader = asyncio.create_task(served.read_logs())
     try:

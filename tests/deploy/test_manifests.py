@@ -94,8 +94,17 @@ def test_kustomize_builds_the_whole_base() -> None:
     kinds = sorted(o["kind"] for o in built())
     assert kinds == sorted([
         "Namespace", "ServiceAccount", "Role", "RoleBinding", "ConfigMap",
-        "Service", "Deployment", "PodDisruptionBudget", "NetworkPolicy", "ServiceMonitor",
+        "Service", "Deployment", "PodDisruptionBudget", "NetworkPolicy",
     ])
+
+
+def test_the_optional_monitoring_kustomization_builds_the_servicemonitor_alone() -> None:
+    result = run(tool("kubectl"), "kustomize", str(DEPLOY / "monitoring"))
+    assert result.returncode == 0, result.stderr
+    objs = [d for d in yaml.safe_load_all(result.stdout) if d]
+    assert [o["kind"] for o in objs] == ["ServiceMonitor"]
+    for obj in objs:
+        validate(obj)
 
 
 @pytest.mark.parametrize("path", [*base_files(), DEPLOY / "secrets.example.yaml"], ids=lambda p: p.name)
@@ -117,14 +126,15 @@ def test_schema_validation_catches_a_misspelt_field() -> None:
 
 
 def test_schema_validation_catches_a_misspelt_servicemonitor_field() -> None:
-    monitor = load_all(DEPLOY / "servicemonitor.yaml")[0]
+    monitor = load_all(DEPLOY / "monitoring" / "servicemonitor.yaml")[0]
     monitor["spec"]["endpoints"][0]["scrape_timeout"] = "10s"
     with pytest.raises(jsonschema.ValidationError):
         validate(monitor)
 
 
 def test_the_servicemonitor_scrapes_what_the_pod_annotations_announce_under_the_job_the_rules_use() -> None:
-    monitor, service, deployment = one("ServiceMonitor"), one("Service"), one("Deployment")
+    monitor = load_all(DEPLOY / "monitoring" / "servicemonitor.yaml")[0]
+    service, deployment = one("Service"), one("Deployment")
     annotations = deployment["spec"]["template"]["metadata"]["annotations"]
     assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
     assert service["metadata"]["namespace"] in monitor["spec"]["namespaceSelector"]["matchNames"]
