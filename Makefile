@@ -10,8 +10,8 @@ demo: setup
 	$(PY) -m receiver demo
 
 lint:
-	$(PY) -m ruff check receiver tests bench
-	$(PY) -m mypy receiver
+	$(PY) -m ruff check receiver sim tests bench
+	$(PY) -m mypy receiver sim
 	.venv/bin/lint-imports
 
 unit:

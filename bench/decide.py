@@ -26,9 +26,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from receiver.config import load_config  # noqa: E402
-from receiver.core.alerts import parse_payload  # noqa: E402
-from receiver.core.decisions import TargetState, decide  # noqa: E402
+from receiver.domain.alerts import parse_payload  # noqa: E402
+from receiver.domain.decisions import TargetState, decide  # noqa: E402
+from receiver.domain.settings import load_config  # noqa: E402
 
 NOW = datetime(2026, 11, 27, 4, 0, tzinfo=UTC)
 

@@ -33,13 +33,13 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from receiver.config import Config, parse_config
-from receiver.core.decisions import Decision, DecisionKind
-from receiver.core.rollback import RollbackRecord, Step
-from receiver.executor import Executor
+from receiver.domain.decisions import Decision, DecisionKind
+from receiver.domain.rollback import RollbackRecord, Step
+from receiver.domain.settings import Config, parse_config
 from receiver.kube import RetryPolicy, new_api_client
 from receiver.logs import configure
-from receiver.sim.kube import KubeSim
+from receiver.rollback.executor import Executor
+from sim.kube import KubeSim
 
 NS = "finance"
 RETRY = RetryPolicy(base_seconds=0.01, cap_seconds=0.2)
@@ -239,7 +239,7 @@ SIM_CHILD = """
 import asyncio, sys
 sys.path.insert(0, {root!r}); sys.path.insert(0, {bench!r})
 from executor import seed, available
-from receiver.sim.kube import KubeSim
+from sim.kube import KubeSim
 async def main():
     sim = KubeSim(ready_delay={delay!r}, termination_grace=0.02)
     sim.load_manifests(KubeSim.default_manifests())

@@ -49,10 +49,10 @@ RECEIVER = """
 import sys
 from pathlib import Path
 from aiohttp import web
-from receiver.config_store import ConfigStore
-from receiver.core.decisions import TargetState
-from receiver.service import Service
-from receiver.web.app import Runtime, make_app
+from receiver.config.store import ConfigStore
+from receiver.domain.decisions import TargetState
+from receiver.intake.deliveries import Service
+from receiver.http.app import Runtime, make_app
 import structlog, logging
 structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
 

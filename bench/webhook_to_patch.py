@@ -37,12 +37,12 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from receiver.config import load_config
+from receiver.cli.serve import RunningReceiver, start_receiver
+from receiver.domain.settings import load_config
+from receiver.kube.records import lease_name, lease_namespace
 from receiver.logs import configure
-from receiver.records import lease_name, lease_namespace
-from receiver.serve import RunningReceiver, start_receiver
-from receiver.sim.kube import KubeSim
-from receiver.sim.kube.resources import find
+from sim.kube import KubeSim
+from sim.kube.resources import find
 from tests.fixtures.receiver import firing_payload
 
 NS, TARGET, STABLE, CANARY = "finance", "finance-service", "finance-service-v1", "finance-service-v2"

@@ -23,7 +23,7 @@ from prometheus_client import (
 )
 
 from receiver import __version__
-from receiver.core.decisions import DecisionKind
+from receiver.domain.decisions import DecisionKind
 
 # `_created` series double the number of series and no dashboard reads them.
 disable_created_metrics()  # type: ignore[no-untyped-call]

@@ -19,7 +19,7 @@ from typing import Any
 
 import aiohttp
 
-from receiver.config import parse_config
+from receiver.domain.settings import parse_config
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from receiver.config_doc import BEGIN, END, block
+from receiver.config.doc import BEGIN, END, block
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
@@ -13,7 +13,7 @@ README = (ROOT / "README.md").read_text()
 
 def test_the_config_reference_in_the_readme_is_what_the_models_say() -> None:
     start, end = README.index(BEGIN), README.index(END) + len(END)
-    assert README[start:end] == block(), "regenerate with: python -m receiver.config_doc"
+    assert README[start:end] == block(), "regenerate with: python -m receiver.config.doc"
 
 
 def test_the_readme_opens_with_the_demo_and_test_commands_and_ci_runs_the_same() -> None:

@@ -1,7 +1,7 @@
 """The kubernetes-asyncio gateway: typed helpers returning plain API dicts.
 
 Responses are read raw (``_preload_content=False``) and parsed as JSON, so callers see
-the API's own camelCase objects (what receiver.core.rollout reads) and 200 concurrent
+the API's own camelCase objects (what receiver.domain.rollout reads) and 200 concurrent
 rollbacks do not pay for model deserialisation. Every call goes through ``call``,
 which retries transient failures and turns the rest into KubeError.
 """

@@ -1,1 +1,1 @@
-"""Notifier implementations behind receiver.slack.make_notifier: queue, bot, webhook, console."""
+"""Notifier implementations behind receiver.notify.factory.make_notifier: queue, bot, webhook, console."""

@@ -20,14 +20,14 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from receiver.core.rollback import RollbackRecord, Step
+from receiver.domain.rollback import RollbackRecord, Step
 from receiver.metrics import SLACK_MESSAGES, SLACK_QUEUE_DROPPED, SLACK_UP
 
 if TYPE_CHECKING:
-    from receiver.config import Config, SlackSettings, Target
-    from receiver.core.decisions import Decision
+    from receiver.domain.decisions import Decision
+    from receiver.domain.settings import Config, SlackSettings, Target
 
-log = structlog.get_logger("receiver.slack")
+log = structlog.get_logger("receiver.notify.factory")
 
 OnThread = Callable[[str, str, str], Awaitable[None]]
 ConfigProvider = Callable[[], "Config"]

@@ -28,9 +28,9 @@ from slack_sdk.http_retry.builtin_interval_calculators import BackoffRetryInterv
 from slack_sdk.http_retry.jitter import Jitter
 from slack_sdk.web.async_client import AsyncWebClient
 
-from receiver.core import messages
-from receiver.core.decisions import DecisionKind
-from receiver.core.rollback import Phase, RollbackRecord, Step
+from receiver.domain import messages
+from receiver.domain.decisions import DecisionKind
+from receiver.domain.rollback import Phase, RollbackRecord, Step
 from receiver.metrics import SLACK_MESSAGES
 from receiver.notify.base import (
     MAX_REMEMBERED,
@@ -44,9 +44,9 @@ from receiver.notify.base import (
 )
 
 if TYPE_CHECKING:
-    from receiver.config import SlackSettings, Target
+    from receiver.domain.settings import SlackSettings, Target
 
-log = structlog.get_logger("receiver.slack")
+log = structlog.get_logger("receiver.notify.factory")
 
 #: Errors whose fix is in the operator's hands, and what to do about each.
 _HINTS = {
@@ -60,8 +60,8 @@ _HINTS = {
     "account_inactive": "the bot's token belongs to a deactivated app or user: reinstall and update {token_source}",
     "missing_scope": "the Slack app lacks the chat:write scope: add it and reinstall the app",
     "restricted_action": "a workspace admin restricts posting in {channel}: ask them or use another channel",
-    "msg_too_long": "a message exceeded Slack's limits: a bug in receiver/core/messages.py, please report it",
-    "invalid_blocks": "Slack rejected the blocks: a bug in receiver/core/messages.py, please report it",
+    "msg_too_long": "a message exceeded Slack's limits: a bug in receiver/domain/messages.py, please report it",
+    "invalid_blocks": "Slack rejected the blocks: a bug in receiver/domain/messages.py, please report it",
     "message_not_found": "the parent message was deleted: further updates go nowhere, the thread may be gone",
     "cant_update_message": "the bot may only update its own messages: was the parent posted by another app?",
     "edit_window_closed": "the workspace forbids editing messages this old: updates stop",

@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.text import Text
 
-from receiver.core import messages
-from receiver.core.decisions import DecisionKind
-from receiver.core.rollback import Phase, RollbackRecord
+from receiver.domain import messages
+from receiver.domain.decisions import DecisionKind
+from receiver.domain.rollback import Phase, RollbackRecord
 from receiver.notify.base import (
     MAX_REMEMBERED,
     ConfigProvider,
@@ -27,7 +27,7 @@ from receiver.notify.base import (
 )
 
 if TYPE_CHECKING:
-    from receiver.config import SlackSettings
+    from receiver.domain.settings import SlackSettings
 
 _STYLE = {Phase.SUCCEEDED: "bold green", Phase.FAILED: "bold red"}
 _ICON = {Phase.WAITING: "⏸", Phase.STARTED: "⏪", Phase.SCALING: "⏪", Phase.VERIFYING: "⏳",

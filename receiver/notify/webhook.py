@@ -15,9 +15,9 @@ import aiohttp
 import structlog
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from receiver.core import messages
-from receiver.core.decisions import DecisionKind
-from receiver.core.rollback import Phase, RollbackRecord
+from receiver.domain import messages
+from receiver.domain.decisions import DecisionKind
+from receiver.domain.rollback import Phase, RollbackRecord
 from receiver.metrics import SLACK_MESSAGES
 from receiver.notify.base import (
     MAX_REMEMBERED,
@@ -31,9 +31,9 @@ from receiver.notify.base import (
 from receiver.notify.bot import retry_handlers
 
 if TYPE_CHECKING:
-    from receiver.config import SlackSettings
+    from receiver.domain.settings import SlackSettings
 
-log = structlog.get_logger("receiver.slack")
+log = structlog.get_logger("receiver.notify.factory")
 
 _HINTS = {
     "no_service": "the webhook URL was revoked or mistyped: create a new one and update {source}",
@@ -42,7 +42,7 @@ _HINTS = {
     "channel_is_archived": "the webhook's channel is archived: unarchive it or create a new webhook URL",
     "action_prohibited": "a workspace admin restricts posting to the webhook's channel",
     "posting_to_general_channel_denied": "only admins may post in #general: use another channel",
-    "invalid_payload": "Slack rejected the payload: a bug in receiver/core/messages.py, please report it",
+    "invalid_payload": "Slack rejected the payload: a bug in receiver/domain/messages.py, please report it",
     "invalid_token": "the webhook URL is not valid: check {source}",
 }
 

@@ -15,9 +15,9 @@ import aiohttp
 import pytest
 from structlog.testing import capture_logs
 
+from receiver.cli.serve import ClusterLink
 from receiver.kube import new_api_client
-from receiver.serve import ClusterLink
-from receiver.sim.kube import KubeSim
+from sim.kube import KubeSim
 from tests.cli.helpers import config_file, free_port, kubeconfig_for, receiver
 
 TOKEN = "s3cret-webhook-token"

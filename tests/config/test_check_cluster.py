@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 import yaml
 
-from receiver.sim.kube import AccessRule, KubeSim
-from receiver.sim.slack import FakeSlack
+from sim.kube import AccessRule, KubeSim
+from sim.slack import FakeSlack
 from tests.fixtures.kube import fast_sim
 
 ROOT = Path(__file__).resolve().parents[2]

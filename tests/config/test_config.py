@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from receiver.cli import main
-from receiver.config import ConfigError, StepOrder, load_config, parse_config
+from receiver.domain.settings import ConfigError, StepOrder, load_config, parse_config
 
 ROOT = Path(__file__).parent.parent.parent
 SHIPPED = ROOT / "config.yaml"
@@ -243,7 +243,7 @@ def test_the_shipped_configs_still_validate_without_warnings(path: Path) -> None
 
 
 def test_the_demo_config_still_validates() -> None:
-    from receiver.demo import shipped_config
+    from sim.demo import shipped_config
 
     assert load_config(shipped_config()).targets
 
@@ -266,7 +266,7 @@ def test_a_value_starting_with_a_tilde_is_warned_about_and_logged_when_the_servi
 ) -> None:
     from structlog.testing import capture_logs
 
-    from receiver.config_store import ConfigStore
+    from receiver.config.store import ConfigStore
 
     path = tmp_path / "c.yaml"
     path.write_text(MINIMAL.replace("""'service="finance-service"'""", "'service=\"finance-service\"', 'env= ~prod'"))

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from receiver.core.alerts import Alert, PayloadError, parse_number, parse_payload
+from receiver.domain.alerts import Alert, PayloadError, parse_number, parse_payload
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "alertmanager"
 

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from receiver.config import Config, Mute, load_config, parse_config
-from receiver.core.alerts import WebhookPayload, parse_payload
-from receiver.core.decisions import Decision, DecisionKind, TargetState, decide
+from receiver.domain.alerts import WebhookPayload, parse_payload
+from receiver.domain.decisions import Decision, DecisionKind, TargetState, decide
+from receiver.domain.settings import Config, Mute, load_config, parse_config
 
 ROOT = Path(__file__).parent.parent.parent
 FIXTURES = ROOT / "tests" / "fixtures" / "alertmanager"

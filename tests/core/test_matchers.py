@@ -16,7 +16,7 @@ import yaml
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from receiver.core.matchers import (
+from receiver.domain.matchers import (
     Matcher,
     format_matchers,
     matches_all,

@@ -6,8 +6,7 @@ from typing import Any
 
 import pytest
 
-from receiver.config import StepOrder
-from receiver.core.rollout import (
+from receiver.domain.rollout import (
     choose_order,
     pod_ready,
     pod_terminating,
@@ -15,6 +14,7 @@ from receiver.core.rollout import (
     stable_verified,
     why_not_ready,
 )
+from receiver.domain.settings import StepOrder
 
 NAME = "finance-service-v1"
 

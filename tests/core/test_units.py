@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from receiver.core.units import format_value
+from receiver.domain.units import format_value
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from receiver.config import load_config, parse_config
+from receiver.domain.settings import load_config, parse_config
 from tests.deploy.helpers import DEPLOY, ROOT, run, tool
 
 K8S_VERSION = kubernetes_validate.latest_version()
@@ -325,7 +325,7 @@ def test_the_role_grants_nothing_beyond_the_executors_needs() -> None:
 
 def test_the_simulator_reads_the_role_as_kube_apiserver_would() -> None:
     """The executor's RBAC test enforces deploy/rbac.yaml through AccessRule.from_role."""
-    auth = pytest.importorskip("receiver.sim.kube.auth")
+    auth = pytest.importorskip("sim.kube.auth")
     rules = auth.AccessRule.from_role(one("Role", rbac()))
 
     def can(verb: str, group: str, resource: str, sub: str = "", name: str = "",

@@ -7,8 +7,8 @@ from typing import Any
 
 import yaml
 
-from receiver.config import load_config
-from receiver.core.matchers import matches_all
+from receiver.domain.matchers import matches_all
+from receiver.domain.settings import load_config
 from tests.deploy.helpers import DEPLOY, ROOT, run, tool
 from tests.e2e.rules_fast import RULES, fast_rules
 

@@ -1,6 +1,6 @@
 """Debian's Prometheus and Alertmanager for the end-to-end tests.
 
-The runners live in receiver.sim.monitoring (the demo uses them too); this module adds
+The runners live in sim.monitoring (the demo uses them too); this module adds
 the shipped Alertmanager snippet pointed at a test receiver.
 """
 
@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from receiver.sim.monitoring import (
+from sim.monitoring import (
     Alertmanager,
     ExternalProcessError,
     Prometheus,

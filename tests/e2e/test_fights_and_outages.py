@@ -17,10 +17,10 @@ import aiohttp
 import pytest
 import yaml
 
-from receiver.config import load_config
-from receiver.serve import RunningReceiver, start_receiver
-from receiver.sim.kube import KubeSim
-from receiver.sim.slack import FakeSlack
+from receiver.cli.serve import RunningReceiver, start_receiver
+from receiver.domain.settings import load_config
+from sim.kube import KubeSim
+from sim.slack import FakeSlack
 from tests.fixtures.receiver import firing_payload
 
 ROOT = Path(__file__).resolve().parents[2]

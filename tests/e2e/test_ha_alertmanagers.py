@@ -15,9 +15,9 @@ import aiohttp
 import pytest
 import yaml
 
-from receiver.config import load_config
-from receiver.serve import start_receiver
-from receiver.sim.kube import KubeSim
+from receiver.cli.serve import start_receiver
+from receiver.domain.settings import load_config
+from sim.kube import KubeSim
 from tests.e2e.prom import alertmanager_config, running_alertmanager
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]

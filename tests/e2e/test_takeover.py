@@ -16,10 +16,10 @@ import aiohttp
 import pytest
 import yaml
 
-from receiver.config import load_config
-from receiver.core.rollback import RollbackRecord
-from receiver.serve import RunningReceiver, start_receiver
-from receiver.sim.kube import KubeSim
+from receiver.cli.serve import RunningReceiver, start_receiver
+from receiver.domain.rollback import RollbackRecord
+from receiver.domain.settings import load_config
+from sim.kube import KubeSim
 from tests.fixtures.receiver import firing_payload
 
 ROOT = Path(__file__).resolve().parents[2]

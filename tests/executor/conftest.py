@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 from kubernetes_asyncio.client import ApiClient
 
-from receiver.config import Config, parse_config
-from receiver.core.decisions import Decision, DecisionKind
-from receiver.core.rollback import RollbackRecord, Step
-from receiver.executor import Executor
+from receiver.domain.decisions import Decision, DecisionKind
+from receiver.domain.rollback import RollbackRecord, Step
+from receiver.domain.settings import Config, parse_config
 from receiver.kube import RetryPolicy
+from receiver.rollback.executor import Executor
 
 NS = "finance"
 STABLE = "finance-service-v1"

@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from receiver.records import holder, record_from_lease
-from receiver.sim.kube import KubeSim
+from receiver.kube.records import holder, record_from_lease
+from sim.kube import KubeSim
 from tests.executor.conftest import CANARY, NS, STABLE, MakeExecutor, Seen, decision, make_config
 
 LEASE = "rollback-finance-service"

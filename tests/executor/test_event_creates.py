@@ -7,7 +7,7 @@ import asyncio
 from kubernetes_asyncio.client import ApiClient
 
 from receiver.kube import Kube, Obj
-from receiver.sim.kube import KubeSim
+from sim.kube import KubeSim
 from tests.executor.conftest import FAST_RETRY, NS, STABLE
 
 

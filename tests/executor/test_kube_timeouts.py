@@ -9,7 +9,7 @@ import pytest
 from kubernetes_asyncio.client import ApiClient
 
 from receiver.kube import Kube, KubeError, Mirror, RetryPolicy
-from receiver.sim.kube import KubeSim
+from sim.kube import KubeSim
 from tests.executor.conftest import CANARY, NS
 
 QUICK = RetryPolicy(base_seconds=0.005, cap_seconds=0.05, give_up_after_seconds=20,

@@ -11,10 +11,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from receiver.core.rollback import Phase
-from receiver.lease_observations import LeaseObservations
-from receiver.records import holder
-from receiver.target_watcher import TargetWatcher
+from receiver.domain.rollback import Phase
+from receiver.kube.lease_observations import LeaseObservations
+from receiver.kube.records import holder
+from receiver.kube.targets import TargetWatcher
 from tests.executor.conftest import CANARY, NS, STABLE, MakeExecutor, Ticks, decision, make_config
 from tests.executor.test_rollback import replicas
 

@@ -12,7 +12,7 @@ from kubernetes_asyncio.client import ApiClient
 from structlog.typing import EventDict, WrappedLogger
 
 from receiver.kube import Kube, micro_time
-from receiver.sim.kube import KubeSim
+from sim.kube import KubeSim
 from tests.executor.conftest import FAST_RETRY, NS, MakeExecutor, decision, make_config
 
 LEASE = "rollback-finance-service"

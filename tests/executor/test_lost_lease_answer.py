@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from receiver.records import holder
-from receiver.sim.kube import KubeSim
+from receiver.kube.records import holder
+from sim.kube import KubeSim
 from tests.executor.conftest import CANARY, NS, MakeExecutor, decision, make_config
 
 LEASE = "rollback-finance-service"

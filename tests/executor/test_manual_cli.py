@@ -11,8 +11,8 @@ from typing import Any
 import aiohttp
 import yaml
 
-from receiver.core.rollback import Phase
-from receiver.sim.slack import FakeSlack
+from receiver.domain.rollback import Phase
+from sim.slack import FakeSlack
 from tests.executor.conftest import CANARY, NS, STABLE, MakeExecutor, decision, make_config
 
 

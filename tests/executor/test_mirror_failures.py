@@ -7,8 +7,8 @@ import asyncio
 from kubernetes_asyncio.client import ApiClient
 
 from receiver.kube import Kube, Mirror, Obj
-from receiver.sim.kube import KubeSim
-from receiver.target_watcher import TargetWatcher
+from receiver.kube.targets import TargetWatcher
+from sim.kube import KubeSim
 from tests.executor.conftest import CANARY, FAST_RETRY, NS, make_config
 
 NOT_JSON = b'{"kind": "DeploymentList", "items": ['  # a body cut short by a proxy

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 import yaml
 
-from receiver.core.rollback import Phase
+from receiver.domain.rollback import Phase
 from receiver.kube import new_api_client
-from receiver.sim.kube import AccessRule, KubeSim
-from receiver.target_watcher import TargetWatcher
+from receiver.kube.targets import TargetWatcher
+from sim.kube import AccessRule, KubeSim
 from tests.executor.conftest import CANARY, FAST_RETRY, NS, STABLE, decision, make_config
 from tests.fixtures.kube import fast_sim
 
@@ -65,7 +65,7 @@ async def no_scale(tmp_path: Path) -> AsyncIterator[tuple[KubeSim, Any]]:
 async def test_the_shipped_role_is_enough_for_a_whole_rollback_and_its_records(
     shipped: tuple[KubeSim, Any],
 ) -> None:
-    from receiver.executor import Executor
+    from receiver.rollback.executor import Executor
 
     sim, api = shipped
     cfg = make_config()
@@ -91,7 +91,7 @@ async def test_the_shipped_role_is_enough_for_a_whole_rollback_and_its_records(
 async def test_without_patch_on_the_scale_subresource_the_rollback_fails_naming_it(
     no_scale: tuple[KubeSim, Any],
 ) -> None:
-    from receiver.executor import Executor
+    from receiver.rollback.executor import Executor
 
     sim, api = no_scale
     cfg = make_config()
@@ -111,7 +111,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_config(tmp_path: Path) -> Path:
-    from receiver.config import load_config
+    from receiver.domain.settings import load_config
 
     cfg = load_config(ROOT / "config.yaml").model_dump(mode="json", exclude_none=True)
     cfg["settings"]["lease_duration_seconds"] = 2
@@ -138,8 +138,8 @@ async def test_a_rollback_and_its_adoption_by_a_second_replica_use_every_rule_of
 
     import aiohttp
 
-    from receiver.records import record_from_lease
-    from receiver.serve import start_receiver
+    from receiver.cli.serve import start_receiver
+    from receiver.kube.records import record_from_lease
     from tests.fixtures.receiver import firing_payload
 
     role = shipped_role()

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-from receiver.core.rollback import Phase
+from receiver.domain.rollback import Phase
+from receiver.kube.targets import TargetWatcher
 from receiver.metrics import FIGHTS
-from receiver.target_watcher import TargetWatcher
 from tests.executor.conftest import CANARY, NS, MakeExecutor, decision, make_config
 
 

@@ -9,12 +9,12 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from receiver.core.rollback import Phase
+from receiver.domain.rollback import Phase
 from receiver.kube import Kube, KubeError, Mirror, new_api_client
-from receiver.lease_observations import LeaseObservations
+from receiver.kube.lease_observations import LeaseObservations
+from receiver.kube.records import ANN_LAST, history_from_lease, holder
 from receiver.metrics import KUBE_RETRIES
-from receiver.records import ANN_LAST, history_from_lease, holder
-from receiver.sim.kube import AccessRule, KubeSim, RequestLog
+from sim.kube import AccessRule, KubeSim, RequestLog
 from tests.executor.conftest import (
     CANARY,
     NS,

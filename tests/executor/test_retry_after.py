@@ -7,7 +7,7 @@ import itertools
 from kubernetes_asyncio.client import ApiClient
 
 from receiver.kube import Kube, RetryPolicy
-from receiver.sim.kube import KubeSim
+from sim.kube import KubeSim
 from tests.executor.conftest import NS, STABLE
 
 

@@ -6,12 +6,12 @@ import json
 import time
 from datetime import UTC, datetime
 
-from receiver.config import StepOrder
-from receiver.core.rollback import Phase
-from receiver.executor import new_record
+from receiver.domain.rollback import Phase
+from receiver.domain.settings import StepOrder
 from receiver.kube import Kube, Mirror
-from receiver.records import ANN_LAST
-from receiver.steps import Run
+from receiver.kube.records import ANN_LAST
+from receiver.rollback.executor import new_record
+from receiver.rollback.steps import Run
 from tests.executor.conftest import CANARY, NS, STABLE, MakeExecutor, Seen, decision, make_config
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from receiver.core.rollback import Phase
+from receiver.domain.rollback import Phase
 from receiver.metrics import REGISTRY
 from tests.executor.conftest import MakeExecutor, decision, make_config
 

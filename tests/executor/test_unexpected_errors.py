@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from receiver.core.rollback import Phase
-from receiver.records import holder, record_from_lease
-from receiver.sim.kube import KubeSim
+from receiver.domain.rollback import Phase
+from receiver.kube.records import holder, record_from_lease
+from sim.kube import KubeSim
 from tests.executor.conftest import NS, STABLE, MakeExecutor, Seen, decision, make_config
 
 LEASE = "rollback-finance-service"

@@ -16,13 +16,13 @@ import structlog
 from aiohttp.test_utils import TestClient
 from kubernetes_asyncio.client import ApiClient
 
-from receiver.config_store import ConfigStore
-from receiver.core import messages
-from receiver.executor import Executor
-from receiver.service import Service
-from receiver.sim.kube import KubeSim
-from receiver.target_watcher import TargetWatcher
-from receiver.web.app import Runtime, make_app
+from receiver.config.store import ConfigStore
+from receiver.domain import messages
+from receiver.http.app import Runtime, make_app
+from receiver.intake.deliveries import Service
+from receiver.kube.targets import TargetWatcher
+from receiver.rollback.executor import Executor
+from sim.kube import KubeSim
 from tests.executor.conftest import CANARY, FAST_RETRY, NS, STABLE
 from tests.fixtures.receiver import ADMIN, TOKEN, FakeNotifier, firing_payload
 

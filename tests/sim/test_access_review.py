@@ -13,7 +13,7 @@ import pytest
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from receiver.sim.kube import AccessRule, KubeSim
+from sim.kube import AccessRule, KubeSim
 from tests.fixtures.kube import Kubectl, fast_sim
 
 NS = "finance"

@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from receiver.sim.kube import KubeSim
+from sim.kube import KubeSim
 
 NS = "finance"
 DEPLOY = f"/apis/apps/v1/namespaces/{NS}/deployments"

@@ -13,7 +13,7 @@ from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client import ApiClient
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from receiver.sim.kube import AccessRule, KubeSim
+from sim.kube import AccessRule, KubeSim
 from tests.fixtures.kube import fast_sim
 
 NS = "finance"

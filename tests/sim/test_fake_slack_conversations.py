@@ -9,7 +9,7 @@ import pytest
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from receiver.sim.slack import FakeSlack
+from sim.slack import FakeSlack
 
 TOKEN = "xoxb-conversations"
 CHANNELS = {"#rollbacks": "C0ROLLBACK", "#finance-alerts": "C0FINANCE", "#payments": "C0PAYMENT"}

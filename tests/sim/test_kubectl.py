@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from receiver.sim.kube import KubeSim
+from sim.kube import KubeSim
 from tests.fixtures.kube import Kubectl
 
 CRASHY = """

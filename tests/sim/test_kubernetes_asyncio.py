@@ -11,7 +11,7 @@ from kubernetes_asyncio import client, watch
 from kubernetes_asyncio.client import ApiClient
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from receiver.sim.kube import KubeSim
+from sim.kube import KubeSim
 
 NS = "finance"
 V1 = "finance-service-v1"

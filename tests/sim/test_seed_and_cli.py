@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from receiver.sim.kube import KubeSim
+from sim.kube import KubeSim
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "deploy" / "examples" / "phased-rollout"

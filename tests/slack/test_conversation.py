@@ -6,10 +6,10 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
-from receiver.config import Mute
-from receiver.core.decisions import DecisionKind
-from receiver.core.rollback import RollbackRecord, Step
-from receiver.sim.slack import FakeSlack
+from receiver.domain.decisions import DecisionKind
+from receiver.domain.rollback import RollbackRecord, Step
+from receiver.domain.settings import Mute
+from sim.slack import FakeSlack
 from tests.fixtures.slack import (
     TOKEN,
     BotFactory,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 
-from receiver.config import SlackSettings
-from receiver.sim.slack import FakeSlack
-from receiver.slack import make_notifier
+from receiver.domain.settings import SlackSettings
+from receiver.notify.factory import make_notifier
+from sim.slack import FakeSlack
 from tests.fixtures.slack import FAST, BotFactory, LogWatch, metric, record, successful_rollback
 from tests.slack.test_conversation import play
 

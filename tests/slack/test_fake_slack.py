@@ -7,7 +7,7 @@ import pytest
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from receiver.sim.slack import FakeSlack
+from sim.slack import FakeSlack
 from tests.fixtures.slack import TOKEN
 
 

@@ -10,10 +10,10 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from receiver.core import messages
-from receiver.core.decisions import DecisionKind
-from receiver.core.rollback import Phase, Progress
-from receiver.sim.slack import block_problems
+from receiver.domain import messages
+from receiver.domain.decisions import DecisionKind
+from receiver.domain.rollback import Phase, Progress
+from sim.slack import block_problems
 from tests.fixtures.slack import T0, alert, decision, failed_rollback, record, slack_config, step, successful_rollback
 from tests.slack.snapshot import assert_snapshot
 

@@ -7,11 +7,11 @@ from pathlib import Path
 
 from rich.console import Console
 
-from receiver.config import SlackSettings
-from receiver.core.decisions import DecisionKind
+from receiver.domain.decisions import DecisionKind
+from receiver.domain.settings import SlackSettings
 from receiver.notify.console import ConsoleNotifier
-from receiver.sim.slack import FakeSlack
-from receiver.slack import NullNotifier, SlackBotNotifier, SlackWebhookNotifier, make_notifier
+from receiver.notify.factory import NullNotifier, SlackBotNotifier, SlackWebhookNotifier, make_notifier
+from sim.slack import FakeSlack
 from tests.fixtures.slack import (
     FAST,
     LogWatch,

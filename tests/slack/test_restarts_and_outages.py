@@ -17,11 +17,11 @@ import pytest
 import yaml
 
 from receiver.cli import main
-from receiver.config import ConfigError, SlackSettings, load_config
-from receiver.serve import start_receiver
-from receiver.sim.kube import KubeSim
-from receiver.sim.slack import FakeSlack
-from receiver.slack import make_notifier, slack_credentials_problem
+from receiver.cli.serve import start_receiver
+from receiver.domain.settings import ConfigError, SlackSettings, load_config
+from receiver.notify.factory import make_notifier, slack_credentials_problem
+from sim.kube import KubeSim
+from sim.slack import FakeSlack
 from tests.fixtures.receiver import firing_payload
 from tests.fixtures.slack import BotFactory, LogWatch, metric, successful_rollback
 from tests.slack.test_conversation import play

@@ -12,10 +12,10 @@ import pytest
 from aiohttp.test_utils import TestClient
 from structlog.testing import capture_logs
 
-from receiver.config_store import ConfigStore
-from receiver.service import Service
-from receiver.web.app import Runtime, make_app
-from receiver.web.auth import RejectionLog
+from receiver.config.credentials import RejectionLog
+from receiver.config.store import ConfigStore
+from receiver.http.app import Runtime, make_app
+from receiver.intake.deliveries import Service
 from tests.fixtures.receiver import ADMIN, TOKEN, FakeExecutor, FakeNotifier, FakeStates, firing_payload
 
 ENV = {"RECEIVER_WEBHOOK_TOKEN": TOKEN, "RECEIVER_ADMIN_TOKEN": ADMIN}

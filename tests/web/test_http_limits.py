@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from receiver.config_store import ConfigStore
-from receiver.service import Service
-from receiver.web.app import Runtime, make_app
-from receiver.web.server import GuardedAppRunner, HttpLimits
+from receiver.config.store import ConfigStore
+from receiver.http.app import Runtime, make_app
+from receiver.http.server import GuardedAppRunner, HttpLimits
+from receiver.intake.deliveries import Service
 from tests.fixtures.receiver import ADMIN, TOKEN, FakeExecutor, FakeNotifier, FakeStates, firing_payload
 
 ENV = {"RECEIVER_WEBHOOK_TOKEN": TOKEN, "RECEIVER_ADMIN_TOKEN": ADMIN}

@@ -24,7 +24,7 @@ import pytest
 import structlog
 
 from receiver import logs
-from receiver.sim.kube import KubeSim
+from sim.kube import KubeSim
 from tests.fixtures.receiver import BASE_CONFIG, TOKEN, firing_payload
 
 CONFIG = BASE_CONFIG + 'slack:\n  mode: "off"\n'

@@ -12,10 +12,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 from receiver import __version__
-from receiver.config_store import ConfigStore
-from receiver.core.decisions import DecisionKind
-from receiver.service import Service
-from receiver.web.app import Runtime, make_app
+from receiver.config.store import ConfigStore
+from receiver.domain.decisions import DecisionKind
+from receiver.http.app import Runtime, make_app
+from receiver.intake.deliveries import Service
 from tests.fixtures.receiver import ADMIN, BASE_CONFIG, TOKEN, FakeExecutor, FakeNotifier, FakeStates
 
 ENV = {"RECEIVER_WEBHOOK_TOKEN": TOKEN, "RECEIVER_ADMIN_TOKEN": ADMIN}

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient
 
-from receiver.config import ConfigError
-from receiver.config_store import ConfigStore
-from receiver.service import Service
-from receiver.web.app import Runtime, make_app
+from receiver.config.store import ConfigStore
+from receiver.domain.settings import ConfigError
+from receiver.http.app import Runtime, make_app
+from receiver.intake.deliveries import Service
 from tests.fixtures.receiver import ADMIN, TOKEN, FakeExecutor, FakeNotifier, FakeStates
 
 ENV = {"RECEIVER_WEBHOOK_TOKEN": TOKEN, "RECEIVER_ADMIN_TOKEN": ADMIN}
@@ -111,7 +111,7 @@ async def test_a_changed_file_is_picked_up_without_a_restart(
 async def test_sighup_reloads_the_config(
     app_client: tuple[TestClient, ConfigStore], config_file: Callable[..., Path]
 ) -> None:
-    from receiver.serve import install_sighup
+    from receiver.cli.serve import install_sighup
 
     _, store = app_client
     reloaded = asyncio.Event()

@@ -16,10 +16,10 @@ import pytest
 import structlog
 from aiohttp.test_utils import TestClient
 
-from receiver.config_store import ConfigStore
-from receiver.core.decisions import TargetState
-from receiver.service import Service
-from receiver.web.app import Runtime, make_app
+from receiver.config.store import ConfigStore
+from receiver.domain.decisions import TargetState
+from receiver.http.app import Runtime, make_app
+from receiver.intake.deliveries import Service
 from tests.fixtures.receiver import (
     ADMIN,
     TOKEN,

@@ -3,7 +3,7 @@
 claim() records the intent in the cluster before anything changes (so the web layer can
 answer Alertmanager 200 knowing the rollback survives this process); start() runs it in
 the background under the global concurrency limit; resume_unfinished() picks up what a
-dead replica left half done. The steps themselves live in receiver.steps.
+dead replica left half done. The steps themselves live in receiver.rollback.steps.
 """
 
 from __future__ import annotations
@@ -19,14 +19,13 @@ from datetime import UTC, datetime
 import structlog
 from kubernetes_asyncio.client import ApiClient
 
-from receiver.config import Config, Target
-from receiver.core.decisions import Decision
-from receiver.core.rollback import Phase, RollbackRecord, Step
+from receiver.domain.decisions import Decision
+from receiver.domain.rollback import Phase, RollbackRecord, Step
+from receiver.domain.settings import Config, Target
 from receiver.kube import Kube, KubeError, Obj, RetryPolicy
-from receiver.lease import HeldLease, LeaseLost, try_acquire
-from receiver.lease_observations import LeaseObservations
-from receiver.metrics import ROLLBACKS_FINISHED, ROLLBACKS_RUNNING, ROLLBACKS_STARTED
-from receiver.records import (
+from receiver.kube.lease import HeldLease, LeaseLost, try_acquire
+from receiver.kube.lease_observations import LeaseObservations
+from receiver.kube.records import (
     ANN_HISTORY,
     ANN_RECORD,
     LEASE_SELECTOR,
@@ -41,9 +40,10 @@ from receiver.records import (
     record_from_lease,
     with_history,
 )
-from receiver.steps import Run
-from receiver.target_watcher import TargetWatcher
-from receiver.verify import NamespaceWatches
+from receiver.kube.targets import TargetWatcher
+from receiver.metrics import ROLLBACKS_FINISHED, ROLLBACKS_RUNNING, ROLLBACKS_STARTED
+from receiver.rollback.steps import Run
+from receiver.rollback.verify import NamespaceWatches
 
 log = structlog.get_logger(__name__)
 

@@ -16,17 +16,17 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from receiver.config import Config, StepOrder, Target
-from receiver.core.rollback import Phase, RollbackRecord, Step
-from receiver.core.rollout import Verification, choose_order
+from receiver.domain.rollback import Phase, RollbackRecord, Step
+from receiver.domain.rollout import Verification, choose_order
+from receiver.domain.settings import Config, StepOrder, Target
 from receiver.kube import FIELD_MANAGER, Kube, KubeError, Obj, micro_time, parse_time
-from receiver.lease import HeldLease, LeaseLost
+from receiver.kube.lease import HeldLease, LeaseLost
+from receiver.kube.records import ANN_LAST, last_rollback_annotation, with_history
 from receiver.metrics import FIGHTS, ROLLBACK_DURATION, ROLLBACKS_FINISHED
-from receiver.records import ANN_LAST, last_rollback_annotation, with_history
-from receiver.verify import NamespaceWatches, Watcher, wait_pods_gone, wait_verified
+from receiver.rollback.verify import NamespaceWatches, Watcher, wait_pods_gone, wait_verified
 
 if TYPE_CHECKING:
-    from receiver.executor import OnChange
+    from receiver.rollback.executor import OnChange
 
 log = structlog.get_logger(__name__)
 

@@ -17,16 +17,16 @@ from typing import TYPE_CHECKING, Protocol
 
 import structlog
 
-from receiver.config import ConfigError
-from receiver.core.rollback import RollbackRecord, Step
+from receiver.domain.rollback import RollbackRecord, Step
+from receiver.domain.settings import ConfigError
 from receiver.notify.base import ConfigProvider, DeliveryPolicy, OnThread, QueuedNotifier
 from receiver.notify.bot import SlackBotNotifier
 from receiver.notify.console import ConsoleNotifier
 from receiver.notify.webhook import SlackWebhookNotifier
 
 if TYPE_CHECKING:
-    from receiver.config import Config, SlackSettings, Target
-    from receiver.core.decisions import Decision
+    from receiver.domain.decisions import Decision
+    from receiver.domain.settings import Config, SlackSettings, Target
 
 __all__ = [
     "ConsoleNotifier",
@@ -40,7 +40,7 @@ __all__ = [
     "slack_credentials_problem",
 ]
 
-log = structlog.get_logger("receiver.slack")
+log = structlog.get_logger("receiver.notify.factory")
 
 
 class Notifier(Protocol):

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from receiver.config import StepOrder
+from receiver.domain.settings import StepOrder
 
 Obj = Mapping[str, Any]
 

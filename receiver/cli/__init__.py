@@ -37,12 +37,12 @@ DEFAULT_REQUEST_TIMEOUT = "30s"
 
 # name -> (module, help, shared flag groups: "config", "cluster")
 COMMANDS: dict[str, tuple[str, str, tuple[str, ...]]] = {
-    "serve": ("receiver.serve", "run the webhook receiver", ("config", "cluster")),
-    "check-config": ("receiver.check_config", "validate a config file and print what it would do",
+    "serve": ("receiver.cli.serve", "run the webhook receiver", ("config", "cluster")),
+    "check-config": ("receiver.cli.check_config", "validate a config file and print what it would do",
                      ("config", "cluster")),
-    "demo": ("receiver.demo", "run the whole chain on a simulated cluster, live in the terminal", ()),
-    "sim": ("receiver.sim.cli", "serve a simulated Kubernetes API (and fake Slack) on loopback", ()),
-    "rollback": ("receiver.manual", "roll a target back now, with live progress", ("config", "cluster")),
+    "demo": ("sim.demo", "run the whole chain on a simulated cluster, live in the terminal", ()),
+    "sim": ("sim.cli", "serve a simulated Kubernetes API (and fake Slack) on loopback", ()),
+    "rollback": ("receiver.cli.rollback", "roll a target back now, with live progress", ("config", "cluster")),
 }
 
 

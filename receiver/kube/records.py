@@ -13,8 +13,8 @@ import json
 from datetime import datetime, timedelta
 from typing import Any
 
-from receiver.config import Config, Target
-from receiver.core.rollback import Phase, RollbackRecord
+from receiver.domain.rollback import Phase, RollbackRecord
+from receiver.domain.settings import Config, Target
 from receiver.kube.gateway import Obj, parse_time
 
 DOMAIN = "rollback-receiver.io"

@@ -18,7 +18,7 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from receiver.core.matchers import Matcher, equality_selects, parse_matchers, suspicious
+from receiver.domain.matchers import Matcher, equality_selects, parse_matchers, suspicious
 
 
 class Strict(BaseModel):

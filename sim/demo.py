@@ -33,8 +33,8 @@ from rich.table import Table
 from rich.text import Text
 
 from receiver import logs
-from receiver.config import Config, load_config
-from receiver.sim.monitoring import running_alertmanager
+from receiver.domain.settings import Config, load_config
+from sim.monitoring import running_alertmanager
 
 NS = "finance"
 STABLE, CANARY = "finance-service-v1", "finance-service-v2"
@@ -169,9 +169,9 @@ def cluster_view(sim: Any, desired: int) -> Table:
 
 
 async def run_demo(args: argparse.Namespace, console: Console) -> int:
-    from receiver.serve import start_receiver
-    from receiver.sim.kube import KubeSim
-    from receiver.sim.slack import FakeSlack
+    from receiver.cli.serve import start_receiver
+    from sim.kube import KubeSim
+    from sim.slack import FakeSlack
 
     tmp = Path(tempfile.mkdtemp(prefix="receiver-demo-"))
     base = load_config(args.config or shipped_config())

@@ -18,10 +18,10 @@ from typing import Any, Protocol, runtime_checkable
 
 import structlog
 
-from receiver.config import Config, Target
-from receiver.core.alerts import WebhookPayload
-from receiver.core.decisions import Decision, DecisionKind, TargetState, decide
-from receiver.core.rollback import RollbackRecord
+from receiver.domain.alerts import WebhookPayload
+from receiver.domain.decisions import Decision, DecisionKind, TargetState, decide
+from receiver.domain.rollback import RollbackRecord
+from receiver.domain.settings import Config, Target
 from receiver.metrics import ALERTS, CACHE_BYTES, DECISIONS
 
 log = structlog.get_logger(__name__)

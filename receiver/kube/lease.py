@@ -1,7 +1,7 @@
 """A target's Lease: one rollback per target across every receiver replica.
 
 client-go's rules: read the Lease; if another holder's Lease changed within its
-leaseDurationSeconds of *local* time (receiver.lease_observations; never its renewTime
+leaseDurationSeconds of *local* time (receiver.kube.lease_observations; never its renewTime
 against our clock), back off; otherwise write it back carrying the resourceVersion
 that was read, so of two replicas racing only one write succeeds (the other gets 409).
 leaseTransitions counts changes of holder; release clears holderIdentity. The Lease
@@ -18,9 +18,9 @@ from datetime import datetime
 
 import structlog
 
-from receiver.core.rollback import RollbackRecord
+from receiver.domain.rollback import RollbackRecord
 from receiver.kube import Kube, KubeError, Obj, micro_time
-from receiver.records import (
+from receiver.kube.records import (
     ANN_HISTORY,
     ANN_RECORD,
     LABEL_MANAGED_BY,

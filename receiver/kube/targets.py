@@ -17,14 +17,13 @@ from typing import Any, cast
 import structlog
 from kubernetes_asyncio.client import ApiClient
 
-from receiver.config import Config, Target
-from receiver.core.decisions import TargetState, missing_objects
-from receiver.core.rollback import RollbackRecord
+from receiver.domain.decisions import TargetState, missing_objects
+from receiver.domain.rollback import RollbackRecord
+from receiver.domain.settings import Config, Target
 from receiver.kube import Kube, Mirror, Obj
 from receiver.kube.errors import KubeError
-from receiver.lease_observations import LeaseObservations
-from receiver.metrics import TARGET_MISCONFIGURED
-from receiver.records import (
+from receiver.kube.lease_observations import LeaseObservations
+from receiver.kube.records import (
     LEASE_SELECTOR,
     RecordError,
     history_from_lease,
@@ -34,6 +33,7 @@ from receiver.records import (
     recent_finish_times,
     record_from_lease,
 )
+from receiver.metrics import TARGET_MISCONFIGURED
 
 log = structlog.get_logger(__name__)
 

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import structlog
 
-from receiver.config import Config, ConfigError, load_config
+from receiver.config.credentials import Credentials, CredentialsError
+from receiver.domain.settings import Config, ConfigError, load_config
 from receiver.metrics import CONFIG_LAST_RELOAD_SUCCESS, CONFIG_RELOADS, init_target_labels
-from receiver.web.auth import Credentials, CredentialsError
 
 log = structlog.get_logger(__name__)
 

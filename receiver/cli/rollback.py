@@ -16,12 +16,12 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, TextIO
 
 from receiver.cli import cluster_retry, reach, unreachable
-from receiver.config import Config, ConfigError, Target, load_config
-from receiver.core.rollback import Phase, RollbackRecord, Step
-from receiver.executor import Executor, RecordError, RollbackBusy
+from receiver.domain.rollback import Phase, RollbackRecord, Step
+from receiver.domain.settings import Config, ConfigError, Target, load_config
 from receiver.kube import KubeError, new_api_client
 from receiver.kube.client import KubeconfigError
 from receiver.logs import configure as configure_logs
+from receiver.rollback.executor import Executor, RecordError, RollbackBusy
 
 if TYPE_CHECKING:
     from kubernetes_asyncio.client import ApiClient
@@ -97,7 +97,7 @@ async def rollback(args: argparse.Namespace, out: TextIO) -> int:
 async def _rollback(args: argparse.Namespace, config: Config, target: Target, by: str,
                     api: ApiClient, out: TextIO) -> int:
     from receiver.notify.console import ConsoleNotifier
-    from receiver.slack import make_notifier
+    from receiver.notify.factory import make_notifier
 
     host = str(api.configuration.host)
     retry = cluster_retry(args, sys.stderr, host)

@@ -13,13 +13,13 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from receiver.core.alerts import parse_number
-from receiver.core.matchers import Matcher
-from receiver.core.units import format_value
+from receiver.domain.alerts import parse_number
+from receiver.domain.matchers import Matcher
+from receiver.domain.units import format_value
 
 if TYPE_CHECKING:
-    from receiver.config import Config, Mute, Rule, Settings, Target
-    from receiver.core.alerts import Alert, WebhookPayload
+    from receiver.domain.alerts import Alert, WebhookPayload
+    from receiver.domain.settings import Config, Mute, Rule, Settings, Target
 
 
 class DecisionKind(StrEnum):

@@ -19,12 +19,12 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from receiver.core.decisions import Decision, DecisionKind
-from receiver.core.rollback import Phase, RollbackRecord, Step
-from receiver.core.units import format_value
+from receiver.domain.decisions import Decision, DecisionKind
+from receiver.domain.rollback import Phase, RollbackRecord, Step
+from receiver.domain.units import format_value
 
 if TYPE_CHECKING:
-    from receiver.config import Target
+    from receiver.domain.settings import Target
 
 Block = dict[str, Any]
 

@@ -13,11 +13,11 @@ from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
 from prometheus_client.aiohttp import make_aiohttp_handler
 
-from receiver.config_store import ConfigStore
-from receiver.core.rollback import RollbackRecord
+from receiver.config.credentials import RejectionLog
+from receiver.config.store import ConfigStore
+from receiver.domain.rollback import RollbackRecord
+from receiver.intake.deliveries import Service
 from receiver.metrics import REGISTRY, REQUEST_LATENCY
-from receiver.service import Service
-from receiver.web.auth import RejectionLog
 
 
 @dataclass
@@ -71,7 +71,7 @@ async def drop_server_header(request: web.Request, response: web.StreamResponse)
 
 
 def make_app(runtime: Runtime) -> web.Application:
-    from receiver.web import handlers, health
+    from receiver.http import handlers, health
 
     # The body limit is enforced by handlers.read_limited (it follows config reloads);
     # aiohttp's own limit is only a backstop.

@@ -17,11 +17,11 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from receiver.core.alerts import PayloadError, parse_payload
+from receiver.config.credentials import AdminAccess
+from receiver.domain.alerts import PayloadError, parse_payload
+from receiver.http.app import REJECTIONS, RUNTIME
+from receiver.intake.deliveries import IntentNotRecorded, Misconfigured, NotConfirmed
 from receiver.metrics import WEBHOOKS
-from receiver.service import IntentNotRecorded, Misconfigured, NotConfirmed
-from receiver.web.app import REJECTIONS, RUNTIME
-from receiver.web.auth import AdminAccess
 
 log = structlog.get_logger(__name__)
 ACCEPTED = WEBHOOKS.labels("accepted")

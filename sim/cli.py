@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from receiver.sim.kube import KubeSim
+from sim.kube import KubeSim
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -63,7 +63,7 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event | None = None) -> 
     print(f"  export KUBECONFIG={kubeconfig}", flush=True)
     try:
         if args.slack_port is not None:
-            from receiver.sim.slack import FakeSlack
+            from sim.slack import FakeSlack
 
             slack = FakeSlack(auto_create_channels=True)
             slack_url = await slack.start(args.host, args.slack_port)

@@ -27,7 +27,7 @@ from pathlib import Path
 import jwt
 import structlog
 
-from receiver.config import AuthSettings
+from receiver.domain.settings import AuthSettings
 
 ADMIN_PERMISSION = "admin:monitoring"
 log = structlog.get_logger(__name__)

@@ -28,20 +28,20 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from receiver import logs
-from receiver.config import ConfigError
-from receiver.config_store import ConfigStore
-from receiver.core.rollback import RollbackRecord, Step
+from receiver.config.store import ConfigStore
+from receiver.domain.rollback import RollbackRecord, Step
+from receiver.domain.settings import ConfigError
+from receiver.http.app import Runtime, make_app
+from receiver.http.server import GuardedAppRunner
+from receiver.intake.deliveries import Service
 from receiver.kube.retry import reach_problem
-from receiver.service import Service
-from receiver.web.app import Runtime, make_app
-from receiver.web.server import GuardedAppRunner
 
 if TYPE_CHECKING:
     from kubernetes_asyncio.client import ApiClient
 
-    from receiver.executor import Executor
-    from receiver.slack import Notifier
-    from receiver.target_watcher import TargetWatcher
+    from receiver.kube.targets import TargetWatcher
+    from receiver.notify.factory import Notifier
+    from receiver.rollback.executor import Executor
 
 log = structlog.get_logger(__name__)
 
@@ -281,11 +281,11 @@ async def start_receiver(
     only once the cluster has been reached and unfinished rollbacks resumed; `receiver
     serve` does that in the background.
     """
-    from receiver.executor import Executor, TargetWatcher
+    from receiver.http.health import SLACK_CHECK
     from receiver.kube import Kube, RetryPolicy, new_api_client
-    from receiver.lease_observations import LeaseObservations
-    from receiver.slack import make_notifier, slack_credentials_problem
-    from receiver.web.health import SLACK_CHECK
+    from receiver.kube.lease_observations import LeaseObservations
+    from receiver.notify.factory import make_notifier, slack_credentials_problem
+    from receiver.rollback.executor import Executor, TargetWatcher
 
     store = ConfigStore(config_path, insecure=insecure, env=env)
     if (slack_problem := slack_credentials_problem(store.config, os.environ if env is None else env)) is not None:

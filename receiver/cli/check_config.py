@@ -29,12 +29,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
-from receiver.config import Config, ConfigError, Mute, Rule, SlackSettings, StepOrder, Target, load_config
-from receiver.core.matchers import format_matchers
-from receiver.core.units import format_value
+from receiver.domain.matchers import format_matchers
+from receiver.domain.settings import Config, ConfigError, Mute, Rule, SlackSettings, StepOrder, Target, load_config
+from receiver.domain.units import format_value
+from receiver.kube.records import lease_name, lease_namespace
 from receiver.kube.retry import parse_duration
-from receiver.records import lease_name, lease_namespace
-from receiver.slack import slack_credentials_problem
+from receiver.notify.factory import slack_credentials_problem
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_INVALID = 0, 1, 2
 DEFAULT_REQUEST_TIMEOUT = 30.0

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from receiver.core.rollout import Verification, stable_verified
+from receiver.domain.rollout import Verification, stable_verified
 from receiver.kube import Kube, Mirror, Obj
 
 
