@@ -40,8 +40,8 @@ COMMANDS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "serve": ("receiver.cli.serve", "run the webhook receiver", ("config", "cluster")),
     "check-config": ("receiver.cli.check_config", "validate a config file and print what it would do",
                      ("config", "cluster")),
-    "demo": ("sim.demo", "run the whole chain on a simulated cluster, live in the terminal", ()),
-    "sim": ("sim.cli", "serve a simulated Kubernetes API (and fake Slack) on loopback", ()),
+    "demo": ("receiver.cli.demo", "run the whole chain on a simulated cluster, live in the terminal", ()),
+    "sim": ("receiver.cli.sim", "serve a simulated Kubernetes API (and fake Slack) on loopback", ()),
     "rollback": ("receiver.cli.rollback", "roll a target back now, with live progress", ("config", "cluster")),
 }
 

@@ -7,6 +7,7 @@ receiver (or any replica answering GET /rollbacks) sees the same timeline.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
@@ -155,3 +156,7 @@ class RollbackRecord:
         p["not_ready"] = tuple(p.get("not_ready", ()))
         d["progress"] = Progress(**p)
         return cls(**d)
+
+
+OnChange = Callable[[RollbackRecord, Step | None], None]
+"""Told of every change to a rollback (and the step that made it): the notifier's door."""

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
@@ -14,27 +12,12 @@ from aiohttp.typedefs import Handler
 from prometheus_client.aiohttp import make_aiohttp_handler
 
 from receiver.config.credentials import RejectionLog
-from receiver.config.store import ConfigStore
-from receiver.domain.rollback import RollbackRecord
-from receiver.intake.deliveries import Service
+from receiver.http import handlers, health
+from receiver.http.runtime import REJECTIONS, RUNTIME, Runtime
 from receiver.metrics import REGISTRY, REQUEST_LATENCY
 
+__all__ = ["REJECTIONS", "RUNTIME", "Runtime", "make_app", "request_context"]
 
-@dataclass
-class Runtime:
-    """What the handlers need; built by serve.py (real adapters) or a test."""
-
-    store: ConfigStore
-    service: Service
-    list_rollbacks: Callable[[], Awaitable[list[RollbackRecord]]]
-    kube_check: Callable[[], Awaitable[str | None]]  # None = reachable, else the error
-    watch_check: Callable[[], str | None] = lambda: None  # None = target watches current
-    running_rollbacks: Callable[[], int] = lambda: 0
-    started_monotonic: float = field(default_factory=time.monotonic)
-
-
-RUNTIME = web.AppKey("runtime", Runtime)
-REJECTIONS = web.AppKey("rejections", RejectionLog)
 log = structlog.get_logger(__name__)
 _timers: dict[tuple[str, str], Any] = {}  # labelled histogram children, resolved once per route
 
@@ -71,8 +54,6 @@ async def drop_server_header(request: web.Request, response: web.StreamResponse)
 
 
 def make_app(runtime: Runtime) -> web.Application:
-    from receiver.http import handlers, health
-
     # The body limit is enforced by handlers.read_limited (it follows config reloads);
     # aiohttp's own limit is only a backstop.
     app = web.Application(middlewares=[request_context], client_max_size=64 * 1024 * 1024)

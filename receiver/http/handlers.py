@@ -19,7 +19,7 @@ from aiohttp import web
 
 from receiver.config.credentials import AdminAccess
 from receiver.domain.alerts import PayloadError, parse_payload
-from receiver.http.app import REJECTIONS, RUNTIME
+from receiver.http.runtime import REJECTIONS, RUNTIME
 from receiver.intake.deliveries import IntentNotRecorded, Misconfigured, NotConfirmed
 from receiver.metrics import WEBHOOKS
 

@@ -14,8 +14,8 @@ from collections.abc import Callable
 from aiohttp import web
 
 from receiver import __version__
-from receiver.http.app import RUNTIME, Runtime
 from receiver.http.handlers import admin_denied
+from receiver.http.runtime import RUNTIME, Runtime
 
 #: What keeps Slack from working for good (None: fine); set by serve.py. Not part of
 #: readiness: a Slack outage must not take the receiver out of its Service.

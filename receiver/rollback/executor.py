@@ -20,7 +20,7 @@ import structlog
 from kubernetes_asyncio.client import ApiClient
 
 from receiver.domain.decisions import Decision
-from receiver.domain.rollback import Phase, RollbackRecord, Step
+from receiver.domain.rollback import OnChange, Phase, RollbackRecord, Step
 from receiver.domain.settings import Config, Target
 from receiver.kube import Kube, KubeError, Obj, RetryPolicy
 from receiver.kube.lease import HeldLease, LeaseLost, try_acquire
@@ -48,7 +48,6 @@ from receiver.rollback.verify import NamespaceWatches
 log = structlog.get_logger(__name__)
 
 PREFETCH_MAX_AGE = 1.0  # seconds a claim's reads stand in for the pre-flight reads
-OnChange = Callable[[RollbackRecord, Step | None], None]
 
 __all__ = ["Executor", "OnChange", "RecordError", "RollbackBusy", "TargetWatcher"]
 

@@ -12,11 +12,11 @@ import time
 from collections.abc import Callable, Coroutine
 from dataclasses import replace
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import structlog
 
-from receiver.domain.rollback import Phase, RollbackRecord, Step
+from receiver.domain.rollback import OnChange, Phase, RollbackRecord, Step
 from receiver.domain.rollout import Verification, choose_order
 from receiver.domain.settings import Config, StepOrder, Target
 from receiver.kube import FIELD_MANAGER, Kube, KubeError, Obj, micro_time, parse_time
@@ -24,9 +24,6 @@ from receiver.kube.lease import HeldLease, LeaseLost
 from receiver.kube.records import ANN_LAST, last_rollback_annotation, with_history
 from receiver.metrics import FIGHTS, ROLLBACK_DURATION, ROLLBACKS_FINISHED
 from receiver.rollback.verify import NamespaceWatches, Watcher, wait_pods_gone, wait_verified
-
-if TYPE_CHECKING:
-    from receiver.rollback.executor import OnChange
 
 log = structlog.get_logger(__name__)
 

@@ -8,7 +8,7 @@ import base64
 import json
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import yaml
 from aiohttp import web
@@ -21,7 +21,25 @@ from .store import Obj
 from .watch import WatchRequest
 
 if TYPE_CHECKING:
-    from .sim import KubeSim
+    from .auth import AccessRule
+    from .faults import Faults
+    from .registry import Registry
+    from .store import Store
+    from .watch import WatchHub
+
+
+class SimState(Protocol):
+    """What the handlers use of the simulator (KubeSim provides it; no import back up)."""
+
+    @property
+    def requests(self) -> list[RecordedRequest]: ...
+
+    store: Store
+    faults: Faults
+    tokens: dict[str, list[AccessRule]] | None
+    registry: Registry
+    bookmark_interval: float
+    watches: WatchHub
 
 
 @dataclass
@@ -116,7 +134,7 @@ def verb_of(method: str, t: Target, query: dict[str, str]) -> str:
 
 
 class Handlers:
-    def __init__(self, sim: KubeSim) -> None:
+    def __init__(self, sim: SimState) -> None:
         self.sim = sim
 
     def app(self) -> web.Application:
