@@ -1,0 +1,1 @@
+"""Adapter for Prometheus' HTTP API: instant queries with retries, bounded waits."""
