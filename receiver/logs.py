@@ -77,6 +77,7 @@ def configure(json: bool | None = None, level: str = "info") -> None:
         root.removeHandler(old)  # configure() may run twice (tests, the demo): one handler
     root.addHandler(handler)
     root.setLevel(numeric)
+    logging.captureWarnings(False)  # re-capture whatever showwarning is current: configure() may run again
     logging.captureWarnings(True)
 
 

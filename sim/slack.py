@@ -298,7 +298,7 @@ class FakeSlack:
             return self._post(body)
         if method == "chat.update":
             return self._update(body)
-        if method in ("conversations.history", "conversations.replies", "conversations.list"):
+        if method in ("conversations.history", "conversations.replies"):
             return self._read(method, body)
         return {"ok": False, "error": "unknown_method"}
 
@@ -431,7 +431,7 @@ class FakeSlack:
     # --- reads (conversations.*), as Slack answers them --------------------------------
 
     def _read(self, method: str, body: dict[str, Any]) -> dict[str, Any]:
-        """conversations.history (newest first), .replies (parent first), .list; cursor paging.
+        """conversations.history (newest first) and .replies (parent first); cursor paging.
 
         Like Slack they take channel ids only (a "#name" is channel_not_found), and return
         a message's metadata only with include_all_metadata."""
@@ -440,34 +440,24 @@ class FakeSlack:
             start = int(str(body.get("cursor") or "0").removeprefix("next:"))
         except ValueError:
             return {"ok": False, "error": "invalid_cursor"}
-        if method == "conversations.list":
-            names = {cid: name for name, cid in self.channels.items()}
-            items: list[Any] = [{"id": cid, "name": names.get(cid, cid).removeprefix("#"), "is_channel": True,
-                                 "is_archived": False, "is_member": True} for cid in self._history]
-            key = "channels"
+        cid = str(body.get("channel") or "")
+        if cid not in self._history:
+            return {"ok": False, "error": "channel_not_found"}
+        with_metadata = str(body.get("include_all_metadata", "")).lower() in ("true", "1")
+        if method == "conversations.history":
+            oldest, latest = float(body.get("oldest") or 0), float(body.get("latest") or "inf")
+            found = [m for m in reversed(self._history[cid]) if oldest < float(m.ts) < latest]
         else:
-            cid = str(body.get("channel") or "")
-            if cid not in self._history:
-                return {"ok": False, "error": "channel_not_found"}
-            with_metadata = str(body.get("include_all_metadata", "")).lower() in ("true", "1")
-            if method == "conversations.history":
-                oldest, latest = float(body.get("oldest") or 0), float(body.get("latest") or "inf")
-                found = [m for m in reversed(self._history[cid]) if oldest < float(m.ts) < latest]
-            else:
-                parent = self._by_ts.get((cid, str(body.get("ts") or "")))
-                if parent is None:
-                    return {"ok": False, "error": "thread_not_found"}
-                if parent.thread_ts:  # a reply's ts gives its whole thread, as in Slack
-                    parent = self._by_ts[(cid, parent.thread_ts)]
-                found = [parent, *parent.replies]
-            items = [self._shown(m, with_metadata) for m in found]
-            key = "messages"
+            parent = self._by_ts.get((cid, str(body.get("ts") or "")))
+            if parent is None:
+                return {"ok": False, "error": "thread_not_found"}
+            if parent.thread_ts:  # a reply's ts gives its whole thread, as in Slack
+                parent = self._by_ts[(cid, parent.thread_ts)]
+            found = [parent, *parent.replies]
+        items = [self._shown(m, with_metadata) for m in found]
         page, rest = items[start:start + limit], items[start + limit:]
-        out: dict[str, Any] = {"ok": True, key: page, "response_metadata": {
-            "next_cursor": f"next:{start + limit}" if rest else ""}}
-        if key == "messages":
-            out["has_more"] = bool(rest)
-        return out
+        return {"ok": True, "messages": page, "has_more": bool(rest),
+                "response_metadata": {"next_cursor": f"next:{start + limit}" if rest else ""}}
 
     @staticmethod
     def _shown(m: Msg, with_metadata: bool) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from receiver import logs
+from receiver.config.credentials import AdminAccess
 from receiver.config.store import ConfigStore
 from receiver.domain.rollback import RollbackRecord, Step
 from receiver.domain.settings import ConfigError
@@ -245,13 +246,21 @@ NO_TIMEOUT = 1e9  # --request-timeout 0: aiohttp needs a number
 NEEDS_CLUSTER = frozenset({"/webhook", "/rollbacks"})
 
 
-def cluster_gate(link: ClusterLink, connected: asyncio.Event) -> Middleware:
+def cluster_gate(link: ClusterLink, connected: asyncio.Event, store: ConfigStore) -> Middleware:
     """Answer 503 to requests that need the cluster until it has been reached and the
-    start-up work done: Alertmanager retries a 503, so no alert is lost meanwhile."""
+    start-up work done: Alertmanager retries a 503, so no alert is lost meanwhile.
+    Credentials are judged first: a wrong token hears 401/403 (never retried, and it
+    learns nothing of the cluster) whatever the cluster's state."""
+
+    def authorized(request: web.Request) -> bool:
+        header = request.headers.get("Authorization")
+        if request.path == "/webhook":
+            return store.credentials.webhook_allowed(header)
+        return store.credentials.admin_access(header) is AdminAccess.GRANTED
 
     @web.middleware
     async def gate(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if not connected.is_set() and request.path in NEEDS_CLUSTER:
+        if not connected.is_set() and request.path in NEEDS_CLUSTER and authorized(request):
             why = link.error or "resuming unfinished rollbacks"
             return web.json_response({"status": "not ready", "error": f"waiting for the cluster: {why}"},
                                      status=503, headers={"Retry-After": "10"})
@@ -335,7 +344,7 @@ async def start_receiver(
     # --shutdown-grace (25 s) for running rollbacks, then Leases are released (or expire).
     app = make_app(runtime)
     app[SLACK_CHECK] = getattr(notifier, "problem", lambda: None)  # lasting Slack failures: /health degraded
-    app.middlewares.append(cluster_gate(link, connected))
+    app.middlewares.append(cluster_gate(link, connected, store))
     # header/body read timeouts and a connection cap, as a reverse proxy would (web/server.py)
     runner = GuardedAppRunner(app, access_log=None, shutdown_timeout=5.0)
     await notifier.start()

@@ -177,7 +177,7 @@ async def test_a_missing_canary_is_a_misconfiguration_said_everywhere_an_sre_loo
     assert c.replicas(CANARY) == 1
     # the log: an error naming the missing object
     lines = [json.loads(x) for x in capsys.readouterr().err.splitlines() if x.startswith("{")]
-    errors = [x for x in lines if x["level"] == "error" and x["event"] == "target_misconfigured"]
+    errors = [x for x in lines if x["level"] == "error" and x["msg"] == "target_misconfigured"]
     assert errors and any("finance/finance-service-v3" in json.dumps(x) for x in errors), lines
     # Slack: one loud note naming it, however often Alertmanager retries
     await c.post(json.dumps(firing_payload()).encode())

@@ -97,7 +97,8 @@ async def test_every_stderr_line_of_serve_is_json_with_msg_level_and_time_and_a_
         async with aiohttp.ClientSession() as http:
             async with http.post(f"{url}/webhook", json=firing_payload(),
                                  headers={"Authorization": "Bearer wrong"}) as resp:
-                assert resp.status == 401
+                assert resp.status == 401  # judged before the cluster is even reached
+            await serve.wait_for("cluster_connected")
             async with http.post(f"{url}/webhook", json=firing_payload(),
                                  headers={"Authorization": f"Bearer {TOKEN}"}) as resp:
                 assert resp.status == 200, await resp.text()

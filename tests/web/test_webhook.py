@@ -284,7 +284,7 @@ async def test_a_delivery_whose_claim_finds_the_rollback_running_is_logged_as_in
         structlog.configure(**saved)
     assert status == 200 and body["decisions"][0]["decision"] == "in_progress"
     lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
-    decided = [line for line in lines if line["event"] == "decided"]
+    decided = [line for line in lines if line["msg"] == "decided"]
     assert [(x["decision"], x["reason"]) for x in decided] == [("in_progress", body["decisions"][0]["reason"])]
 
 
