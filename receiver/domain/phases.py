@@ -168,22 +168,21 @@ def phase_of(
         raise ValueError(f"full count must be at least 1, not {full_count}")
     if canary_replicas < 0:
         raise ValueError(f"canary replicas cannot be negative ({canary_replicas})")
-    split = {"canary_replicas": canary_replicas, "full_count": full_count}
-    if canary_replicas == 0:
-        return RolloutPhase(PhaseKind.NOT_STARTED, **split)
-    share = min(Fraction(canary_replicas, full_count), Fraction(1))
+    n, full = canary_replicas, full_count
+    if n == 0:
+        return RolloutPhase(PhaseKind.NOT_STARTED, n, full)
+    share = min(Fraction(n, full), Fraction(1))
     lower: PhaseSpec | None = None
     for spec in phases:
         if spec.share == share:
-            return RolloutPhase(PhaseKind.PHASE, name=spec.name, display_name=spec.display, **split)
+            return RolloutPhase(PhaseKind.PHASE, n, full, name=spec.name, display_name=spec.display)
         if spec.share > share:
-            return RolloutPhase(
-                PhaseKind.BETWEEN, after=lower.display if lower else None, before=spec.display, **split
-            )
+            return RolloutPhase(PhaseKind.BETWEEN, n, full, after=lower.display if lower else None,
+                                before=spec.display)
         lower = spec
     if share == 1:
-        return RolloutPhase(PhaseKind.COMPLETE, **split)
-    return RolloutPhase(PhaseKind.BETWEEN, after=lower.display if lower else None, **split)
+        return RolloutPhase(PhaseKind.COMPLETE, n, full)
+    return RolloutPhase(PhaseKind.BETWEEN, n, full, after=lower.display if lower else None)
 
 
 def unreachable_phases(full_count: int, phases: Sequence[PhaseSpec] = DEFAULT_PHASES) -> tuple[PhaseSpec, ...]:
@@ -246,7 +245,7 @@ def threshold_for(thresholds: Mapping[str, float], phase: RolloutPhase) -> Phase
     """The threshold for ``phase``: its own entry when it is a listed phase that has one,
     else ``default`` (between weeks, not started, complete, or a phase without an entry).
     """
-    if phase.kind is PhaseKind.PHASE and phase.name in thresholds:
+    if phase.kind is PhaseKind.PHASE and phase.name is not None and phase.name in thresholds:
         return PhaseThreshold(thresholds[phase.name], phase.name)
     if DEFAULT_KEY not in thresholds:
         raise ValueError(f"thresholds have no {DEFAULT_KEY!r} entry for {phase.text}")
