@@ -1,7 +1,8 @@
 """Small, conservative PromQL text helpers: the alert's expression, per-version queries.
 
 Alertmanager hands over an alert's rule expression only inside its generatorURL
-(Prometheus' ``/graph?g0.expr=<url-encoded expr>&g0.tab=1``). To ask "is the stable
+(Prometheus' ``/graph?g0.expr=<url-encoded expr>&g0.tab=1``, the expression as
+Prometheus prints it: one line, normalised spacing, not the rule file's text). To ask "is the stable
 just as sick?" and "did the metric recover?" the receiver evaluates that expression
 again, per ``version`` label, and needs its value rather than the rule's filtered
 result (``... > 0.05`` drops every series below 0.05).

@@ -22,17 +22,22 @@ import pytest_asyncio
 import yaml
 
 from receiver.domain.prometheus_settings import PrometheusSettings
-from sim.monitoring import Prometheus, running_prometheus
+from sim.monitoring import Alertmanager, Prometheus, running_alertmanager, running_prometheus
 from tests.e2e.fake_service import FakeServiceHandle, start_fake_service
 from tests.e2e.rules_fast import RULES, fast_rules
 
 READY_WITHIN = 30.0
+ALERTMANAGER_YML = """
+route: {receiver: nowhere, group_wait: 0s, group_interval: 1s, repeat_interval: 1h}
+receivers: [{name: nowhere}]
+"""
 POLL = 0.1
 
 
 @dataclass(frozen=True)
 class World:
     prometheus: Prometheus
+    alertmanager: Alertmanager  # receives the fast rules' alerts, with their generatorURL
     settings: PrometheusSettings
     error_rate_rule: str  # HighErrorRate's expression from the shipped rules, 5 s windows
     services: dict[str, FakeServiceHandle]
@@ -57,8 +62,9 @@ def rule_expr(rules_file: Path, alertname: str) -> str:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World]:
-    if shutil.which("prometheus") is None:
-        pytest.skip("Debian's prometheus is not installed")
+    for binary in ("prometheus", "prometheus-alertmanager"):
+        if shutil.which(binary) is None:
+            pytest.skip(f"Debian's {binary} is not installed")
     tmp = tmp_path_factory.mktemp("prometheus")
     rules = fast_rules(RULES, tmp / "rules-fast.yml")
     services = {
@@ -69,7 +75,9 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
     services["v1"].set_error_ratio(0.02)
     services["v2"].set_error_ratio(0.10)
     try:
-        async with running_prometheus([s.metrics_url for s in services.values()], rules, tmp) as prom:
+        async with running_alertmanager(ALERTMANAGER_YML, tmp) as am, running_prometheus(
+            [s.metrics_url for s in services.values()], rules, tmp, alertmanager_url=am.url
+        ) as prom:
             expr = rule_expr(rules, "HighErrorRate")
             value_expr = re.sub(r">\s*0\.05\s*$", "", expr.strip())
 
@@ -82,7 +90,7 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
 
             await _until("all scrape targets up", scraped)
             await _until("an error rate for v1 and v2", has_rates)
-            yield World(prom, PrometheusSettings(url=prom.url), expr, services)
+            yield World(prom, am, PrometheusSettings(url=prom.url), expr, services)
     finally:
         for s in services.values():
             await s.stop()

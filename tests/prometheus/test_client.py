@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from receiver.domain.prometheus_settings import PrometheusSettings
-from receiver.domain.promql import for_version, split_threshold
+from receiver.domain.promql import expr_from_generator_url, for_version, split_threshold
 from receiver.prometheus.client import PrometheusClient
 from receiver.prometheus.errors import PrometheusQueryError, PrometheusUnavailable
 from tests.prometheus.conftest import World
@@ -171,3 +171,22 @@ async def test_a_caller_that_stops_waiting_stops_the_query_and_its_retries(silen
             async with asyncio.timeout(0.2):
                 await prom.query("up", wait=30)
         assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
+
+
+async def test_the_expression_alertmanager_delivers_evaluates_to_the_canarys_value(world: World) -> None:
+    deadline = asyncio.get_running_loop().time() + 30
+    urls: list[str] = []
+    while not urls and asyncio.get_running_loop().time() < deadline:
+        urls = [a["generatorURL"] for a in await world.alertmanager.alerts()
+                if a["labels"].get("alertname") == "HighErrorRate"]
+        if not urls:
+            await asyncio.sleep(0.1)
+    assert urls, "HighErrorRate never reached Alertmanager"
+    expr = expr_from_generator_url(urls[0])
+    # Prometheus links the rule's expression as it prints it (one line), not the file's text.
+    assert expr == " ".join(world.error_rate_rule.split()).replace("( ", "(").replace(" )", ")")
+    split = split_threshold(expr)
+    assert split is not None
+    async with PrometheusClient(world.settings) as prom:
+        canary = await prom.query(for_version(split.value, "v2"), wait=5)
+    assert by_version(canary.samples)["v2"] == pytest.approx(0.10, abs=0.01)
