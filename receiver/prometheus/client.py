@@ -6,7 +6,8 @@ retried with exponential backoff and jitter; a refusal (400/422 ``status: error`
 not, and carries Prometheus' own message. The whole call, retries included, runs
 under ``asyncio.timeout(wait)``: a caller deciding a rollback asks for 2 s and gets
 an answer or PrometheusUnavailable after at most 2 s, never later, because a rollback
-must never wait on monitoring. Prometheus is also told the remaining time (the
+must never wait on monitoring. TLS failures are not retried either: a certificate does
+not become trusted by asking again. Prometheus is also told the remaining time (the
 ``timeout`` parameter), so it stops evaluating a query nobody waits for.
 
     async with PrometheusClient(settings) as prom:
@@ -16,6 +17,7 @@ must never wait on monitoring. Prometheus is also told the remaining time (the
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import random
 import ssl
@@ -113,16 +115,17 @@ class PrometheusClient:
             self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=tls))
         return self._session
 
-    def _auth(self) -> tuple[dict[str, str], aiohttp.BasicAuth | None]:
+    def _auth(self) -> dict[str, str]:
         """Headers and basic auth for one request; files are read every time (rotation)."""
         s = self.settings
         if s.authorization is not None:
             token = _read_secret(s.authorization.credentials_file, "authorization credentials_file")
-            return {"Authorization": f"{s.authorization.type} {token}"}, None
+            return {"Authorization": f"{s.authorization.type} {token}"}
         if s.basic_auth is not None:
             password = _read_secret(s.basic_auth.password_file, "basic_auth password_file")
-            return {}, aiohttp.BasicAuth(s.basic_auth.username, password)
-        return {}, None
+            pair = base64.b64encode(f"{s.basic_auth.username}:{password}".encode()).decode()
+            return {"Authorization": f"Basic {pair}"}  # RFC 7617, UTF-8
+        return {}
 
     async def query(self, expr: str, *, wait: float, at: float | None = None) -> QueryResult:
         """Evaluate ``expr`` now (or at unix time ``at``); answer within ``wait`` seconds.
@@ -161,12 +164,11 @@ class PrometheusClient:
         form = {"query": expr, "timeout": f"{remaining:.3f}"}
         if at is not None:
             form["time"] = f"{at:.3f}"
-        headers, basic = self._auth()
+        headers = self._auth()
         per_request = aiohttp.ClientTimeout(total=min(self.settings.request_timeout_seconds, remaining))
         url = f"{self.settings.url}/api/v1/query"
         try:
-            async with self._http().post(url, data=form, headers=headers, auth=basic,
-                                         timeout=per_request) as resp:
+            async with self._http().post(url, data=form, headers=headers, timeout=per_request) as resp:
                 status, text = resp.status, await resp.text(errors="replace")
         except TimeoutError:
             task = asyncio.current_task()
@@ -175,6 +177,9 @@ class PrometheusClient:
                 # as its own timeout. Swallowing it would retry past the bound.
                 raise
             raise _Retry(f"request timed out after {per_request.total:.3g} s") from None
+        except aiohttp.ClientSSLError as e:
+            # An untrusted certificate or a TLS/plain-HTTP mismatch does not heal by asking again.
+            raise PrometheusResponseError(f"TLS with {self.settings.url} failed: {e}") from None
         except aiohttp.ClientError as e:
             raise _Retry(f"{type(e).__name__}: {e}") from None
         try:
