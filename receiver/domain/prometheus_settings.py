@@ -1,7 +1,8 @@
 """config.yaml's ``prometheus`` section: where to query and how to authenticate.
 
 Shaped like Prometheus' own http_config (``authorization.credentials_file``,
-``basic_auth.password_file``, ``tls_config.ca_file``) so an operator can copy the block
+``basic_auth.password_file``, ``tls_config.ca_file``; the older ``bearer_token_file``
+is read as ``authorization.credentials_file``) so an operator can copy the block
 from a Grafana data source or a Prometheus remote_read config. Secrets are files only,
 read at every request (a rotated token is picked up without a restart), never values in
 config.yaml. Absent section = no Prometheus: recovery confirmation and the "is it really
@@ -56,6 +57,18 @@ class PrometheusSettings(_Strict):
     request_timeout_seconds: float = Field(
         default=10.0, gt=0, description="One HTTP request's limit; retries happen within the caller's wait.",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_bearer_token_file(cls, data: object) -> object:
+        # http_config's older spelling, still common in copied configs.
+        if isinstance(data, dict) and "bearer_token_file" in data:
+            data = dict(data)
+            path = data.pop("bearer_token_file")
+            if data.get("authorization") is not None:
+                raise ValueError("bearer_token_file and authorization are the same setting: give one")
+            data["authorization"] = {"credentials_file": path}
+        return data
 
     @field_validator("url")
     @classmethod
