@@ -11,6 +11,7 @@ import pytest
 
 from receiver.domain.prometheus_settings import PrometheusSettings
 from receiver.domain.promql import expr_from_generator_url, for_version, split_threshold
+from receiver.domain.readings import Verdict, judge
 from receiver.prometheus.client import PrometheusClient
 from receiver.prometheus.errors import PrometheusQueryError, PrometheusUnavailable
 from tests.prometheus.conftest import World
@@ -190,3 +191,17 @@ async def test_the_expression_alertmanager_delivers_evaluates_to_the_canarys_val
     async with PrometheusClient(world.settings) as prom:
         canary = await prom.query(for_version(split.value, "v2"), wait=5)
     assert by_version(canary.samples)["v2"] == pytest.approx(0.10, abs=0.01)
+
+
+async def test_each_version_is_judged_by_the_rules_own_threshold(world: World) -> None:
+    split = split_threshold(world.error_rate_rule)
+    assert split is not None
+    verdicts = {}
+    async with PrometheusClient(world.settings) as prom:
+        for version in ("v1", "v2", "v3", "v9"):
+            result = await prom.query(for_version(split.value, version), wait=5)
+            values = [s.value for s in result.with_label("version", version)]
+            verdicts[version] = judge(values, split.threshold, split.op).verdict
+    assert verdicts == {
+        "v1": Verdict.CLEAR, "v2": Verdict.CROSSED, "v3": Verdict.NO_VALUE, "v9": Verdict.NO_SERIES,
+    }
