@@ -151,7 +151,7 @@ class PrometheusClient:
                     pause = self.backoff.delay(attempts, self._rand())
                     if loop.time() + pause >= deadline:
                         break  # no time left for another attempt: say so now
-                    log.info("prometheus_query_retry", attempt=attempts, reason=last)
+                    log.debug("prometheus_query_retry", attempt=attempts, reason=last)
                     await asyncio.sleep(pause)
         except TimeoutError:
             pass  # the bound expired mid-attempt (see _once): same answer as running out of time

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 
 import pytest
 
@@ -14,6 +14,7 @@ from receiver.domain.promql import expr_from_generator_url, for_version, split_t
 from receiver.domain.readings import Verdict, judge
 from receiver.prometheus.client import PrometheusClient
 from receiver.prometheus.errors import PrometheusQueryError, PrometheusUnavailable
+from receiver.prometheus.results import Sample
 from tests.prometheus.conftest import World
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
@@ -22,13 +23,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 GUARD = 10.0
 
 
-def by_version(samples: object) -> dict[str, float]:
-    return {s.label("version"): s.value for s in samples}  # type: ignore[attr-defined]
-
-
-async def query(world: World, expr: str, wait: float = 5.0) -> object:
-    async with PrometheusClient(world.settings) as prom, asyncio.timeout(GUARD):
-        return await prom.query(expr, wait=wait)
+def by_version(samples: Iterable[Sample]) -> dict[str, float]:
+    return {s.label("version"): s.value for s in samples}
 
 
 async def test_the_error_rate_expression_returns_each_versions_own_value(world: World) -> None:
@@ -171,7 +167,8 @@ async def test_a_caller_that_stops_waiting_stops_the_query_and_its_retries(silen
         with pytest.raises(TimeoutError):
             async with asyncio.timeout(0.2):
                 await prom.query("up", wait=30)
-        assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
+        task = asyncio.current_task()
+        assert task is not None and task.cancelling() == 0  # nothing left pending on the caller
 
 
 async def test_the_expression_alertmanager_delivers_evaluates_to_the_canarys_value(world: World) -> None:
