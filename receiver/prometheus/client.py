@@ -140,8 +140,9 @@ class PrometheusClient:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
         attempts, last = 0, "no attempt finished"
+        bound = asyncio.timeout_at(deadline)
         try:
-            async with asyncio.timeout_at(deadline):
+            async with bound:
                 while True:
                     attempts += 1
                     try:
@@ -154,7 +155,9 @@ class PrometheusClient:
                     log.debug("prometheus_query_retry", attempt=attempts, reason=last)
                     await asyncio.sleep(pause)
         except TimeoutError:
-            pass  # the bound expired mid-attempt (see _once): same answer as running out of time
+            if not bound.expired():
+                raise  # the caller's own timeout, not ours: theirs to handle
+            # Our bound expired mid-attempt (see _once): same answer as running out of time.
         reason = f"no answer from Prometheus within {wait:g} s ({attempts} attempt(s); last: {last})"
         log.warning("prometheus_query_unavailable", attempts=attempts, wait_seconds=wait, reason=last)
         raise PrometheusUnavailable(reason, attempts=attempts)
