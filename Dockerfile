@@ -6,7 +6,7 @@
 #     -e RECEIVER_WEBHOOK_TOKEN=... rollback-receiver:0.1.0
 # BASE is any Debian-like image with Python 3.11 as `python3` (with venv) and
 # groupadd/useradd: python:3.11-slim by default, or Debian bookworm's python3 and
-# python3-venv where no registry is reachable (README: "Building the image without Docker").
+# python3-venv where no registry is reachable (README, "Install into a cluster": buildah).
 
 ARG BASE=python:3.11-slim
 

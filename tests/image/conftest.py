@@ -32,6 +32,8 @@ def image(buildah: Buildah) -> str:
 @pytest.fixture(scope="session")
 def container(buildah: Buildah, image: str) -> Iterator[str]:
     name = buildah.run("from", "--quiet", image).stdout.strip()
+    venv = buildah.run("run", "--isolation", "chroot", name, "--", "du", "-sm", "/opt/venv", check=False)
+    TIMINGS.add(f"of which /opt/venv (the package and its runtime deps): {(venv.stdout.split() or ['?'])[0]} MB")
     try:
         yield name
     finally:
