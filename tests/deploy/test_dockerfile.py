@@ -86,7 +86,8 @@ def test_every_file_the_image_copies_exists_and_is_not_dockerignored() -> None:
 def test_the_image_runs_receiver_serve_as_a_non_root_user_with_a_liveness_healthcheck() -> None:
     steps = instructions()
     froms = [args for word, args in steps if word == "FROM"]
-    assert len(froms) == 2 and all(f.startswith("python:3.11-slim") for f in froms)
+    assert ("ARG", "BASE=python:3.11-slim") in steps, "the base is a build argument, python:3.11-slim by default"
+    assert len(froms) == 2 and all(f.startswith("${BASE} ") for f in froms)
     final = steps[max(i for i, (w, _) in enumerate(steps) if w == "FROM"):]
     words = dict(final)
     assert words["USER"].split(":")[0] == "10001"
