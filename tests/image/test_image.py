@@ -107,8 +107,8 @@ def test_the_image_holds_no_test_dependencies(buildah: Buildah, container: str) 
 
 
 def test_the_image_holds_no_simulator(buildah: Buildah, container: str) -> None:
-    result = in_image(buildah, container, "python3", "-c",
-                      "import importlib.util as u; print(u.find_spec('sim') is None, u.find_spec('receiver.sim') is None)")
+    probe = "import importlib.util as u; print(u.find_spec('sim') is None, u.find_spec('receiver.sim') is None)"
+    result = in_image(buildah, container, "python3", "-c", probe)
     assert result.stdout.strip() == "True True", failure("python3 -c find_spec", result.returncode,
                                                          result.stdout + result.stderr)
     # the thin entries stay (people's scripts call them) and say how to get the simulator
