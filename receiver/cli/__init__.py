@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from receiver import __version__
+from receiver.cli import simulator
 from receiver.kube.retry import parse_duration, reach_problem
 
 if TYPE_CHECKING:
@@ -158,7 +159,11 @@ async def reach(api: ApiClient, policy: RetryPolicy) -> KubeError | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    if words and (missing := simulator.missing(words[0])) is not None:
+        print(missing, file=sys.stderr)  # before parsing: the simulator's own flags are unknown here
+        return EXIT_USAGE
+    args = build_parser().parse_args(words)
     return int(args._run(args))
 
 

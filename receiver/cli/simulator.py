@@ -29,6 +29,16 @@ def load(module: str) -> ModuleType | None:
         raise
 
 
+MODULES = {"demo": "sim.demo", "sim": "sim.cli"}
+
+
+def missing(command: str) -> str | None:
+    """What to tell someone who runs `receiver demo|sim` without the simulator installed."""
+    if command in MODULES and load(MODULES[command]) is None:
+        return MISSING.format(command=command)
+    return None
+
+
 def entry(
     command: str, module: str
 ) -> tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]:
