@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 from receiver.cli.serve import RunningReceiver, start_receiver
 from receiver.domain.settings import load_config
-from receiver.kube.records import lease_name, lease_namespace
+from receiver.kube.lease import lease_name, lease_namespace
 from receiver.logs import configure
 from sim.kube import KubeSim
 from sim.kube.resources import find

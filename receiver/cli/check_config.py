@@ -32,7 +32,7 @@ from typing import Any, Literal, TextIO
 from receiver.domain.matchers import format_matchers
 from receiver.domain.settings import Config, ConfigError, Mute, Rule, SlackSettings, StepOrder, Target, load_config
 from receiver.domain.units import format_value
-from receiver.kube.records import lease_name, lease_namespace
+from receiver.kube.lease import lease_name, lease_namespace
 from receiver.kube.retry import parse_duration
 from receiver.notify.factory import slack_credentials_problem
 

@@ -292,7 +292,7 @@ async def start_receiver(
     """
     from receiver.http.health import SLACK_CHECK
     from receiver.kube import Kube, RetryPolicy, new_api_client
-    from receiver.kube.lease_observations import LeaseObservations
+    from receiver.kube.lease import LeaseObservations
     from receiver.notify.factory import make_notifier, slack_credentials_problem
     from receiver.rollback.executor import Executor, TargetWatcher
 

@@ -22,17 +22,17 @@ from receiver.domain.rollback import RollbackRecord
 from receiver.domain.settings import Config, Target
 from receiver.kube import Kube, Mirror, Obj
 from receiver.kube.errors import KubeError
-from receiver.kube.lease_observations import LeaseObservations
-from receiver.kube.records import (
+from receiver.kube.lease import (
     LEASE_SELECTOR,
-    RecordError,
-    history_from_lease,
+    LeaseObservations,
+    RecordCache,
+    is_expired,
     lease_expired,
     lease_name,
     lease_namespace,
-    recent_finish_times,
-    record_from_lease,
+    read_records,
 )
+from receiver.kube.records import recent_finish_times
 from receiver.metrics import TARGET_MISCONFIGURED
 
 log = structlog.get_logger(__name__)
@@ -42,37 +42,6 @@ def _replicas(deploy: Obj | None) -> int | None:
     if deploy is None:
         return None
     return int((deploy.get("spec") or {}).get("replicas", 1))
-
-
-def read_records(lease: Obj | None) -> tuple[RollbackRecord | None, tuple[RollbackRecord, ...]]:
-    """The current and past rollback records a Lease carries (an unreadable one counts as none)."""
-    try:
-        current = record_from_lease(lease)
-    except RecordError:
-        current = None
-    return current, tuple(history_from_lease(lease))
-
-
-class RecordCache:
-    """read_records, parsed once per Lease resourceVersion.
-
-    states() runs on every webhook; parsing the records' JSON each time cost ~60 us per
-    target, most of a webhook's budget, for data that changes only when the Lease does.
-    """
-
-    def __init__(self) -> None:
-        self._parsed: dict[str, tuple[str, tuple[RollbackRecord | None, tuple[RollbackRecord, ...]]]] = {}
-
-    def __call__(self, lease: Obj | None) -> tuple[RollbackRecord | None, tuple[RollbackRecord, ...]]:
-        if lease is None:
-            return None, ()
-        meta = lease.get("metadata") or {}
-        key, version = f"{meta.get('namespace')}/{meta.get('name')}", str(meta.get("resourceVersion"))
-        hit = self._parsed.get(key)
-        if hit is None or hit[0] != version:
-            hit = (version, read_records(lease))
-            self._parsed[key] = hit
-        return hit[1]
 
 
 def target_state(
@@ -177,25 +146,11 @@ class TargetWatcher:
             ns = lease_namespace(config, t)
             if ns not in self._leases:
                 m = Mirror(self.kube, "leases", ns, label_selector=LEASE_SELECTOR)
-                m.subscribe(self._observer(m))
+                self.observations.follow(m)
                 self._leases[ns] = m
                 m.start()
         if self._broken_for is not None and self._broken_for is not config:
             self._check_targets()  # a reload may have fixed (or broken) a target
-
-    def _observer(self, mirror: Mirror) -> Callable[[str, Obj | None], None]:
-        """Note each Lease change as the watch delivers it, so expiry counts from then."""
-
-        def seen(kind: str, obj: Obj | None) -> None:
-            if kind == "SYNC":
-                for lease in mirror.items.values():
-                    self.observations.observe(lease)
-            elif obj is not None and kind == "DELETED":
-                self.observations.forget(obj)
-            elif obj is not None:
-                self.observations.observe(obj)
-
-        return seen
 
     def _on_deployment(self, _kind: str, _obj: Obj | None) -> None:
         self._check_targets()
@@ -273,11 +228,9 @@ class TargetWatcher:
 
     def lease_expired(self, lease: Obj) -> bool:
         """client-go's rule for other holders; our own identity's by our clock, as before."""
-        spec = lease.get("spec") or {}
-        if self.identity and spec.get("holderIdentity") == self.identity:
-            return lease_expired(lease, self.clock())
-        return self.observations.expired(
-            lease, self.config_provider().settings.lease_duration_seconds)
+        return is_expired(lease, identity=self.identity, observations=self.observations,
+                          now=self.clock(),
+                          duration=self.config_provider().settings.lease_duration_seconds)
 
     async def start(self) -> None:
         self._started = True

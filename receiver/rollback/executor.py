@@ -23,22 +23,22 @@ from receiver.domain.decisions import Decision
 from receiver.domain.rollback import OnChange, Phase, RollbackRecord, Step
 from receiver.domain.settings import Config, Target
 from receiver.kube import Kube, KubeError, Obj, RetryPolicy
-from receiver.kube.lease import HeldLease, LeaseLost, try_acquire
-from receiver.kube.lease_observations import LeaseObservations
-from receiver.kube.records import (
-    ANN_HISTORY,
-    ANN_RECORD,
+from receiver.kube.lease import (
     LEASE_SELECTOR,
+    HeldLease,
+    LeaseLost,
+    LeaseObservations,
     RecordError,
-    encode_history,
-    encode_record,
     history_from_lease,
     holder,
-    lease_expired,
+    is_expired,
     lease_name,
     lease_namespace,
     record_from_lease,
+    try_acquire,
+    update_lease,
     with_history,
+    with_records,
 )
 from receiver.kube.targets import TargetWatcher
 from receiver.metrics import ROLLBACKS_FINISHED, ROLLBACKS_RUNNING, ROLLBACKS_STARTED
@@ -169,14 +169,12 @@ class Executor:
 
         duration = config.settings.lease_duration_seconds
 
-        def expired(lease: Obj, h: str) -> bool:
-            if h == self.identity:  # our own renewTime, written by our own clock
-                return lease_expired(lease, self.clock())
-            return self.observations.expired(lease, duration)
-
         def choose(lease: Obj | None) -> RollbackRecord | None:
             h = holder(lease)
-            if lease is not None and h and not expired(lease, h) and (
+            if lease is not None and h and not is_expired(
+                lease, identity=self.identity, observations=self.observations,
+                now=self.clock(), duration=duration,
+            ) and (
                 h != self.identity or not resume_only
             ):
                 # a live holder: another replica's rollback, or ours. Only a resume may
@@ -410,36 +408,29 @@ class Executor:
                 held.update(replace(held.record, slack_channel=channel, slack_ts=ts))
                 await held.flush()
                 return
+        def with_thread(r: RollbackRecord) -> RollbackRecord:
+            return replace(r, slack_channel=channel, slack_ts=ts) if r.id == rollback_id else r
+
+        def change(lease: Obj) -> Obj | None:
+            current = record_from_lease(lease)
+            history = history_from_lease(lease)
+            if not (current and current.id == rollback_id) and not any(
+                r.id == rollback_id for r in history
+            ):
+                return None
+            mine = current is not None and current.id == rollback_id
+            return with_records(lease, with_thread(current) if current and mine else None,
+                                [with_thread(r) for r in history])
+
         config = self.config_provider()
         for target in config.targets:
             ns, name = lease_namespace(config, target), lease_name(target)
-            for _ in range(5):
-                try:
-                    lease = await self.kube.read_lease(ns, name)
-                except KubeError as e:
-                    if e.not_found:
-                        break
-                    raise
-                current = record_from_lease(lease)
-                history = history_from_lease(lease)
-                if not (current and current.id == rollback_id) and not any(
-                    r.id == rollback_id for r in history
-                ):
-                    break
-                ann = lease["metadata"].setdefault("annotations", {})
-                if current and current.id == rollback_id:
-                    ann[ANN_RECORD] = encode_record(
-                        replace(current, slack_channel=channel, slack_ts=ts))
-                ann[ANN_HISTORY] = encode_history([
-                    replace(r, slack_channel=channel, slack_ts=ts) if r.id == rollback_id else r
-                    for r in history
-                ])
-                try:
-                    await self.kube.replace_lease(ns, name, lease)
+            try:
+                if await update_lease(self.kube, ns, name, change) is not None:
                     return
-                except KubeError as e:
-                    if not e.conflict:
-                        raise
+            except KubeError as e:
+                if not e.not_found:
+                    raise
         raise RecordError(f"rollback {rollback_id} not found in any target's lease")
 
     async def list_rollbacks(self) -> list[RollbackRecord]:

@@ -20,8 +20,8 @@ from receiver.domain.rollback import OnChange, Phase, RollbackRecord, Step
 from receiver.domain.rollout import Verification, choose_order
 from receiver.domain.settings import Config, StepOrder, Target
 from receiver.kube import FIELD_MANAGER, Kube, KubeError, Obj, micro_time, parse_time
-from receiver.kube.lease import HeldLease, LeaseLost
-from receiver.kube.records import ANN_LAST, last_rollback_annotation, with_history
+from receiver.kube.lease import HeldLease, LeaseLost, with_history
+from receiver.kube.records import ANN_LAST, last_rollback_annotation
 from receiver.metrics import FIGHTS, ROLLBACK_DURATION, ROLLBACKS_FINISHED
 from receiver.rollback.verify import NamespaceWatches, Watcher, wait_pods_gone, wait_verified
 
@@ -125,8 +125,8 @@ class Run:
 
     def _check_lease(self) -> None:
         """Called before each change to the cluster."""
-        if self.held is not None and self.held.lost.is_set():
-            raise LeaseLost("the target's lease was lost; another replica continues")
+        if self.held is not None:
+            self.held.check()  # LeaseLost once another replica took the Lease
         if self.owner is not None and self.owner.cancelling():
             # the steps run in their own task, which learns of its owner's cancellation
             # (shutdown) only at its next await; a PATCH can be sent before that await

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from receiver.kube.records import holder, record_from_lease
+from receiver.kube.lease import holder, record_from_lease
 from sim.kube import KubeSim
 from tests.executor.conftest import CANARY, NS, STABLE, MakeExecutor, Seen, decision, make_config
 

@@ -12,8 +12,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from receiver.domain.rollback import Phase
-from receiver.kube.lease_observations import LeaseObservations
-from receiver.kube.records import holder
+from receiver.kube.lease import LeaseObservations, holder
 from receiver.kube.targets import TargetWatcher
 from tests.executor.conftest import CANARY, NS, STABLE, MakeExecutor, Ticks, decision, make_config
 from tests.executor.test_rollback import replicas

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from receiver.kube.records import holder
+from receiver.kube.lease import holder
 from sim.kube import KubeSim
 from tests.executor.conftest import CANARY, NS, MakeExecutor, decision, make_config
 

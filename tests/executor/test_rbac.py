@@ -139,7 +139,7 @@ async def test_a_rollback_and_its_adoption_by_a_second_replica_use_every_rule_of
     import aiohttp
 
     from receiver.cli.serve import start_receiver
-    from receiver.kube.records import record_from_lease
+    from receiver.kube.lease import record_from_lease
     from tests.fixtures.receiver import firing_payload
 
     role = shipped_role()

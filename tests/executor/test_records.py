@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from receiver.domain.rollback import Phase
+from receiver.kube.lease import RecordError
 from receiver.kube.targets import TargetWatcher
 from receiver.metrics import FIGHTS
 from tests.executor.conftest import CANARY, NS, MakeExecutor, decision, make_config
@@ -101,3 +104,31 @@ async def test_the_target_watcher_follows_replicas_and_running_rollbacks_without
         assert len(state.recent_rollbacks) == 1
     finally:
         await watcher.stop()
+
+
+async def test_a_slack_thread_recorded_while_another_writer_changes_the_lease_is_kept(
+    kube_sim, make_executor: MakeExecutor
+) -> None:
+    a = make_executor("receiver-a")
+    record = await a.start(await a.claim(decision(), make_config().targets[0]))  # type: ignore[arg-type]
+    b = make_executor("receiver-b")
+    kube_sim.faults.fail("update", "leases", status=409, times=2)  # two lost races in a row
+
+    await b.set_slack_thread(record.id, "C123", "1700000000.000300")
+
+    seen = {r.id: r for r in await b.list_rollbacks()}
+    assert seen[record.id].slack_ts == "1700000000.000300"
+
+
+async def test_a_lease_that_keeps_changing_under_a_write_is_reported_not_overwritten(
+    kube_sim, make_executor: MakeExecutor
+) -> None:
+    a = make_executor("receiver-a")
+    record = await a.start(await a.claim(decision(), make_config().targets[0]))  # type: ignore[arg-type]
+    b = make_executor("receiver-b")
+    kube_sim.faults.fail("update", "leases", status=409)  # every write loses
+
+    with pytest.raises(RecordError, match="kept changing"):
+        await b.set_slack_thread(record.id, "C123", "1700000000.000400")
+
+    assert {r.id: r for r in await b.list_rollbacks()}[record.id].slack_ts is None

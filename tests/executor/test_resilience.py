@@ -11,8 +11,8 @@ import pytest
 
 from receiver.domain.rollback import Phase
 from receiver.kube import Kube, KubeError, Mirror, new_api_client
-from receiver.kube.lease_observations import LeaseObservations
-from receiver.kube.records import ANN_LAST, history_from_lease, holder
+from receiver.kube.lease import LeaseObservations, history_from_lease, holder
+from receiver.kube.records import ANN_LAST
 from receiver.metrics import KUBE_RETRIES
 from sim.kube import AccessRule, KubeSim, RequestLog
 from tests.executor.conftest import (

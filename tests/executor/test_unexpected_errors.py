@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from receiver.domain.rollback import Phase
-from receiver.kube.records import holder, record_from_lease
+from receiver.kube.lease import holder, record_from_lease
 from sim.kube import KubeSim
 from tests.executor.conftest import NS, STABLE, MakeExecutor, Seen, decision, make_config
 

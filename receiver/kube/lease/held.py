@@ -1,12 +1,4 @@
-"""A target's Lease: one rollback per target across every receiver replica.
-
-client-go's rules: read the Lease; if another holder's Lease changed within its
-leaseDurationSeconds of *local* time (receiver.kube.lease_observations; never its renewTime
-against our clock), back off; otherwise write it back carrying the resourceVersion
-that was read, so of two replicas racing only one write succeeds (the other gets 409).
-leaseTransitions counts changes of holder; release clears holderIdentity. The Lease
-also carries the rollback's record, rewritten as it changes and at each renewal.
-"""
+"""Acquire, renew and release a target's Lease, and the conflict loop every write uses."""
 
 from __future__ import annotations
 
@@ -19,61 +11,48 @@ from datetime import datetime
 import structlog
 
 from receiver.domain.rollback import RollbackRecord
-from receiver.kube import Kube, KubeError, Obj, micro_time
-from receiver.kube.records import (
-    ANN_HISTORY,
+from receiver.kube import Kube, KubeError, Obj
+from receiver.kube.lease.codec import (
     ANN_RECORD,
-    LABEL_MANAGED_BY,
-    LABEL_TARGET,
-    MANAGED_BY,
     RecordError,
-    encode_history,
-    encode_record,
+    annotation,
     history_from_lease,
     holder,
+    lease_body,
 )
 
 log = structlog.get_logger(__name__)
+
+CONFLICT_ATTEMPTS = 5  # writes tried on a Lease that keeps changing before giving up
 
 
 class LeaseLost(Exception):
     """Another replica holds the Lease now: stop changing the cluster."""
 
 
-def lease_body(
-    namespace: str, name: str, target: str, identity: str, duration: int,
-    now: datetime, record: RollbackRecord, history: list[RollbackRecord] | None,
-    previous: Obj | None,
-) -> Obj:
-    """The Lease we write when acquiring, renewing or updating the record.
+async def update_lease(
+    kube: Kube, namespace: str, name: str, change: Callable[[Obj], Obj | None],
+    *, current: Obj | None = None,
+) -> Obj | None:
+    """Write ``change(lease)`` with the resourceVersion read; on 409 re-read and retry.
 
-    ``history`` None keeps the previous history annotation as it is (it only changes
-    when a rollback finishes, and encoding it on every renewal is wasted work)."""
-    # copies only the dicts changed below: the rest (managedFields, ownerReferences...)
-    # is shared with ``previous``, never mutated, and a deep copy of it on every write
-    # cost more than the write's own JSON
-    body: Obj = dict(previous) if previous else {
-        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-        "metadata": {"name": name, "namespace": namespace}, "spec": {},
-    }
-    meta = body["metadata"] = dict(body.get("metadata") or {})
-    meta["labels"] = {**(meta.get("labels") or {}),
-                      LABEL_MANAGED_BY: MANAGED_BY, LABEL_TARGET: target}
-    annotations = meta["annotations"] = dict(meta.get("annotations") or {})
-    annotations[ANN_RECORD] = encode_record(record)
-    if history is not None:
-        annotations[ANN_HISTORY] = encode_history(history)
-    else:
-        annotations.setdefault(ANN_HISTORY, "[]")
-    spec = body["spec"] = dict(body.get("spec") or {})
-    old_holder = spec.get("holderIdentity") or ""
-    if old_holder != identity:
-        spec["acquireTime"] = micro_time(now)
-        spec["leaseTransitions"] = int(spec.get("leaseTransitions") or 0) + (1 if previous else 0)
-    spec["holderIdentity"] = identity
-    spec["leaseDurationSeconds"] = duration
-    spec["renewTime"] = micro_time(now)
-    return body
+    ``change`` sees the Lease as last read (``current`` first, when given, saving a read)
+    and returns the body to write, or None to write nothing (then None is returned); it
+    may raise (e.g. LeaseLost when someone else holds it now). Other errors propagate,
+    KubeError not_found from the read included. RecordError after CONFLICT_ATTEMPTS
+    conflicts in a row."""
+    lease = current if current is not None else await kube.read_lease(namespace, name)
+    for _ in range(CONFLICT_ATTEMPTS):
+        body = change(lease)
+        if body is None:
+            return None
+        try:
+            return await kube.replace_lease(namespace, name, body)
+        except KubeError as err:
+            if not err.conflict:
+                raise
+        lease = await kube.read_lease(namespace, name)
+    raise RecordError(f"lease {namespace}/{name} kept changing under us")
 
 
 class HeldLease:
@@ -114,6 +93,11 @@ class HeldLease:
         if self._task is None:
             self._task = asyncio.create_task(self._keep(), name=f"lease {self.name}")
 
+    def check(self) -> None:
+        """Raise LeaseLost once another replica took the Lease (call before each change)."""
+        if self.lost.is_set():
+            raise LeaseLost("the target's lease was lost; another replica continues")
+
     def update(self, record: RollbackRecord, *, soon: bool = True) -> None:
         """Remember the latest record: written within ~50 ms (coalesced), or with the
         next renewal when ``soon`` is False (progress counts change often and matter less)."""
@@ -153,27 +137,28 @@ class HeldLease:
     async def _write(
         self, record: RollbackRecord, history: list[RollbackRecord] | None, *, release: bool
     ) -> None:
+        def change(lease: Obj) -> Obj:
+            if lease is not self.lease:  # re-read after a 409
+                if holder(lease) not in (self.identity, ""):
+                    self.lost.set()  # whoever asked for this write: the steps stop too
+                    raise LeaseLost(
+                        f"lease {self.namespace}/{self.name} now held by {holder(lease)}")
+                self.lease = lease  # someone touched it (e.g. annotated): write on top
+            body = lease_body(
+                self.namespace, self.name, self.target, self.identity, self.duration,
+                self.clock(), record, history, lease,
+            )
+            if release:
+                body["spec"]["holderIdentity"] = ""
+                body["spec"]["leaseDurationSeconds"] = 1
+            return body
+
         async with self._lock:
-            for _ in range(5):
-                body = lease_body(
-                    self.namespace, self.name, self.target, self.identity, self.duration,
-                    self.clock(), record, history, self.lease,
-                )
-                if release:
-                    body["spec"]["holderIdentity"] = ""
-                    body["spec"]["leaseDurationSeconds"] = 1
-                try:
-                    self.lease = await self.kube.replace_lease(self.namespace, self.name, body)
-                    self._last_renew = time.monotonic()
-                    return
-                except KubeError as err:
-                    if not err.conflict:
-                        raise
-                fresh = await self.kube.read_lease(self.namespace, self.name)
-                if holder(fresh) not in (self.identity, ""):
-                    raise LeaseLost(f"lease {self.namespace}/{self.name} now held by {holder(fresh)}")
-                self.lease = fresh  # someone touched it (e.g. annotated): write on top
-            raise RecordError(f"lease {self.namespace}/{self.name} kept changing under us")
+            written = await update_lease(self.kube, self.namespace, self.name, change,
+                                         current=self.lease)
+            assert written is not None  # change() always writes
+            self.lease = written
+            self._last_renew = time.monotonic()
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -198,8 +183,7 @@ class HeldLease:
 def _written_by_us(lease: Obj, body: Obj, identity: str) -> bool:
     """Whether ``lease`` is our own write of ``body`` (its answer lost, a re-send got 409)."""
     return holder(lease) == identity and (
-        ((lease.get("metadata") or {}).get("annotations") or {}).get(ANN_RECORD)
-        == body["metadata"]["annotations"][ANN_RECORD]
+        annotation(lease, ANN_RECORD) == body["metadata"]["annotations"][ANN_RECORD]
     )
 
 
@@ -224,6 +208,10 @@ async def try_acquire(
     write is tried on it directly (one round trip less); a stale copy only costs a 409,
     after which the Lease is read as usual. A cached "held by someone" is never trusted.
     """
+    def held(lease: Obj, record: RollbackRecord, history: list[RollbackRecord]) -> HeldLease:
+        return HeldLease(kube, namespace, name, target, identity, duration, lease, record,
+                         history, clock)
+
     current: Obj | None = None
     reread = True
     if cached is not None and (record := choose(cached)) is not None:
@@ -232,8 +220,7 @@ async def try_acquire(
                           None, cached)
         try:
             written = await kube.replace_lease(namespace, name, body)
-            return HeldLease(kube, namespace, name, target, identity, duration, written,
-                             record, history, clock), written
+            return held(written, record, history), written
         except KubeError as err:
             if not (err.conflict or err.not_found):
                 raise
@@ -242,8 +229,7 @@ async def try_acquire(
                 # lost: the Lease then names us with our record, and it is ours to run
                 current, reread = await kube.read_lease(namespace, name), False
                 if _written_by_us(current, body, identity):
-                    return HeldLease(kube, namespace, name, target, identity, duration,
-                                     current, record, history, clock), current
+                    return held(current, record, history), current
     if reread:
         try:
             current = await kube.read_lease(namespace, name)
@@ -272,5 +258,4 @@ async def try_acquire(
             log.info("lease_race_lost", lease=name)
             return None, fresh
         written = fresh
-    return HeldLease(kube, namespace, name, target, identity, duration, written, record,
-                     history, clock), written
+    return held(written, record, history), written
