@@ -1,8 +1,8 @@
-"""kubectl rollout-status semantics and pod readiness, as pure functions over API dicts.
+"""kubectl rollout-status semantics and pod readiness, as pure functions over typed views.
 
-The executor hands in Deployments and Pods in the API's own JSON shape (camelCase, as
-``ApiClient.sanitize_for_serialization`` returns them), so these functions read
-exactly what ``kubectl get -o json`` shows and can be tested with literal dicts.
+The adapters turn the API's JSON (what ``kubectl get -o json`` shows) into
+DeploymentView / PodView once (receiver.domain.kube_views); these rules read their
+typed fields, and tests build them from literal dicts with deployment_view/pod_view.
 
 rollout_status() reproduces kubectl's DeploymentStatusViewer (kubectl
 pkg/polymorphichelpers/rollout_status.go), messages included, so the timeline says
@@ -11,13 +11,11 @@ what an operator running ``kubectl rollout status`` would see.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
+from receiver.domain.kube_views import ContainerStatus, DeploymentView, PodView
 from receiver.domain.settings import StepOrder
-
-Obj = Mapping[str, Any]
 
 #: The Progressing condition reason kubectl treats as a failed rollout.
 TIMED_OUT_REASON = "ProgressDeadlineExceeded"
@@ -44,51 +42,22 @@ class Verification:
     desired: int = 0
 
 
-def _get(obj: Obj | None, *path: str) -> Any:
-    cur: Any = obj
-    for key in path:
-        if not isinstance(cur, Mapping):
-            return None
-        cur = cur.get(key)
-    return cur
-
-
-def _int(value: Any) -> int:
-    return int(value) if isinstance(value, int) else 0
-
-
-def _name(obj: Obj) -> str:
-    return str(_get(obj, "metadata", "name") or "")
-
-
-def _condition(obj: Obj, kind: str) -> Obj | None:
-    for cond in _get(obj, "status", "conditions") or ():
-        if isinstance(cond, Mapping) and cond.get("type") == kind:
-            return cond
-    return None
-
-
-def rollout_status(deployment: Obj) -> RolloutStatus:
+def rollout_status(deployment: DeploymentView) -> RolloutStatus:
     """What ``kubectl rollout status deployment/NAME`` would say right now."""
-    name = _name(deployment)
-    generation = _int(_get(deployment, "metadata", "generation"))
-    status = _get(deployment, "status") or {}
-    observed = _int(status.get("observedGeneration"))
-    if generation > observed:
+    d = deployment
+    name = d.name
+    if d.generation > d.observed_generation:
         return RolloutStatus(False, False, "Waiting for deployment spec update to be observed...")
-    progressing = _condition(deployment, "Progressing")
-    if progressing is not None and progressing.get("reason") == TIMED_OUT_REASON:
+    progressing = d.condition("Progressing")
+    if progressing is not None and progressing.reason == TIMED_OUT_REASON:
         return RolloutStatus(False, True, f'deployment "{name}" exceeded its progress deadline')
-    spec_replicas = _get(deployment, "spec", "replicas")
-    replicas = _int(status.get("replicas"))
-    updated = _int(status.get("updatedReplicas"))
-    available = _int(status.get("availableReplicas"))
-    if isinstance(spec_replicas, int) and updated < spec_replicas:
+    updated, replicas, available = d.updated_replicas, d.status_replicas, d.available_replicas
+    if updated < d.spec_replicas:
         return RolloutStatus(
             False,
             False,
             f'Waiting for deployment "{name}" rollout to finish: {updated} out of '
-            f"{spec_replicas} new replicas have been updated...",
+            f"{d.spec_replicas} new replicas have been updated...",
         )
     if replicas > updated:
         return RolloutStatus(
@@ -107,48 +76,28 @@ def rollout_status(deployment: Obj) -> RolloutStatus:
     return RolloutStatus(True, False, f'deployment "{name}" successfully rolled out')
 
 
-def pod_ready(pod: Obj) -> bool:
-    """The pod's Ready condition is True (every container ready, readiness gates passed)."""
-    cond = _condition(pod, "Ready")
-    return cond is not None and cond.get("status") == "True"
-
-
-def pod_terminating(pod: Obj) -> bool:
-    """Being deleted (deletionTimestamp set), as kubectl shows 'Terminating'."""
-    return _get(pod, "metadata", "deletionTimestamp") is not None
-
-
-def pod_finished(pod: Obj) -> bool:
-    """Succeeded or Failed (e.g. evicted): will never serve again, its ReplicaSet replaces it."""
-    return _get(pod, "status", "phase") in ("Succeeded", "Failed")
-
-
-def _container_problem(statuses: Iterable[Obj], prefix: str = "") -> str | None:
-    statuses = list(statuses)
+def _container_problem(statuses: Sequence[ContainerStatus], prefix: str = "") -> str | None:
     many = len(statuses) > 1
     for cs in statuses:
-        if cs.get("ready"):
+        if cs.ready:
             continue
-        label = f"{cs.get('name')}: " if many else ""
-        restarts = _int(cs.get("restartCount"))
-        waiting = _get(cs, "state", "waiting")
-        if isinstance(waiting, Mapping) and waiting.get("reason"):
-            reason = str(waiting["reason"])
+        label = f"{cs.name}: " if many else ""
+        restarts = cs.restart_count
+        if cs.waiting_reason:
+            reason = cs.waiting_reason
             if reason == "CrashLoopBackOff":
                 return f"{label}{prefix}{reason} (restarts {restarts})"
             if reason in ("ContainerCreating", "PodInitializing"):
                 return f"{label}{prefix}{reason}"
-            message = waiting.get("message")
+            message = cs.waiting_message
             if message and reason not in ("ImagePullBackOff", "ErrImagePull"):
                 return f"{label}{prefix}{reason}: {message}"
             return f"{label}{prefix}{reason}"
-        terminated = _get(cs, "state", "terminated")
-        if isinstance(terminated, Mapping):
-            reason = terminated.get("reason") or "terminated"
-            code = terminated.get("exitCode")
-            return f"{label}{prefix}{reason} (exit code {code}, restarts {restarts})"
-        if _get(cs, "state", "running") is not None:
-            if cs.get("started") is False:
+        if cs.terminated:
+            reason = cs.terminated_reason or "terminated"
+            return f"{label}{prefix}{reason} (exit code {cs.exit_code}, restarts {restarts})"
+        if cs.running:
+            if cs.started is False:
                 return f"{label}{prefix}starting (startup probe not passed yet)"
             if prefix:
                 return f"{label}{prefix}running"
@@ -156,76 +105,46 @@ def _container_problem(statuses: Iterable[Obj], prefix: str = "") -> str | None:
     return None
 
 
-def why_not_ready(pod: Obj) -> str:
+def why_not_ready(pod: PodView) -> str:
     """A short reason for an operator: 'CrashLoopBackOff (restarts 3)', 'not scheduled: ...'."""
-    if pod_terminating(pod):
+    if pod.terminating:
         return "terminating"
-    phase = _get(pod, "status", "phase")
+    phase = pod.phase
     if phase in ("Succeeded", "Failed"):
-        reason = _get(pod, "status", "reason")
-        return f"{phase.lower()}" + (f" ({reason})" if reason else "")
-    if pod_ready(pod):
+        return f"{phase.lower()}" + (f" ({pod.reason})" if pod.reason else "")
+    if pod.ready:
         return "ready"
-    scheduled = _condition(pod, "PodScheduled")
-    if scheduled is not None and scheduled.get("status") == "False":
-        detail = scheduled.get("message") or scheduled.get("reason") or "no node fits"
+    scheduled = pod.condition("PodScheduled")
+    if scheduled is not None and scheduled.status == "False":
+        detail = scheduled.message or scheduled.reason or "no node fits"
         return f"not scheduled: {detail}"
-    init = _container_problem(_get(pod, "status", "initContainerStatuses") or (), "Init:")
+    init = _container_problem(pod.init_containers, "Init:")
     if init is not None:
         return init
-    problem = _container_problem(_get(pod, "status", "containerStatuses") or ())
+    problem = _container_problem(pod.containers)
     if problem is not None:
         return problem
-    ready = _condition(pod, "Ready")
-    if ready is not None and ready.get("message"):
-        return str(ready["message"])
+    ready = pod.condition("Ready")
+    if ready is not None and ready.message:
+        return ready.message
     return str(phase or "pending").lower() if phase != "Running" else "not ready"
 
 
-def _selector_matches(selector: Obj | None, labels: Mapping[str, str]) -> bool:
-    """A LabelSelector (matchLabels and matchExpressions) against a pod's labels."""
-    if not selector:
-        return True
-    for key, value in (selector.get("matchLabels") or {}).items():
-        if labels.get(key) != value:
-            return False
-    for expr in selector.get("matchExpressions") or ():
-        key, op = expr.get("key"), expr.get("operator")
-        values = expr.get("values") or ()
-        present = key in labels
-        if op == "In" and not (present and labels[key] in values):
-            return False
-        if op == "NotIn" and present and labels[key] in values:
-            return False
-        if op == "Exists" and not present:
-            return False
-        if op == "DoesNotExist" and present:
-            return False
-    return True
-
-
-def stable_verified(deployment: Obj, pods: Sequence[Obj]) -> Verification:
+def stable_verified(deployment: DeploymentView, pods: Iterable[PodView]) -> Verification:
     """Rolled out (kubectl's rules) AND every live pod it selects is Ready.
 
     Pods that are terminating or finished (Succeeded/Failed, e.g. evicted) are not
     counted: they will never serve, and the ReplicaSet replaces them. Pods the
     Deployment's selector does not select are ignored, so the caller may pass a wider
-    list. At least spec.replicas pods must be Ready, so a pod list that lags behind the
-    Deployment's status cannot pass early.
+    list (a Deployment without a usable selector selects none). At least spec.replicas
+    pods must be Ready, so a pod list that lags behind the Deployment's status cannot
+    pass early.
     """
-    name = _name(deployment)
-    spec_replicas = _get(deployment, "spec", "replicas")
-    desired = spec_replicas if isinstance(spec_replicas, int) else 1
-    selector = _get(deployment, "spec", "selector")
-    live = [
-        p
-        for p in pods
-        if _selector_matches(selector, _get(p, "metadata", "labels") or {})
-        and not pod_terminating(p)
-        and not pod_finished(p)
-    ]
-    ready = sum(1 for p in live if pod_ready(p))
-    not_ready = tuple(sorted(f"{_name(p)}: {why_not_ready(p)}" for p in live if not pod_ready(p)))
+    name = deployment.name
+    desired = deployment.spec_replicas
+    live = [p for p in pods if deployment.selects(p) and not p.terminating and not p.finished]
+    ready = sum(1 for p in live if p.ready)
+    not_ready = tuple(sorted(f"{p.name}: {why_not_ready(p)}" for p in live if not p.ready))
     status = rollout_status(deployment)
     if not status.done:
         extra = f"; not ready: {', '.join(not_ready)}" if not_ready else ""

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import random
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import structlog
 
@@ -24,6 +24,7 @@ log = structlog.get_logger(__name__)
 FAILING_AFTER = 5  # consecutive failed attempts before the mirror reports itself failing
 
 Listener = Callable[[str, Obj | None], None]  # (event type or "SYNC", object)
+V = TypeVar("V")
 
 
 class Mirror:
@@ -49,6 +50,8 @@ class Mirror:
             self.selectors["field_selector"] = field_selector
         self.watch_timeout = watch_timeout
         self.items: dict[str, Obj] = {}
+        # typed views (receiver.domain.kube_views), built once per object version
+        self._views: dict[str, tuple[Callable[[Obj], Any], Any]] = {}
         self.resource_version: str | None = None
         self.synced = asyncio.Event()
         self.error: KubeError | None = None  # last non-transient failure, for reporting
@@ -99,6 +102,18 @@ class Mirror:
     def get(self, name: str) -> Obj | None:
         return self.items.get(name)
 
+    def view(self, name: str, build: Callable[[Obj], V]) -> V | None:
+        """``build(obj)`` for the object as it is now, built once per version of it."""
+        hit = self._views.get(name)
+        if hit is not None and hit[0] is build:
+            return cast(V, hit[1])
+        obj = self.items.get(name)
+        if obj is None:
+            return None
+        made = build(obj)
+        self._views[name] = (build, made)
+        return made
+
     def _notify(self, kind: str, obj: Obj | None) -> None:
         for listener in list(self._listeners):
             try:
@@ -109,6 +124,7 @@ class Mirror:
     async def _list(self) -> None:
         body = await self.kube.list(self.kind, self.namespace, retry=False, **self.selectors)
         self.items = {i["metadata"]["name"]: i for i in body.get("items") or []}
+        self._views.clear()
         self.resource_version = str((body.get("metadata") or {}).get("resourceVersion") or "")
         self.error = None
         self.failures = 0
@@ -126,6 +142,7 @@ class Mirror:
         if etype == "BOOKMARK":
             return
         name = obj["metadata"]["name"]
+        self._views.pop(name, None)
         if etype == "DELETED":
             self.items.pop(name, None)
         else:

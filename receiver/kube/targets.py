@@ -18,6 +18,7 @@ import structlog
 from kubernetes_asyncio.client import ApiClient
 
 from receiver.domain.decisions import TargetState, missing_objects
+from receiver.domain.kube_views import DeploymentView, deployment_view, ready_replicas, replicas
 from receiver.domain.rollback import RollbackRecord
 from receiver.domain.settings import Config, Target
 from receiver.kube import Kube, Mirror, Obj
@@ -38,10 +39,6 @@ from receiver.metrics import TARGET_MISCONFIGURED
 log = structlog.get_logger(__name__)
 
 
-def _replicas(deploy: Obj | None) -> int | None:
-    if deploy is None:
-        return None
-    return int((deploy.get("spec") or {}).get("replicas", 1))
 
 
 def target_state(
@@ -58,8 +55,8 @@ def target_state(
     leases_known = leases is not None and leases.synced.is_set()
     return state_of(
         target,
-        deploys.get(target.stable) if deploys is not None and deploys_known else None,
-        deploys.get(target.canary) if deploys is not None and deploys_known else None,
+        deploys.view(target.stable, deployment_view) if deploys is not None and deploys_known else None,
+        deploys.view(target.canary, deployment_view) if deploys is not None and deploys_known else None,
         deploys_known,
         leases.get(lease_name(target)) if leases is not None and leases_known else None,
         leases_known,
@@ -68,7 +65,7 @@ def target_state(
 
 
 def state_of(
-    target: Target, stable: Obj | None, canary: Obj | None, deploys_known: bool,
+    target: Target, stable: DeploymentView | None, canary: DeploymentView | None, deploys_known: bool,
     lease: Obj | None, leases_known: bool, now: datetime,
     records_of: Callable[[Obj | None], tuple[RollbackRecord | None, tuple[RollbackRecord, ...]]]
     | None = None,
@@ -86,11 +83,10 @@ def state_of(
             records.append(current)
         records.extend(history)
     finished = recent_finish_times(records)
-    ready = ((stable or {}).get("status") or {}).get("readyReplicas", 0) if stable else None
     return TargetState(
-        canary_replicas=_replicas(canary),
-        stable_replicas=_replicas(stable),
-        stable_ready=ready,
+        canary_replicas=replicas(canary),
+        stable_replicas=replicas(stable),
+        stable_ready=ready_replicas(stable),
         stable_exists=(stable is not None) if deploys_known else None,
         canary_exists=(canary is not None) if deploys_known else None,
         rollback_running=running,
@@ -214,7 +210,9 @@ class TargetWatcher:
             )
             if lease is not None:
                 self.observations.observe(lease)
-            return state_of(t, stable, canary, True, lease, True, self.clock(),
+            return state_of(t, deployment_view(stable) if stable is not None else None,
+                            deployment_view(canary) if canary is not None else None,
+                            True, lease, True, self.clock(),
                             self._records, self.lease_expired)
 
         try:

@@ -42,7 +42,7 @@ from receiver.kube.lease import (
 )
 from receiver.kube.targets import TargetWatcher
 from receiver.metrics import ROLLBACKS_FINISHED, ROLLBACKS_RUNNING, ROLLBACKS_STARTED
-from receiver.rollback.steps import Run
+from receiver.rollback.steps import Run, RunContext
 from receiver.rollback.verify import NamespaceWatches
 
 log = structlog.get_logger(__name__)
@@ -306,9 +306,9 @@ class Executor:
         held = self._held.get(target.name) if not record.dry_run else None
         if held is not None and held.record.id == record.id:
             record = held.record  # may carry what was added since the claim (Slack thread)
-        run = Run(kube=self.kube, watches=self.watches, config=self.config_provider(),
-                  target=target, record=record, held=held, identity=self.identity,
-                  on_change=self.on_change, clock=self.clock,
+        run = Run(RunContext(kube=self.kube, watches=self.watches, identity=self.identity,
+                             on_change=self.on_change, clock=self.clock),
+                  config=self.config_provider(), target=target, record=record, held=held,
                   resumed=record.id in self._resumed, prefetched=self._fresh_reads(record.id),
                   owner=asyncio.current_task())
         self._resumed.discard(record.id)

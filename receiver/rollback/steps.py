@@ -10,12 +10,13 @@ import asyncio
 import json
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 import structlog
 
+from receiver.domain.kube_views import DeploymentView, deployment_view, ready_replicas, replicas
 from receiver.domain.rollback import OnChange, Phase, RollbackRecord, Step
 from receiver.domain.rollout import Verification, choose_order
 from receiver.domain.settings import Config, StepOrder, Target
@@ -35,25 +36,28 @@ class RollbackFailed(Exception):
     """Ends the run with phase FAILED and this message as the record's error."""
 
 
-def _replicas(d: Obj | None) -> int:
-    return int(((d or {}).get("spec") or {}).get("replicas", 1)) if d else 0
-
-
-def _ready(d: Obj | None) -> int:
-    return int(((d or {}).get("status") or {}).get("readyReplicas") or 0)
-
-
-def _replicas_manager(d: Obj) -> tuple[str, datetime | None] | None:
+def _replicas_manager(d: DeploymentView) -> tuple[str, datetime | None] | None:
     """Who owns spec.replicas now (managedFields), other than us; the newest entry wins."""
     best: tuple[str, datetime | None] | None = None
-    for entry in (d.get("metadata") or {}).get("managedFields") or []:
-        fields = (entry.get("fieldsV1") or {}).get("f:spec") or {}
-        if "f:replicas" not in fields or entry.get("manager") == FIELD_MANAGER:
+    for owner in d.replicas_owners:
+        if owner.manager == FIELD_MANAGER:
             continue
-        when = parse_time(entry.get("time"))
+        when = parse_time(owner.time)
         if best is None or (when and (best[1] is None or when > best[1])):
-            best = (str(entry.get("manager") or "unknown"), when)
+            best = (owner.manager, when)
     return best
+
+
+@dataclass(frozen=True, slots=True)
+class RunContext:
+    """What every run of one Executor talks to: the cluster, the shared watches, who we
+    are, where changes are reported, and the clock the timeline is stamped with."""
+
+    kube: Kube
+    watches: NamespaceWatches
+    identity: str
+    on_change: OnChange
+    clock: Callable[[], datetime]
 
 
 class Run:
@@ -61,16 +65,12 @@ class Run:
 
     def __init__(
         self,
+        context: RunContext,
         *,
-        kube: Kube,
-        watches: NamespaceWatches,
         config: Config,
         target: Target,
         record: RollbackRecord,
         held: HeldLease | None,
-        identity: str,
-        on_change: OnChange,
-        clock: Callable[[], datetime],
         resumed: bool = False,
         prefetched: tuple[Obj | BaseException, Obj | BaseException] | None = None,
         owner: asyncio.Task[Any] | None = None,
@@ -78,18 +78,19 @@ class Run:
         self.owner = owner  # the task whose cancellation stops the steps
         self.resumed = resumed
         self.prefetched = prefetched
-        self.kube = kube
-        self.watches = watches
+        self.context = context
+        self.kube = context.kube
+        self.watches = context.watches
         self.config = config
         self.target = target
         self.record = record
         self.held = held
-        self.identity = identity
-        self.on_change = on_change
-        self.clock = clock
+        self.identity = context.identity
+        self.on_change = context.on_change
+        self.clock = context.clock
         self.started = time.monotonic()
         self.scale_patches = 0
-        self.seen: dict[str, Obj] = {}  # the Deployments as the pre-flight read them
+        self.seen: dict[str, DeploymentView] = {}  # the Deployments as the pre-flight read them
 
     # -- record keeping -----------------------------------------------------------------
 
@@ -179,7 +180,7 @@ class Run:
                 if not watch_task.cancelled() and watch_task.exception() is None:
                     await self.watches.release(self.target.namespace)
 
-    async def preflight(self) -> tuple[Obj, Obj | None]:
+    async def preflight(self) -> tuple[DeploymentView, DeploymentView | None]:
         t0 = time.monotonic()
         ns, t = self.target.namespace, self.target
         usable = self.prefetched is not None and all(
@@ -199,7 +200,7 @@ class Run:
                       f"{stable_r.message}; the canary was not touched", since=t0, ok=False)
             raise RollbackFailed(f"stable Deployment {ns}/{t.stable} cannot be read: "
                                  f"{stable_r.message} ({stable_r.status} {stable_r.reason})")
-        canary: Obj | None
+        canary: DeploymentView | None
         if isinstance(canary_r, BaseException):
             if not isinstance(canary_r, KubeError):
                 raise canary_r
@@ -210,26 +211,26 @@ class Run:
                                      f"{canary_r.message} ({canary_r.status} {canary_r.reason})")
             canary = None
         else:
-            canary = canary_r
-        stable = stable_r
+            canary = deployment_view(canary_r)
+        stable = deployment_view(stable_r)
         self.seen = {t.stable: stable, **({t.canary: canary} if canary is not None else {})}
-        cpart = (f"{t.canary} has {_replicas(canary)} replicas" if canary is not None
+        cpart = (f"{t.canary} has {canary.spec_replicas} replicas" if canary is not None
                  else f"{t.canary} does not exist (nothing to scale down)")
-        self.step("preflight", f"{t.stable} has {_replicas(stable)} replicas, {_ready(stable)} "
-                  f"Ready; {cpart}", since=t0, warning=canary is None)
-        self.progress(canary_replicas=_replicas(canary), stable_replicas=_replicas(stable),
-                      stable_ready=_ready(stable), stable_desired=t.replicas)
+        self.step("preflight", f"{t.stable} has {stable.spec_replicas} replicas, "
+                  f"{stable.ready_replicas} Ready; {cpart}", since=t0, warning=canary is None)
+        self.progress(canary_replicas=replicas(canary), stable_replicas=replicas(stable),
+                      stable_ready=ready_replicas(stable), stable_desired=t.replicas)
         return stable, canary
 
-    def choose(self, stable: Obj, canary: Obj | None) -> StepOrder:
+    def choose(self, stable: DeploymentView, canary: DeploymentView | None) -> StepOrder:
         if self.record.order:
             order = StepOrder(self.record.order)
             reason = f"{order.value}, as chosen when this rollback started"
         else:
             configured = self.target.step_order or self.config.settings.step_order
-            order, reason = choose_order(configured, _ready(stable), self.target.replicas)
+            order, reason = choose_order(configured, stable.ready_replicas, self.target.replicas)
             self.record = replace(self.record, order=order.value)
-        if _replicas(canary) == 0 and _replicas(stable) == self.target.replicas:
+        if replicas(canary) in (None, 0) and stable.spec_replicas == self.target.replicas:
             self.step("order", f"already rolled back ({self.target.canary} at 0, "
                       f"{self.target.stable} at {self.target.replicas}): nothing to change, "
                       "verifying only")
@@ -237,9 +238,9 @@ class Run:
             self.step("order", reason)
         return order
 
-    async def detect_fight(self, canary: Obj | None) -> None:
+    async def detect_fight(self, canary: DeploymentView | None) -> None:
         """Name who scaled the canary back up after our last rollback."""
-        if canary is None or _replicas(canary) == 0 or self.held is None:
+        if canary is None or canary.spec_replicas == 0 or self.held is None:
             return
         prev = next((r for r in self.held.history
                      if r.phase is Phase.SUCCEEDED and not r.dry_run and r.id != self.record.id),
@@ -252,26 +253,27 @@ class Run:
         FIGHTS.labels(self.target.name, manager).inc()
         self.step(
             "fight",
-            f"{self.target.canary} was scaled back up to {_replicas(canary)} after rollback "
+            f"{self.target.canary} was scaled back up to {canary.spec_replicas} after rollback "
             f"{prev.id} finished at {prev.finished_at.isoformat()}; spec.replicas last set by "
             f"{manager}{when}. Something (a GitOps controller?) is reverting rollbacks; after "
             f"{self.config.settings.max_rollbacks_per_hour} within an hour the receiver stops.",
             warning=True,
         )
 
-    def describe_dry_run(self, stable: Obj, canary: Obj | None, order: StepOrder) -> None:
-        c = (f"scale {self.target.canary} {_replicas(canary)} -> 0" if canary is not None
+    def describe_dry_run(self, stable: DeploymentView, canary: DeploymentView | None,
+                         order: StepOrder) -> None:
+        c = (f"scale {self.target.canary} {canary.spec_replicas} -> 0" if canary is not None
              else f"{self.target.canary} missing")
-        s = f"scale {self.target.stable} {_replicas(stable)} -> {self.target.replicas}"
+        s = f"scale {self.target.stable} {stable.spec_replicas} -> {self.target.replicas}"
         steps = [c, s] if order is StepOrder.CANARY_FIRST else [s, "verify", c]
         self.step("dry-run", "would " + ", then ".join(steps) + "; nothing was changed")
 
-    async def scale(self, name: str, current: Obj | None, to: int, step: str) -> None:
+    async def scale(self, name: str, current: DeploymentView | None, to: int, step: str) -> None:
         if current is None:
             return
         self._check_lease()
         t0 = time.monotonic()
-        before = _replicas(current)
+        before = current.spec_replicas
         if before == to:
             self.step(step, f"{name} already at {to}", since=t0)
         else:
@@ -283,14 +285,15 @@ class Run:
         else:
             self.progress(stable_replicas=to)
 
-    def timeout(self, stable: Obj) -> float:
+    def timeout(self, stable: DeploymentView | None) -> float:
+        """The configured verification timeout, else the stable's progressDeadlineSeconds."""
         configured = self.config.settings.verification_timeout_seconds
         if configured:
             return float(configured)
-        pds = (stable.get("spec") or {}).get("progressDeadlineSeconds")
-        return float(pds) if isinstance(pds, int | float) and pds > 0 else DEFAULT_TIMEOUT
+        pds = stable.progress_deadline_seconds if stable is not None else None
+        return float(pds) if pds is not None and pds > 0 else DEFAULT_TIMEOUT
 
-    async def verify(self, deploys: Any, pods: Any, stable: Obj) -> None:
+    async def verify(self, deploys: Any, pods: Any, stable: DeploymentView) -> None:
         self.phase(Phase.VERIFYING)
         t0 = time.monotonic()
         limit = self.timeout(stable)
@@ -326,7 +329,7 @@ class Run:
         watcher = Watcher(deploys, pods, self.target.canary)
         try:
             gone = await wait_pods_gone(
-                watcher, t0 + self.timeout({}),
+                watcher, t0 + self.timeout(None),
                 lambda n: self.progress(canary_pods=n),
             )
         finally:
@@ -387,7 +390,8 @@ class Run:
 
     def already_recorded(self, name: str) -> bool:
         """A receiver that died after annotating this outcome left it on the Deployment."""
-        ann = ((self.seen.get(name) or {}).get("metadata") or {}).get("annotations") or {}
+        seen = self.seen.get(name)
+        ann = (seen.annotations if seen is not None else None) or {}
         try:
             last = json.loads(ann.get(ANN_LAST) or "{}")
         except ValueError:

@@ -15,28 +15,11 @@ import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
+from receiver.domain.kube_views import DeploymentView, PodView, deployment_view, pod_view
 from receiver.domain.rollout import Verification, stable_verified
+from receiver.domain.selectors import LabelSelector, selects
 from receiver.kube import Kube, Mirror, Obj
-
-
-def selector_matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:
-    """A LabelSelector (matchLabels + matchExpressions) against an object's labels."""
-    for key, value in (selector.get("matchLabels") or {}).items():
-        if labels.get(key) != value:
-            return False
-    for expr in selector.get("matchExpressions") or []:
-        key, op, values = expr.get("key"), expr.get("operator"), expr.get("values") or []
-        if op == "In" and labels.get(key) not in values:
-            return False
-        if op == "NotIn" and key in labels and labels[key] in values:
-            return False
-        if op == "Exists" and key not in labels:
-            return False
-        if op == "DoesNotExist" and key in labels:
-            return False
-    return bool(selector.get("matchLabels") or selector.get("matchExpressions"))
 
 
 def _labels(obj: Obj) -> dict[str, str]:
@@ -127,17 +110,19 @@ class _PodRouter:
         return old
 
     @staticmethod
-    def key(selector: dict[str, Any]) -> tuple[str, str] | None:
-        match = selector.get("matchLabels") or {}
-        return min(match.items()) if match else None
+    def key(selector: LabelSelector | None) -> tuple[str, str] | None:
+        match = selector.match_labels if selector is not None else ()
+        return min(match) if match else None
 
-    def candidates(self, selector: dict[str, Any]) -> dict[str, Obj]:
-        """The pods that may match ``selector`` (a superset; the caller tests each)."""
+    def candidates(self, selector: LabelSelector | None) -> list[str]:
+        """The names of the pods that may match ``selector`` (a superset; the caller tests each)."""
+        if selector is None:
+            return []
         key = self.key(selector)
         items = self._items()
         if key is None:
-            return dict(items)
-        return {n: items[n] for n in self.pods_by_label.get(key, ()) if n in items}
+            return list(items)
+        return [n for n in self.pods_by_label.get(key, ()) if n in items]
 
     def add(self, watcher: Watcher, key: tuple[str, str] | None) -> None:
         self.watchers.setdefault(key, []).append(watcher)
@@ -214,15 +199,18 @@ def _deploy_router(deploys: Mirror) -> _DeployRouter:
 
 
 class Watcher:
-    """Follows one Deployment and its pods in shared mirrors; ``changed`` is set on news."""
+    """Follows one Deployment and its pods in shared mirrors; ``changed`` is set on news.
+
+    It reads typed views the mirrors build once per object version, so 200 Watchers
+    of one namespace share each pod's PodView."""
 
     def __init__(self, deploys: Mirror, pods: Mirror, name: str) -> None:
         self.deploys = deploys
         self.pods_mirror = pods
         self.name = name
         self.changed = asyncio.Event()
-        self.pods: dict[str, Obj] = {}
-        self._selector: dict[str, Any] = {}
+        self.pods: dict[str, PodView] = {}
+        self._selector: LabelSelector | None = None
         self._router = _router(pods)
         self._key: tuple[str, str] | None = None
         self._router.add(self, self._key)
@@ -230,29 +218,35 @@ class Watcher:
         self._reindex()
 
     @property
-    def deployment(self) -> Obj | None:
-        return self.deploys.get(self.name)
+    def deployment(self) -> DeploymentView | None:
+        return self.deploys.view(self.name, deployment_view)
+
+    def _selector_now(self) -> LabelSelector | None:
+        d = self.deployment
+        return d.selector if d is not None else None
+
+    def _pod(self, name: str) -> PodView | None:
+        return self.pods_mirror.view(name, pod_view)
 
     def _reindex(self) -> None:
-        d = self.deployment
-        self._selector = ((d or {}).get("spec") or {}).get("selector") or {}
+        self._selector = self._selector_now()
         key = _PodRouter.key(self._selector)
         if key != self._key:
             self._router.remove(self, self._key)
             self._router.add(self, key)
             self._key = key
-        self.pods = {
-            n: p for n, p in self._router.candidates(self._selector).items()
-            if self._selector and selector_matches(self._selector, _labels(p))
-        }
+        self.pods = {}
+        for n in self._router.candidates(self._selector):
+            p = self._pod(n)
+            if p is not None and selects(self._selector, p.labels):
+                self.pods[n] = p
         self.changed.set()
 
     def _on_deploy(self, kind: str, obj: Obj | None) -> None:
         if kind in ("SYNC", "ERROR"):
             self._reindex()
         elif obj is not None and obj["metadata"]["name"] == self.name:
-            d = self.deployment
-            if (((d or {}).get("spec") or {}).get("selector") or {}) != self._selector:
+            if self._selector_now() != self._selector:
                 self._reindex()
             self.changed.set()
 
@@ -264,8 +258,10 @@ class Watcher:
         if kind == "DELETED":
             if self.pods.pop(name, None) is not None:
                 self.changed.set()
-        elif self._selector and selector_matches(self._selector, _labels(obj)):
-            self.pods[name] = obj
+            return
+        p = self._pod(name)
+        if p is not None and selects(self._selector, p.labels):
+            self.pods[name] = p
             self.changed.set()
         elif self.pods.pop(name, None) is not None:
             self.changed.set()
@@ -305,8 +301,8 @@ async def wait_verified(
         d = watcher.deployment
         if d is None:
             return Outcome(last, timed_out=False, missing=True)
-        if int((d.get("spec") or {}).get("replicas", 1)) == desired:
-            v = stable_verified(d, list(watcher.pods.values()))
+        if d.spec_replicas == desired:
+            v = stable_verified(d, watcher.pods.values())
             if v != last:
                 on_progress(v)
             last = v

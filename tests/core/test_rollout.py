@@ -6,17 +6,26 @@ from typing import Any
 
 import pytest
 
-from receiver.domain.rollout import (
-    choose_order,
-    pod_ready,
-    pod_terminating,
-    rollout_status,
-    stable_verified,
-    why_not_ready,
-)
+from receiver.domain import rollout
+from receiver.domain.kube_views import deployment_view, pod_view
+from receiver.domain.rollout import RolloutStatus, Verification, choose_order
 from receiver.domain.settings import StepOrder
 
 NAME = "finance-service-v1"
+
+
+# The rules take typed views; the tests write objects as `kubectl get -o json` shows
+# them and go through the same builders the adapters use.
+def rollout_status(d: dict[str, Any]) -> RolloutStatus:
+    return rollout.rollout_status(deployment_view(d))
+
+
+def stable_verified(d: dict[str, Any], pods: list[dict[str, Any]]) -> Verification:
+    return rollout.stable_verified(deployment_view(d), [pod_view(p) for p in pods])
+
+
+def why_not_ready(p: dict[str, Any]) -> str:
+    return rollout.why_not_ready(pod_view(p))
 
 
 def deployment(
@@ -120,10 +129,15 @@ def test_unfinished_rollouts_wait_with_kubectls_message(kwargs: dict[str, Any], 
     assert (s.done, s.failed, s.message) == (False, False, message)
 
 
-def test_a_deployment_without_spec_replicas_skips_the_updated_check() -> None:
-    # Go: Spec.Replicas != nil guards the first wait.
+def test_a_deployment_without_spec_replicas_waits_for_one_replica_as_the_api_server_defaults_it() -> None:
+    # kubectl's Spec.Replicas != nil guard never fires on an object read from the API:
+    # the server defaults spec.replicas to 1, and so does the one replicas rule here.
     s = rollout_status(deployment(replicas=None, updated=0, status_replicas=0, available=0))
-    assert s.done
+    assert (s.done, s.message) == (
+        False,
+        'Waiting for deployment "finance-service-v1" rollout to finish: 0 out of 1 new replicas have been updated...',
+    )
+    assert rollout_status(deployment(replicas=None, updated=1, status_replicas=1, available=1)).done
 
 
 def test_scaling_to_zero_is_rolled_out_when_everything_is_gone() -> None:
@@ -135,14 +149,14 @@ def test_scaling_to_zero_is_rolled_out_when_everything_is_gone() -> None:
 
 
 def test_pod_readiness_follows_the_ready_condition() -> None:
-    assert pod_ready(pod("a"))
-    assert not pod_ready(pod("a", ready=False))
-    assert not pod_ready({"metadata": {"name": "bare"}})
+    assert pod_view(pod("a")).ready
+    assert not pod_view(pod("a", ready=False)).ready
+    assert not pod_view({"metadata": {"name": "bare"}}).ready
 
 
 def test_a_pod_with_a_deletion_timestamp_is_terminating() -> None:
-    assert pod_terminating(pod("a", deleting=True))
-    assert not pod_terminating(pod("a"))
+    assert pod_view(pod("a", deleting=True)).terminating
+    assert not pod_view(pod("a")).terminating
 
 
 @pytest.mark.parametrize(
@@ -223,6 +237,16 @@ def test_a_rollout_still_in_progress_reports_kubectls_message() -> None:
 def test_a_progress_deadline_fails_verification() -> None:
     v = stable_verified(deployment(available=1, progressing_reason="ProgressDeadlineExceeded"), [])
     assert v.failed and not v.done
+
+
+def test_a_deployment_without_a_selector_verifies_no_pod_rather_than_every_pod() -> None:
+    # apps/v1 requires a selector; one read without it must not adopt the namespace's pods
+    d = deployment()
+    del d["spec"]["selector"]
+    v = stable_verified(d, [pod(f"p{i}") for i in range(5)])
+    assert (v.done, v.ready) == (False, 0)
+    d["spec"]["selector"] = {}
+    assert stable_verified(d, [pod(f"p{i}") for i in range(5)]).ready == 0
 
 
 def test_match_expressions_select_pods_like_the_api_server() -> None:

@@ -6,12 +6,13 @@ import json
 import time
 from datetime import UTC, datetime
 
+from receiver.domain.kube_views import deployment_view
 from receiver.domain.rollback import Phase
 from receiver.domain.settings import StepOrder
 from receiver.kube import Kube, Mirror
 from receiver.kube.records import ANN_LAST
 from receiver.rollback.executor import new_record
-from receiver.rollback.steps import Run
+from receiver.rollback.steps import Run, RunContext
 from tests.executor.conftest import CANARY, NS, STABLE, MakeExecutor, Seen, decision, make_config
 
 
@@ -300,11 +301,12 @@ async def test_the_verification_timeout_is_the_configured_one_else_the_deadline_
 
     def timeout(deploy: dict, **settings: object) -> float:  # type: ignore[type-arg]
         cfg = make_config(**settings)
-        run = Run(kube=ex.kube, watches=ex.watches, config=cfg, target=cfg.targets[0],
+        run = Run(RunContext(kube=ex.kube, watches=ex.watches, identity="test",
+                             on_change=lambda r, s: None, clock=lambda: datetime.now(UTC)),
+                  config=cfg, target=cfg.targets[0],
                   record=new_record(decision(), cfg.targets[0], cfg, datetime.now(UTC)),
-                  held=None, identity="test", on_change=lambda r, s: None,
-                  clock=lambda: datetime.now(UTC))
-        return run.timeout(deploy)
+                  held=None)
+        return run.timeout(deployment_view(deploy))
 
     assert timeout(stable, verification_timeout_seconds=7) == 7
     assert timeout(stable, verification_timeout_seconds=None) == 600

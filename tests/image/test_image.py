@@ -221,7 +221,7 @@ class Served:
 
 @contextlib.asynccontextmanager
 async def served(argv: Sequence[str]) -> AsyncIterator[Served]:
-    """`receiver serve` in the image, up once it logs `receiver listening`; stopped after."""
+    """`receiver serve` in the image, up once it logs `receiver_listening`; stopped after."""
     proc = await asyncio.create_subprocess_exec(
         *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, start_new_session=True
     )
@@ -234,7 +234,7 @@ async def served(argv: Sequence[str]) -> AsyncIterator[Served]:
             line = raw.decode(errors="replace").rstrip()
             serve.lines.append(line)
             with contextlib.suppress(ValueError):
-                if json.loads(line).get("event") == "receiver listening":
+                if json.loads(line).get("msg") == "receiver_listening":
                     listening.set()
 
     reader = asyncio.create_task(read())
