@@ -16,6 +16,7 @@ from receiver.config.credentials import RejectionLog
 from receiver.config.store import ConfigStore
 from receiver.domain.rollback import RollbackRecord
 from receiver.intake.deliveries import Service
+from receiver.metrics import Metrics
 
 
 @dataclass
@@ -29,6 +30,11 @@ class Runtime:
     watch_check: Callable[[], str | None] = lambda: None  # None = target watches current
     running_rollbacks: Callable[[], int] = lambda: 0
     started_monotonic: float = field(default_factory=time.monotonic)
+
+    @property
+    def metrics(self) -> Metrics:
+        """The process's collectors (the service's; serve.py gives every part the same)."""
+        return self.service.metrics
 
 
 RUNTIME = web.AppKey("runtime", Runtime)
