@@ -177,6 +177,6 @@ class Metrics:
             for kind in DecisionKind:
                 self.decisions.labels(target, kind.value)
 
-    def value(self, name: str, labels: dict[str, str] | None = None) -> float:
+    def value(self, name: str, **labels: str) -> float:
         """A sample's current value, 0 when the series does not exist (tests, the demo)."""
-        return self.registry.get_sample_value(name, labels or {}) or 0.0
+        return self.registry.get_sample_value(name, labels) or 0.0

@@ -386,19 +386,6 @@ async def start_receiver(
             connected.set()
             log.info("cluster_connected", url=link.host, resumed=len(resumed))
 
-        adopter = asyncio.create_task(adopt_orphans(store, watcher, executor, connected), name="adopt-orphans")
-        stack.push_async_callback(_cancel, adopter)
-        connecting = [asyncio.create_task(link.run(), name="cluster-link"),
-                      asyncio.create_task(connect(), name="connect")]
-        for task in connecting:
-            stack.push_async_callback(_cancel, task)
-        connecting[1].add_done_callback(
-            lambda t: t.cancelled() or t.exception() is None
-            or log.error("start_up_failed", error=repr(t.exception())))
-        if watch_config:
-            store.start_watching()
-            stack.push_async_callback(store.stop_watching)
-
         async def kube_check() -> str | None:
             if link.error is not None:
                 return link.error
@@ -415,8 +402,10 @@ async def start_receiver(
         app = make_app(runtime)
         app[SLACK_CHECK] = getattr(notifier, "problem", lambda: None)  # lasting Slack failures: /health degraded
         app.middlewares.append(cluster_gate(link, connected, store))
+        # the background work below starts once listening, and stops right after the listener
+        background = await stack.enter_async_context(contextlib.AsyncExitStack())
         # header/body read timeouts and a connection cap, as a reverse proxy would (http/server.py);
-        # started last, so its cleanup runs first on stop: no webhook is taken while stopping
+        # its cleanup runs first on stop: no webhook is taken while the rest stops
         runner = GuardedAppRunner(app, access_log=None, shutdown_timeout=5.0)
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
@@ -426,6 +415,18 @@ async def start_receiver(
         except OSError as e:
             why = (e.strerror or str(e)).rsplit(": ", 1)[-1].lower()  # "address already in use"
             raise CannotListen(f"cannot listen on {listen}: {why}") from e
+        adopter = asyncio.create_task(adopt_orphans(store, watcher, executor, connected), name="adopt-orphans")
+        background.push_async_callback(_cancel, adopter)
+        if watch_config:
+            store.start_watching()
+            background.push_async_callback(store.stop_watching)
+        connecting = [asyncio.create_task(link.run(), name="cluster-link"),
+                      asyncio.create_task(connect(), name="connect")]
+        for task in connecting:
+            background.push_async_callback(_cancel, task)
+        connecting[1].add_done_callback(
+            lambda t: t.cancelled() or t.exception() is None
+            or log.error("start_up_failed", error=repr(t.exception())))
     except BaseException:
         await stack.aclose()
         raise

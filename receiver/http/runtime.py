@@ -31,9 +31,13 @@ class Runtime:
     running_rollbacks: Callable[[], int] = lambda: 0
     started_monotonic: float = field(default_factory=time.monotonic)
 
+    def __post_init__(self) -> None:
+        if self.store.metrics is not self.service.metrics:  # /metrics would miss half the counts
+            raise ValueError("the config store and the service must count into the same Metrics")
+
     @property
     def metrics(self) -> Metrics:
-        """The process's collectors (the service's; serve.py gives every part the same)."""
+        """The process's collectors, served at /metrics (serve.py gives every part the same)."""
         return self.service.metrics
 
 
