@@ -236,7 +236,7 @@ class RunningReceiver:
     link: ClusterLink | None = None
     # checks the API server, then starts what needs the cluster (watches, resuming)
     connecting: list[asyncio.Task[None]] = field(default_factory=list)
-    budget: ShutdownBudget = field(default_factory=lambda: ShutdownBudget())
+    budget: ShutdownBudget = field(default_factory=ShutdownBudget)
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stop taking webhooks, give running rollbacks ``grace`` s, hand over the rest."""
