@@ -78,7 +78,7 @@ async def ok():
     return None
 
 store = ConfigStore(Path(sys.argv[2]), env={"RECEIVER_WEBHOOK_TOKEN": sys.argv[3]})
-service = Service(lambda: store.config, States(), NoExecutor(), NoNotifier())
+service = Service(lambda: store.config, States(), NoExecutor(), NoNotifier(), metrics=store.metrics)
 app = make_app(Runtime(store=store, service=service, list_rollbacks=none, kube_check=ok))
 web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print=None)
 """

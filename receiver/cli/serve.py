@@ -19,9 +19,10 @@ import os
 import signal
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from aiohttp import web
@@ -36,6 +37,7 @@ from receiver.http.app import Runtime, make_app
 from receiver.http.server import GuardedAppRunner
 from receiver.intake.deliveries import Service
 from receiver.kube.retry import reach_problem
+from receiver.metrics import Metrics
 
 if TYPE_CHECKING:
     from kubernetes_asyncio.client import ApiClient
@@ -67,14 +69,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-async def adopt_orphans(store: ConfigStore, watcher: TargetWatcher, executor: Executor) -> None:
+async def adopt_orphans(store: ConfigStore, watcher: TargetWatcher, executor: Executor,
+                        connected: asyncio.Event) -> None:
     """Take over rollbacks whose receiver died, without waiting for a restart.
 
     Checked from the Lease watch's memory every third of a lease duration; only when a
     Lease holds an unfinished record that nobody renews does it touch the API (the
     executor then takes the Lease with client-go's rules, so two survivors cannot both
-    adopt it).
+    adopt it). Starts once ``connected`` is set (the watches started, our own rollbacks resumed).
     """
+    await connected.wait()
     while True:
         await asyncio.sleep(max(1.0, store.config.settings.lease_duration_seconds / 3))
         try:
@@ -181,9 +185,40 @@ class ClusterLink:
         return self.error
 
 
+class RollbackChanges:
+    """The executor's ``on_change``, bound late to what is built after it.
+
+    The executor must exist before the notifier (which calls back into it with Slack
+    thread ids) and the intake service (which drives it); both want to hear of every
+    change it makes. They subscribe here once built, in the order they are told.
+    """
+
+    def __init__(self) -> None:
+        self._listeners: list[Callable[[RollbackRecord, Step | None], None]] = []
+
+    def subscribe(self, listener: Callable[[RollbackRecord, Step | None], None]) -> None:
+        self._listeners.append(listener)
+
+    def __call__(self, record: RollbackRecord, step: Step | None) -> None:
+        for listener in self._listeners:
+            listener(record, step)
+
+
+@dataclass
+class ShutdownBudget:
+    """Seconds running rollbacks get at shutdown: set by ``RunningReceiver.stop`` before the
+    teardown reads it; 0 for a start that fails (nothing is running yet)."""
+
+    grace: float = 0.0
+
+
 @dataclass
 class RunningReceiver:
-    """A started receiver: what tests, the demo and serve need to reach and stop it."""
+    """A started receiver: what tests, the demo and serve need to reach and stop it.
+
+    Every part started has its stop registered on ``stack`` right after it starts, so
+    ``stop`` tears down in the reverse order: the listener first, the API client last.
+    """
 
     url: str
     store: ConfigStore
@@ -193,32 +228,30 @@ class RunningReceiver:
     watcher: TargetWatcher
     notifier: Notifier
     api: ApiClient
+    metrics: Metrics
+    stack: contextlib.AsyncExitStack
     tasks: list[asyncio.Task[RollbackRecord]] = field(default_factory=list)
     adopter: asyncio.Task[None] | None = None
     stopped: bool = False
     link: ClusterLink | None = None
     # checks the API server, then starts what needs the cluster (watches, resuming)
     connecting: list[asyncio.Task[None]] = field(default_factory=list)
+    budget: ShutdownBudget = field(default_factory=ShutdownBudget)
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stop taking webhooks, give running rollbacks ``grace`` s, hand over the rest."""
         if self.stopped:
             return
         self.stopped = True
-        await self.runner.cleanup()  # stop taking webhooks first
-        for task in self.connecting:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        await self.store.stop_watching()
-        if self.adopter is not None:
-            self.adopter.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.adopter
-        await self.executor.close(grace)
-        await self.notifier.close(min(grace, 5.0))
-        await self.watcher.stop()
-        await self.api.close()
+        self.budget.grace = grace
+        await self.stack.aclose()
+
+
+async def _cancel(task: asyncio.Task[Any] | None) -> None:
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -281,6 +314,7 @@ async def start_receiver(
     context: str | None = None,
     wait_for_cluster: bool = True,
     request_timeout: float | None = None,
+    metrics: Metrics | None = None,
 ) -> RunningReceiver:
     """Build and start every part; raises ConfigError before listening if config is bad,
     KubeconfigError if the cluster cannot be found, CannotListen if the port is taken.
@@ -288,7 +322,8 @@ async def start_receiver(
     It listens before the cluster is reached: /health/live answers at once and
     /health/ready says what is missing. ``wait_for_cluster`` (tests, the demo) returns
     only once the cluster has been reached and unfinished rollbacks resumed; `receiver
-    serve` does that in the background.
+    serve` does that in the background. Every part counts into ``metrics`` (a fresh set
+    when none is given, e.g. one per test) and /metrics serves it.
     """
     from receiver.http.health import SLACK_CHECK
     from receiver.kube import Kube, RetryPolicy, new_api_client
@@ -296,97 +331,110 @@ async def start_receiver(
     from receiver.notify.factory import make_notifier, slack_credentials_problem
     from receiver.rollback.executor import Executor, TargetWatcher
 
-    store = ConfigStore(config_path, insecure=insecure, env=env)
+    metrics = metrics or Metrics.create()
+    store = ConfigStore(config_path, insecure=insecure, env=env, metrics=metrics)
     if (slack_problem := slack_credentials_problem(store.config, os.environ if env is None else env)) is not None:
         raise ConfigError(slack_problem)  # before any client exists: nothing to close
     identity = identity or os.environ.get("POD_NAME") or socket.gethostname()
     host, port = parse_listen(listen)
-    api = await new_api_client(kubeconfig, context)
-    # one record of when each Lease was seen to change, fed by the watcher's Lease watch
-    # and the executor's reads: other holders' Leases expire by local time (client-go)
-    observations = LeaseObservations()
     retry = RetryPolicy()
     if request_timeout is not None:
         per_request = request_timeout if request_timeout > 0 else NO_TIMEOUT
         retry = RetryPolicy(request_timeout_seconds=per_request,
                             connect_timeout_seconds=min(retry.connect_timeout_seconds, per_request))
-    watcher = TargetWatcher(api, lambda: store.config, identity=identity, observations=observations,
-                            kube=Kube(api, retry))
-    holder: dict[str, Service] = {}
-
-    def on_change(record: RollbackRecord, step: Step | None) -> None:
-        if "service" in holder:
-            holder["service"].remember(record)
-        notifier.rollback_changed(record, step)
-
-    executor = Executor(api, lambda: store.config, identity, on_change=on_change, observations=observations,
-                        retry=retry)
-    notifier = make_notifier(store.config.slack, env, on_thread=executor.set_slack_thread, config=lambda: store.config)
-    service = Service(lambda: store.config, watcher, executor, notifier)
-    holder["service"] = service
-    link = ClusterLink(api, timeout=min(3.0, retry.request_timeout_seconds))
-    connected = asyncio.Event()
-
-    async def kube_check() -> str | None:
-        if link.error is not None:
-            return link.error
-        return None if connected.is_set() else "starting: resuming unfinished rollbacks"
-
-    runtime = Runtime(
-        store=store,
-        service=service,
-        list_rollbacks=executor.list_rollbacks,
-        kube_check=kube_check,
-        watch_check=watcher.healthy,
-        running_rollbacks=lambda: executor.running,
-    )
+    # Each part's stop is pushed right after it starts; AsyncExitStack runs them in reverse.
     # Shutdown budget (Kubernetes' default grace is 30 s): 5 s to finish HTTP requests,
     # --shutdown-grace (25 s) for running rollbacks, then Leases are released (or expire).
-    app = make_app(runtime)
-    app[SLACK_CHECK] = getattr(notifier, "problem", lambda: None)  # lasting Slack failures: /health degraded
-    app.middlewares.append(cluster_gate(link, connected, store))
-    # header/body read timeouts and a connection cap, as a reverse proxy would (web/server.py)
-    runner = GuardedAppRunner(app, access_log=None, shutdown_timeout=5.0)
-    await notifier.start()
+    stack = contextlib.AsyncExitStack()
+    budget = ShutdownBudget()
     try:
+        api = await new_api_client(kubeconfig, context)
+        stack.push_async_callback(api.close)
+        # one record of when each Lease was seen to change, fed by the watcher's Lease watch
+        # and the executor's reads: other holders' Leases expire by local time (client-go)
+        observations = LeaseObservations()
+        watcher = TargetWatcher(api, lambda: store.config, identity=identity, observations=observations,
+                                kube=Kube(api, retry, metrics=metrics))
+        stack.push_async_callback(watcher.stop)  # its watches start once the cluster answers
+        changes = RollbackChanges()
+        executor = Executor(api, lambda: store.config, identity, on_change=changes, observations=observations,
+                            retry=retry, metrics=metrics)
+        notifier = make_notifier(store.config.slack, env, on_thread=executor.set_slack_thread,
+                                 config=lambda: store.config, metrics=metrics)
+        service = Service(lambda: store.config, watcher, executor, notifier, metrics=metrics)
+        changes.subscribe(lambda record, _step: service.remember(record))  # a resolved alert finds its thread
+        changes.subscribe(notifier.rollback_changed)
+        await notifier.start()
+        stack.push_async_callback(lambda: notifier.close(min(budget.grace, 5.0)))
+        # running rollbacks get the grace, then are handed over with their Leases released
+        stack.push_async_callback(lambda: executor.close(budget.grace))
+
+        link = ClusterLink(api, timeout=min(3.0, retry.request_timeout_seconds))
+        connected = asyncio.Event()
+        resumed: list[asyncio.Task[RollbackRecord]] = []
+
+        async def connect() -> None:
+            """Once the API server answers: watches, resumed rollbacks, past records."""
+            await link.reachable.wait()
+            await watcher.start()
+            resumed.extend(await executor.resume_unfinished())
+            try:  # so an alert resolving after a restart still gets its follow-up in the right thread
+                for record in sorted(await executor.list_rollbacks(), key=lambda r: r.started_at):
+                    service.remember(record)
+            except Exception as e:  # the history is a nicety; never a reason not to start
+                log.warning("past_rollbacks_unreadable", error=repr(e))
+            connected.set()
+            log.info("cluster_connected", url=link.host, resumed=len(resumed))
+
+        async def kube_check() -> str | None:
+            if link.error is not None:
+                return link.error
+            return None if connected.is_set() else "starting: resuming unfinished rollbacks"
+
+        runtime = Runtime(
+            store=store,
+            service=service,
+            list_rollbacks=executor.list_rollbacks,
+            kube_check=kube_check,
+            watch_check=watcher.healthy,
+            running_rollbacks=lambda: executor.running,
+        )
+        app = make_app(runtime)
+        app[SLACK_CHECK] = getattr(notifier, "problem", lambda: None)  # lasting Slack failures: /health degraded
+        app.middlewares.append(cluster_gate(link, connected, store))
+        # the background work below starts once listening, and stops right after the listener
+        background = await stack.enter_async_context(contextlib.AsyncExitStack())
+        # header/body read timeouts and a connection cap, as a reverse proxy would (http/server.py);
+        # its cleanup runs first on stop: no webhook is taken while the rest stops
+        runner = GuardedAppRunner(app, access_log=None, shutdown_timeout=5.0)
         await runner.setup()
+        stack.push_async_callback(runner.cleanup)
         site = web.TCPSite(runner, host, port)
         try:
             await site.start()
         except OSError as e:
             why = (e.strerror or str(e)).rsplit(": ", 1)[-1].lower()  # "address already in use"
             raise CannotListen(f"cannot listen on {listen}: {why}") from e
+        adopter = asyncio.create_task(adopt_orphans(store, watcher, executor, connected), name="adopt-orphans")
+        background.push_async_callback(_cancel, adopter)
+        if watch_config:
+            store.start_watching()
+            background.push_async_callback(store.stop_watching)
+        connecting = [asyncio.create_task(link.run(), name="cluster-link"),
+                      asyncio.create_task(connect(), name="connect")]
+        for task in connecting:
+            background.push_async_callback(_cancel, task)
+        connecting[1].add_done_callback(
+            lambda t: t.cancelled() or t.exception() is None
+            or log.error("start_up_failed", error=repr(t.exception())))
     except BaseException:
-        await runner.cleanup()
-        await notifier.close(0)
-        await api.close()
+        await stack.aclose()
         raise
     sock = site._server.sockets[0]  # type: ignore[union-attr]
     bound_host, bound_port = sock.getsockname()[:2]
     url = f"http://{bound_host}:{bound_port}"
-    rx = RunningReceiver(url, store, service, runner, executor, watcher, notifier, api, link=link)
-
-    async def connect() -> None:
-        """Once the API server answers: watches, resumed rollbacks, past records."""
-        await link.reachable.wait()
-        await watcher.start()
-        rx.tasks.extend(await executor.resume_unfinished())
-        try:  # so an alert resolving after a restart still gets its follow-up in the right thread
-            for record in sorted(await executor.list_rollbacks(), key=lambda r: r.started_at):
-                service.remember(record)
-        except Exception as e:  # the history is a nicety; never a reason not to start
-            log.warning("past_rollbacks_unreadable", error=repr(e))
-        connected.set()
-        rx.adopter = asyncio.create_task(adopt_orphans(store, watcher, executor), name="adopt-orphans")
-        log.info("cluster_connected", url=link.host, resumed=len(rx.tasks))
-
-    rx.connecting = [asyncio.create_task(link.run(), name="cluster-link"),
-                     asyncio.create_task(connect(), name="connect")]
-    rx.connecting[1].add_done_callback(
-        lambda t: t.cancelled() or t.exception() is None
-        or log.error("start_up_failed", error=repr(t.exception())))
-    if watch_config:
-        store.start_watching()
+    rx = RunningReceiver(url, store, service, runner, executor, watcher, notifier, api, metrics, stack,
+                         tasks=resumed, adopter=adopter, link=link, connecting=connecting, budget=budget)
     log.info(
         "receiver_listening",
         url=url,
@@ -409,6 +457,7 @@ async def _serve(args: argparse.Namespace) -> int:
         rx = await start_receiver(
             args.config, args.listen, insecure=args.insecure, kubeconfig=args.kubeconfig, identity=args.identity,
             context=args.context, wait_for_cluster=False, request_timeout=args.request_timeout,
+            metrics=Metrics.create(),  # the one set of collectors this process exports
         )
     except (ConfigError, KubeconfigError, CannotListen) as e:
         log.error("cannot_start", error=str(e))

@@ -21,7 +21,7 @@ import structlog
 
 from receiver.config.credentials import Credentials, CredentialsError
 from receiver.domain.settings import Config, ConfigError, load_config
-from receiver.metrics import CONFIG_LAST_RELOAD_SUCCESS, CONFIG_RELOADS, init_target_labels
+from receiver.metrics import Metrics
 
 log = structlog.get_logger(__name__)
 
@@ -44,13 +44,15 @@ class ConfigStore:
         insecure: bool = False,
         env: Mapping[str, str] | None = None,
         poll_seconds: float = 2.0,
+        metrics: Metrics | None = None,
     ) -> None:
+        self.metrics = metrics or Metrics.create()  # a private set unless the process's is given
         self.path = path
         self.insecure = insecure
         self._env = env
         self.poll_seconds = poll_seconds
         self.config, self.credentials = self._load()  # raises: no good config at start-up
-        init_target_labels(t.name for t in self.config.targets)
+        self.metrics.init_target_labels(t.name for t in self.config.targets)
         self._digest = self._file_digest()
         self.last_reload = ReloadResult(ok=True, at=datetime.now(UTC))
         self.listeners: list[Callable[[Config], None]] = []  # told of each new good config
@@ -87,8 +89,8 @@ class ConfigStore:
                 config, creds = self._load()
             except ConfigError as e:
                 self.last_reload = ReloadResult(ok=False, at=datetime.now(UTC), error=str(e))
-                CONFIG_RELOADS.labels("failure").inc()
-                CONFIG_LAST_RELOAD_SUCCESS.set(0)
+                self.metrics.config_reloads.labels("failure").inc()
+                self.metrics.config_last_reload_success.set(0)
                 log.error("config_reload_failed", trigger=trigger, error=str(e), kept="last good config")
                 self._digest = digest
                 for observer in self.observers:
@@ -96,10 +98,10 @@ class ConfigStore:
                 return self.last_reload
             changed = config != self.config or creds != self.credentials
             self.config, self.credentials, self._digest = config, creds, digest
-            init_target_labels(t.name for t in config.targets)
+            self.metrics.init_target_labels(t.name for t in config.targets)
             self.last_reload = ReloadResult(ok=True, at=datetime.now(UTC), changed=changed)
-            CONFIG_RELOADS.labels("success").inc()
-            CONFIG_LAST_RELOAD_SUCCESS.set(1)
+            self.metrics.config_reloads.labels("success").inc()
+            self.metrics.config_last_reload_success.set(1)
             log.info(
                 "config_reloaded",
                 trigger=trigger,
@@ -123,7 +125,7 @@ class ConfigStore:
                 log.error("config_watch_reload_crashed", error=repr(e), kept="last good config")
 
     def start_watching(self) -> None:
-        CONFIG_LAST_RELOAD_SUCCESS.set(1)
+        self.metrics.config_last_reload_success.set(1)
         if self._watch_task is None:
             self._watch_task = asyncio.create_task(self._watch(), name="config-watch")
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any
 
 import structlog
 from aiohttp import hdrs, web
@@ -14,12 +13,10 @@ from prometheus_client.aiohttp import make_aiohttp_handler
 from receiver.config.credentials import RejectionLog
 from receiver.http import handlers, health
 from receiver.http.runtime import REJECTIONS, RUNTIME, Runtime
-from receiver.metrics import REGISTRY, REQUEST_LATENCY
 
 __all__ = ["REJECTIONS", "RUNTIME", "Runtime", "make_app", "request_context"]
 
 log = structlog.get_logger(__name__)
-_timers: dict[tuple[str, str], Any] = {}  # labelled histogram children, resolved once per route
 
 
 @web.middleware
@@ -30,7 +27,8 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     structlog.contextvars.bind_contextvars(request_id=request_id)
     resource = request.match_info.route.resource
     key = (resource.canonical if resource else "unmatched", request.method)
-    timer = _timers.get(key) or _timers.setdefault(key, REQUEST_LATENCY.labels(*key))
+    metrics = request.app[RUNTIME].metrics
+    timer = metrics.timers.get(key) or metrics.timers.setdefault(key, metrics.request_latency.labels(*key))
     start = time.perf_counter()
     try:
         response = await handler(request)
@@ -54,6 +52,7 @@ async def drop_server_header(request: web.Request, response: web.StreamResponse)
 
 
 def make_app(runtime: Runtime) -> web.Application:
+    """The receiver's routes; /metrics serves ``runtime.metrics`` (the process's registry)."""
     # The body limit is enforced by handlers.read_limited (it follows config reloads);
     # aiohttp's own limit is only a backstop.
     app = web.Application(middlewares=[request_context], client_max_size=64 * 1024 * 1024)
@@ -66,5 +65,5 @@ def make_app(runtime: Runtime) -> web.Application:
     app.router.add_get("/health/live", health.live)
     app.router.add_get("/health/ready", health.ready)
     app.router.add_get("/health", health.full)
-    app.router.add_get("/metrics", make_aiohttp_handler(REGISTRY))
+    app.router.add_get("/metrics", make_aiohttp_handler(runtime.metrics.registry))
     return app

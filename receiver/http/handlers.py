@@ -21,10 +21,8 @@ from receiver.config.credentials import AdminAccess
 from receiver.domain.alerts import PayloadError, parse_payload
 from receiver.http.runtime import REJECTIONS, RUNTIME
 from receiver.intake.deliveries import IntentNotRecorded, Misconfigured, NotConfirmed
-from receiver.metrics import WEBHOOKS
 
 log = structlog.get_logger(__name__)
-ACCEPTED = WEBHOOKS.labels("accepted")
 
 
 def error(status: int, message: str, **extra: Any) -> web.Response:
@@ -73,45 +71,45 @@ async def webhook(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
     store = rt.store
     if not store.credentials.webhook_allowed(request.headers.get("Authorization")):
-        WEBHOOKS.labels("unauthorized").inc()
+        rt.metrics.webhooks.labels("unauthorized").inc()
         request.app[REJECTIONS].rejected(request.remote, reason="missing or wrong credentials")
         return error(401, "missing or invalid credentials", hint="send Authorization: Bearer <token> or basic auth")
     limit = store.config.settings.max_body_bytes
     try:
         body = await read_limited(request, limit)
     except BodyTooLarge:
-        WEBHOOKS.labels("too_large").inc()
+        rt.metrics.webhooks.labels("too_large").inc()
         return error(413, f"payload larger than settings.max_body_bytes ({limit} bytes)")
     answer = await rt.service.repeat(body)
     if answer is not None:
-        ACCEPTED.inc()
+        rt.metrics.webhooks.labels("accepted").inc()
         return web.Response(body=answer, content_type="application/json")
     try:
         with gc_paused(len(body) > LARGE_BODY):
             payload = parse_payload(body)
     except PayloadError as e:
-        WEBHOOKS.labels("invalid").inc()
+        rt.metrics.webhooks.labels("invalid").inc()
         log.warning("webhook_invalid_payload", error=str(e))
         return error(400, str(e))
     structlog.contextvars.bind_contextvars(group_key=payload.group_key)
     try:
         result = await rt.service.handle(payload, body)
     except IntentNotRecorded as e:
-        WEBHOOKS.labels("intent_not_recorded").inc()
+        rt.metrics.webhooks.labels("intent_not_recorded").inc()
         return error(
             503,
             f"could not record the rollback in the cluster, retry: {e}",
             decisions=[d.summary() for d in e.decisions],
         )
     except Misconfigured as e:
-        WEBHOOKS.labels("misconfigured").inc()
+        rt.metrics.webhooks.labels("misconfigured").inc()
         return error(503, f"target misconfigured, nothing was changed: {e}",
                      decisions=[d.summary() for d in e.decisions])
     except NotConfirmed as e:
-        WEBHOOKS.labels("not_confirmed").inc()
+        rt.metrics.webhooks.labels("not_confirmed").inc()
         return error(503, f"could not confirm the targets' state, retry: {e}",
                      decisions=[d.summary() for d in e.decisions])
-    ACCEPTED.inc()
+    rt.metrics.webhooks.labels("accepted").inc()
     return web.Response(body=result.response_body, content_type="application/json")
 
 

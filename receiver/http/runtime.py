@@ -16,6 +16,7 @@ from receiver.config.credentials import RejectionLog
 from receiver.config.store import ConfigStore
 from receiver.domain.rollback import RollbackRecord
 from receiver.intake.deliveries import Service
+from receiver.metrics import Metrics
 
 
 @dataclass
@@ -29,6 +30,15 @@ class Runtime:
     watch_check: Callable[[], str | None] = lambda: None  # None = target watches current
     running_rollbacks: Callable[[], int] = lambda: 0
     started_monotonic: float = field(default_factory=time.monotonic)
+
+    def __post_init__(self) -> None:
+        if self.store.metrics is not self.service.metrics:  # /metrics would miss half the counts
+            raise ValueError("the config store and the service must count into the same Metrics")
+
+    @property
+    def metrics(self) -> Metrics:
+        """The process's collectors, served at /metrics (serve.py gives every part the same)."""
+        return self.service.metrics
 
 
 RUNTIME = web.AppKey("runtime", Runtime)

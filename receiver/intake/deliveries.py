@@ -22,7 +22,7 @@ from receiver.domain.alerts import WebhookPayload
 from receiver.domain.decisions import Decision, DecisionKind, TargetState, decide
 from receiver.domain.rollback import RollbackRecord
 from receiver.domain.settings import Config, Target
-from receiver.metrics import ALERTS, CACHE_BYTES, DECISIONS
+from receiver.metrics import Metrics
 
 log = structlog.get_logger(__name__)
 
@@ -142,7 +142,9 @@ class Service:
         *,
         repeat_cache_bytes: int = REPEAT_CACHE_BYTES,
         told_cache_bytes: int = TOLD_CACHE_BYTES,
+        metrics: Metrics | None = None,
     ) -> None:
+        self.metrics = metrics or Metrics.create()  # a private set unless the process's is given
         self._config = config
         self._states = states
         self._executor = executor
@@ -154,8 +156,8 @@ class Service:
         self._repeats: OrderedDict[bytes, _Repeat] = OrderedDict()
         self._repeat_budget = repeat_cache_bytes
         self._repeat_bytes = 0
-        self._repeat_gauge = CACHE_BYTES.labels("repeat")
-        self._told_gauge = CACHE_BYTES.labels("told")
+        self._repeat_gauge = self.metrics.cache_bytes.labels("repeat")
+        self._told_gauge = self.metrics.cache_bytes.labels("told")
 
     def broken_targets(self) -> dict[str, str]:
         """Targets that cannot be rolled back (a Deployment missing), for /health."""
@@ -262,8 +264,8 @@ class Service:
                 broken.append(d.reason)
             else:
                 bound.info("decided", reason=d.reason, rule=d.rule)
-            DECISIONS.labels(d.target, d.kind.value).inc()
-            ALERTS.labels(d.kind.value, alert_reason(d)).inc(len(d.alerts))
+            self.metrics.decisions.labels(d.target, d.kind.value).inc()
+            self.metrics.alerts.labels(d.kind.value, alert_reason(d)).inc(len(d.alerts))
             if d.kind in NOTIFIED and self._first_time(d):
                 self._notifier.decision(d, target, self._last_record.get(d.target))
             final.append(d)
@@ -280,7 +282,8 @@ class Service:
                      result: WebhookResult) -> None:
         final = result.decisions
         counters = tuple(
-            (DECISIONS.labels(d.target, d.kind.value), ALERTS.labels(d.kind.value, alert_reason(d)), len(d.alerts))
+            (self.metrics.decisions.labels(d.target, d.kind.value),
+             self.metrics.alerts.labels(d.kind.value, alert_reason(d)), len(d.alerts))
             for d in final
         )
         answer = result.response_body

@@ -27,7 +27,7 @@ from kubernetes_asyncio.client import (
 
 from receiver.kube.errors import KubeError, error_from_response, error_from_status_object
 from receiver.kube.retry import RetryPolicy
-from receiver.metrics import KUBE_RETRIES
+from receiver.metrics import Metrics
 
 log = structlog.get_logger(__name__)
 
@@ -85,7 +85,10 @@ class Kube:
         api: ApiClient,
         retry: RetryPolicy | None = None,
         field_manager: str = FIELD_MANAGER,
+        *,
+        metrics: Metrics | None = None,
     ) -> None:
+        self.metrics = metrics or Metrics.create()  # a private set unless the process's is given
         self.api = api
         self.retry = retry or RetryPolicy()
         self.field_manager = field_manager
@@ -143,7 +146,7 @@ class Kube:
                 if time.monotonic() - started + delay > self.retry.give_up_after_seconds:
                     raise
                 reason = _retry_reason(err)
-                KUBE_RETRIES.labels(reason).inc()
+                self.metrics.kube_retries.labels(reason).inc()
                 if self.retry.on_retry is not None:  # the CLI prints each retry as it happens
                     self.retry.on_retry(what, err, self.retry.give_up_after_seconds
                                         - (time.monotonic() - started))

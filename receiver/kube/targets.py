@@ -34,7 +34,7 @@ from receiver.kube.lease import (
     read_records,
 )
 from receiver.kube.records import recent_finish_times
-from receiver.metrics import TARGET_MISCONFIGURED
+from receiver.metrics import Metrics
 
 log = structlog.get_logger(__name__)
 
@@ -115,8 +115,10 @@ class TargetWatcher:
         *,
         identity: str | None = None,
         observations: LeaseObservations | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
-        self.kube = kube or Kube(api)
+        self.metrics = metrics or (kube.metrics if kube is not None else Metrics.create())
+        self.kube = kube or Kube(api, metrics=self.metrics)
         self.config_provider = config_provider
         self.clock = clock
         self.identity = identity  # Leases naming it are judged by our clock, as we wrote them
@@ -170,11 +172,11 @@ class TargetWatcher:
             if self._broken.get(name) != why:
                 log.error("target_misconfigured", target=name, missing=why)
         for t in config.targets:
-            TARGET_MISCONFIGURED.labels(t.name).set(1 if t.name in broken else 0)
+            self.metrics.target_misconfigured.labels(t.name).set(1 if t.name in broken else 0)
         if self._broken_for is not None and self._broken_for is not config:
             for gone in {t.name for t in self._broken_for.targets} - {t.name for t in config.targets}:
                 with contextlib.suppress(KeyError):
-                    TARGET_MISCONFIGURED.remove(gone)
+                    self.metrics.target_misconfigured.remove(gone)
         self._broken, self._broken_for = broken, config
         return broken
 

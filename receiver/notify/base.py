@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from receiver.domain.rollback import RollbackRecord, Step
-from receiver.metrics import SLACK_MESSAGES, SLACK_QUEUE_DROPPED, SLACK_UP
+from receiver.metrics import Metrics
 
 if TYPE_CHECKING:
     from receiver.domain.decisions import Decision
@@ -87,7 +87,9 @@ class QueuedNotifier:
         *,
         config: ConfigProvider | None = None,
         policy: DeliveryPolicy | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
+        self.metrics = metrics or Metrics.create()  # a private set unless the process's is given
         self._settings = settings
         self._config = config
         self.policy = policy or DeliveryPolicy()
@@ -99,7 +101,7 @@ class QueuedNotifier:
         #: Lasting failures by what they concern ("auth", "connection", "channel C123"):
         #: Slack counts as down while any is known, until a call shows it fixed.
         self._problems: dict[str, str] = {}
-        SLACK_UP.set(1)
+        self.metrics.slack_up.set(1)
 
     # --- what the service and executor call (never blocks) ---------------------------
 
@@ -117,7 +119,7 @@ class QueuedNotifier:
         try:
             self._queue.put_nowait(ev)
         except asyncio.QueueFull:
-            SLACK_QUEUE_DROPPED.inc()
+            self.metrics.slack_dropped.inc()
             log.warning("slack_notification_dropped", reason="queue full (Slack slow or down?)",
                         queue_size=self._queue.maxsize, mode=self.mode, **event_fields(ev))
 
@@ -143,7 +145,7 @@ class QueuedNotifier:
             left += 1
             log.warning("slack_notification_lost", reason="shutdown", mode=self.mode, **event_fields(ev))
         if left:
-            SLACK_QUEUE_DROPPED.inc(left)
+            self.metrics.slack_dropped.inc(left)
         await self.aclose()
 
     async def aclose(self) -> None:
@@ -161,7 +163,7 @@ class QueuedNotifier:
                 await self.deliver(ev)
             except asyncio.CancelledError:
                 self._queue.task_done()
-                SLACK_QUEUE_DROPPED.inc()
+                self.metrics.slack_dropped.inc()
                 log.warning("slack_notification_lost", reason="shutdown while being delivered", mode=self.mode,
                             **event_fields(ev))
                 raise
@@ -209,7 +211,7 @@ class QueuedNotifier:
         if self._down_since is None:
             self._down_since = now
         if now - self._down_since >= self.policy.give_up_after:
-            SLACK_MESSAGES.labels(method, "gave_up").inc()
+            self.metrics.slack_messages.labels(method, "gave_up").inc()
             self.set_problem("connection", f"Slack unreachable for {round(now - self._down_since)} s ({why})")
             return False
         delay = min(self.policy.retry_max, self.policy.retry_initial * 2**attempt)
@@ -237,7 +239,7 @@ class QueuedNotifier:
         was_up = not self._problems
         self._problems[key] = text
         if was_up:
-            SLACK_UP.set(0)
+            self.metrics.slack_up.set(0)
             (bound or log).error("slack_down", mode=self.mode, problem=text, **fields)
         return was_up
 
@@ -248,6 +250,6 @@ class QueuedNotifier:
         for key in keys:
             self._problems.pop(key, None)
         if not self._problems:
-            SLACK_UP.set(1)
+            self.metrics.slack_up.set(1)
             # at error like the down line, so whoever filters on errors also sees it end
             log.error("slack_up", mode=self.mode, reason="a call succeeded again")

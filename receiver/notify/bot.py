@@ -31,7 +31,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from receiver.domain import messages
 from receiver.domain.decisions import DecisionKind
 from receiver.domain.rollback import Phase, RollbackRecord, Step
-from receiver.metrics import SLACK_MESSAGES
+from receiver.metrics import Metrics
 from receiver.notify.base import (
     MAX_REMEMBERED,
     ConfigProvider,
@@ -182,8 +182,9 @@ class SlackBotNotifier(QueuedNotifier):
         on_thread: OnThread | None = None,
         config: ConfigProvider | None = None,
         policy: DeliveryPolicy | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
-        super().__init__(settings, config=config, policy=policy)
+        super().__init__(settings, config=config, policy=policy, metrics=metrics)
         self._token_source = token_source
         self._on_thread = on_thread
         self.client = AsyncWebClient(
@@ -217,33 +218,34 @@ class SlackBotNotifier(QueuedNotifier):
                 data = e.response.data if isinstance(e.response.data, dict) else {}
                 error = str(data.get("error") or f"http_{status}")
                 if status == 429 or status >= 500:
-                    SLACK_MESSAGES.labels(method, "rate_limited" if status == 429 else "server_error").inc()
+                    self.metrics.slack_messages.labels(
+                        method, "rate_limited" if status == 429 else "server_error").inc()
                     if await self.wait_before_retry(method, attempt, bound, f"HTTP {status} {error}"):
                         attempt += 1
                         continue
                     return CallResult(Outcome.NOT_DELIVERED, error=error)
                 self.mark_up()
-                SLACK_MESSAGES.labels(method, error).inc()
+                self.metrics.slack_messages.labels(method, error).inc()
                 self._refused(method, error, channel, bound, lookup=lookup)
                 return CallResult(Outcome.REJECTED, data=data, error=error)
             except TimeoutError:
-                SLACK_MESSAGES.labels(method, "timeout").inc()
+                self.metrics.slack_messages.labels(method, "timeout").inc()
                 bound.warning("slack_call_timed_out", reason="not repeated: it may have been delivered",
                               method=method, channel=channel, timeout=self._settings.timeout_seconds)
                 return CallResult(Outcome.MAYBE_DELIVERED, error="timeout")
             except aiohttp.ClientConnectorError as e:
-                SLACK_MESSAGES.labels(method, "unreachable").inc()
+                self.metrics.slack_messages.labels(method, "unreachable").inc()
                 if await self.wait_before_retry(method, attempt, bound, f"cannot connect: {e.os_error}"):
                     attempt += 1
                     continue
                 return CallResult(Outcome.NOT_DELIVERED, error="unreachable")
             except aiohttp.ClientError as e:
-                SLACK_MESSAGES.labels(method, "connection_lost").inc()
+                self.metrics.slack_messages.labels(method, "connection_lost").inc()
                 bound.warning("slack_connection_lost", reason="not repeated: it may have been delivered",
                               method=method, channel=channel, error=str(e))
                 return CallResult(Outcome.MAYBE_DELIVERED, error="connection_lost")
             self.mark_up()
-            SLACK_MESSAGES.labels(method, "ok").inc()
+            self.metrics.slack_messages.labels(method, "ok").inc()
             self.clear_problems("auth", *([f"channel {channel}"] if channel and not lookup else []))
             return CallResult(Outcome.OK, data=dict(resp.data) if isinstance(resp.data, dict) else {})
 

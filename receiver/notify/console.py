@@ -16,6 +16,7 @@ from rich.text import Text
 from receiver.domain import messages
 from receiver.domain.decisions import DecisionKind
 from receiver.domain.rollback import Phase, RollbackRecord
+from receiver.metrics import Metrics
 from receiver.notify.base import (
     MAX_REMEMBERED,
     ConfigProvider,
@@ -53,8 +54,9 @@ class ConsoleNotifier(QueuedNotifier):
         console: Console | None = None,
         config: ConfigProvider | None = None,
         policy: DeliveryPolicy | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
-        super().__init__(settings, config=config, policy=policy)
+        super().__init__(settings, config=config, policy=policy, metrics=metrics)
         self.console = console or Console(highlight=False, soft_wrap=True)
         self._shown: OrderedDict[str, str] = OrderedDict()  # rollback id -> last state line
         self._paged: set[str] = set()

@@ -19,6 +19,7 @@ import structlog
 
 from receiver.domain.rollback import RollbackRecord, Step
 from receiver.domain.settings import ConfigError
+from receiver.metrics import Metrics
 from receiver.notify.base import ConfigProvider, DeliveryPolicy, OnThread, QueuedNotifier
 from receiver.notify.bot import SlackBotNotifier
 from receiver.notify.console import ConsoleNotifier
@@ -114,6 +115,7 @@ def make_notifier(
     *,
     config: ConfigProvider | None = None,
     policy: DeliveryPolicy | None = None,
+    metrics: Metrics | None = None,
 ) -> Notifier:
     """Build the notifier for ``settings.mode``.
 
@@ -133,9 +135,10 @@ def make_notifier(
         token, source, _ = _secret(settings.token_file, settings.token_env, env)
         log.info("slack_notifier_ready", mode="bot", api_url=settings.api_url, token_from=source,
                  default_channel=settings.default_channel)
-        return SlackBotNotifier(settings, token, source, on_thread=on_thread, config=config, policy=policy)
+        return SlackBotNotifier(settings, token, source, on_thread=on_thread, config=config, policy=policy,
+                               metrics=metrics)
     if settings.mode == "webhook":
         url, source, _ = _secret(settings.webhook_url_file, settings.webhook_url_env, env)
         log.info("slack_notifier_ready", mode="webhook", url_from=source)
-        return SlackWebhookNotifier(settings, url, source, config=config, policy=policy)
-    return ConsoleNotifier(settings, config=config, policy=policy)
+        return SlackWebhookNotifier(settings, url, source, config=config, policy=policy, metrics=metrics)
+    return ConsoleNotifier(settings, config=config, policy=policy, metrics=metrics)

@@ -18,7 +18,7 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 from receiver.domain import messages
 from receiver.domain.decisions import DecisionKind
 from receiver.domain.rollback import Phase, RollbackRecord
-from receiver.metrics import SLACK_MESSAGES
+from receiver.metrics import Metrics
 from receiver.notify.base import (
     MAX_REMEMBERED,
     ConfigProvider,
@@ -63,8 +63,9 @@ class SlackWebhookNotifier(QueuedNotifier):
         *,
         config: ConfigProvider | None = None,
         policy: DeliveryPolicy | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
-        super().__init__(settings, config=config, policy=policy)
+        super().__init__(settings, config=config, policy=policy, metrics=metrics)
         self._source = url_source
         self.client = AsyncWebhookClient(
             url,
@@ -80,36 +81,38 @@ class SlackWebhookNotifier(QueuedNotifier):
                 resp = await self.client.send(text=msg.text, blocks=list(msg.blocks),
                                               unfurl_links=False, unfurl_media=False)
             except TimeoutError:
-                SLACK_MESSAGES.labels("webhook", "timeout").inc()
+                self.metrics.slack_messages.labels("webhook", "timeout").inc()
                 bound.warning("slack_message_maybe_lost", reason="webhook timed out, not re-posted",
                               what=what, text=msg.text)
                 return False
             except aiohttp.ClientConnectorError as e:
-                SLACK_MESSAGES.labels("webhook", "unreachable").inc()
+                self.metrics.slack_messages.labels("webhook", "unreachable").inc()
                 if await self.wait_before_retry("webhook", attempt, bound, f"cannot connect: {e.os_error}"):
                     attempt += 1
                     continue
                 bound.warning("slack_message_lost", what=what, error="unreachable", text=msg.text)
                 return False
             except aiohttp.ClientError as e:
-                SLACK_MESSAGES.labels("webhook", "connection_lost").inc()
+                self.metrics.slack_messages.labels("webhook", "connection_lost").inc()
                 bound.warning("slack_message_maybe_lost", reason="connection cut, not re-posted", what=what,
                               error=str(e), text=msg.text)
                 return False
             if resp.status_code == 200:
                 self.mark_up()
-                SLACK_MESSAGES.labels("webhook", "ok").inc()
+                self.metrics.slack_messages.labels("webhook", "ok").inc()
                 self.clear_problems("webhook")
                 return True
             error = (resp.body or f"http_{resp.status_code}").strip()[:100]
             if resp.status_code == 429 or resp.status_code >= 500:
-                SLACK_MESSAGES.labels("webhook", "rate_limited" if resp.status_code == 429 else "server_error").inc()
+                self.metrics.slack_messages.labels(
+                    "webhook", "rate_limited" if resp.status_code == 429 else "server_error").inc()
                 if await self.wait_before_retry("webhook", attempt, bound, f"HTTP {resp.status_code}"):
                     attempt += 1
                     continue
             else:
                 self.mark_up()
-            SLACK_MESSAGES.labels("webhook", error if error in _HINTS else f"http_{resp.status_code}").inc()
+            self.metrics.slack_messages.labels(
+                "webhook", error if error in _HINTS else f"http_{resp.status_code}").inc()
             fix = _HINTS.get(error, "see https://api.slack.com/messaging/webhooks#handling_errors").format(
                 source=self._source)
             fields = dict(status=resp.status_code, error=error, fix=fix, what=what)

@@ -41,7 +41,7 @@ from receiver.kube.lease import (
     with_records,
 )
 from receiver.kube.targets import TargetWatcher
-from receiver.metrics import ROLLBACKS_FINISHED, ROLLBACKS_RUNNING, ROLLBACKS_STARTED
+from receiver.metrics import Metrics
 from receiver.rollback.steps import Run, RunContext
 from receiver.rollback.verify import NamespaceWatches
 
@@ -128,8 +128,10 @@ class Executor:
         *,
         retry: RetryPolicy | None = None,
         observations: LeaseObservations | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
-        self.kube = Kube(api, retry)
+        self.metrics = metrics or Metrics.create()  # a private set unless the process's is given
+        self.kube = Kube(api, retry, metrics=self.metrics)
         # when each Lease was last seen to change (client-go's expiry rule); share it
         # with the TargetWatcher so changes its Lease watch saw count here too
         self.observations = observations or LeaseObservations()
@@ -313,9 +315,9 @@ class Executor:
                   owner=asyncio.current_task())
         self._resumed.discard(record.id)
         self._runs[record.id] = run
-        ROLLBACKS_RUNNING.inc()
+        self.metrics.rollbacks_running.inc()
         if not record.steps:
-            ROLLBACKS_STARTED.labels(target.name).inc()
+            self.metrics.rollbacks_started.labels(target.name).inc()
         slot = False
         try:
             with structlog.contextvars.bound_contextvars(
@@ -342,7 +344,7 @@ class Executor:
         finally:
             if slot:
                 await self._slots.release()
-            ROLLBACKS_RUNNING.dec()
+            self.metrics.rollbacks_running.dec()
             self._runs.pop(record.id, None)
             if held is not None:
                 await held.stop()
@@ -358,7 +360,7 @@ class Executor:
             run.step("error", message, ok=False)
         run.record = replace(run.record, phase=Phase.FAILED, error=message,
                              finished_at=self.clock())
-        ROLLBACKS_FINISHED.labels(run.target.name, "failed").inc()
+        self.metrics.rollbacks_finished.labels(run.target.name, "failed").inc()
         if held is not None and not run.record.dry_run:
             try:
                 async with asyncio.timeout(5):

@@ -23,7 +23,6 @@ from receiver.domain.settings import Config, StepOrder, Target
 from receiver.kube import FIELD_MANAGER, Kube, KubeError, Obj, micro_time, parse_time
 from receiver.kube.lease import HeldLease, LeaseLost, with_history
 from receiver.kube.records import ANN_LAST, last_rollback_annotation
-from receiver.metrics import FIGHTS, ROLLBACK_DURATION, ROLLBACKS_FINISHED
 from receiver.rollback.verify import NamespaceWatches, Watcher, wait_pods_gone, wait_verified
 
 log = structlog.get_logger(__name__)
@@ -250,7 +249,7 @@ class Run:
         found = _replicas_manager(canary)
         manager = found[0] if found else "unknown"
         when = f" at {found[1].isoformat()}" if found and found[1] else ""
-        FIGHTS.labels(self.target.name, manager).inc()
+        self.kube.metrics.fights.labels(self.target.name, manager).inc()
         self.step(
             "fight",
             f"{self.target.canary} was scaled back up to {canary.spec_replicas} after rollback "
@@ -347,8 +346,8 @@ class Run:
         outcome = "succeeded" if phase is Phase.SUCCEEDED else "failed"
         if not self.record.dry_run:
             await self.record_in_cluster()
-        ROLLBACKS_FINISHED.labels(self.target.name, outcome).inc()
-        ROLLBACK_DURATION.labels(self.target.name, outcome).observe(
+        self.kube.metrics.rollbacks_finished.labels(self.target.name, outcome).inc()
+        self.kube.metrics.rollback_duration.labels(self.target.name, outcome).observe(
             time.monotonic() - self.started)
         log.info("rollback_finished", outcome=outcome, error=error,
                  duration=round(time.monotonic() - self.started, 3))

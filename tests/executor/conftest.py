@@ -13,6 +13,7 @@ from receiver.domain.decisions import Decision, DecisionKind
 from receiver.domain.rollback import RollbackRecord, Step
 from receiver.domain.settings import Config, parse_config
 from receiver.kube import RetryPolicy
+from receiver.metrics import Metrics
 from receiver.rollback.executor import Executor
 
 NS = "finance"
@@ -75,12 +76,14 @@ MakeExecutor = Callable[..., Executor]
 
 
 @pytest.fixture
-async def make_executor(kube_api: ApiClient) -> AsyncIterator[MakeExecutor]:
+async def make_executor(kube_api: ApiClient, metrics: Metrics) -> AsyncIterator[MakeExecutor]:
+    """Executors counting into this test's ``metrics`` and closed after it."""
     made: list[Executor] = []
 
     def make(identity: str = "receiver-a", config: Config | None = None,
              api: ApiClient | None = None, **kwargs: Any) -> Executor:
         cfg = config or make_config()
+        kwargs.setdefault("metrics", metrics)
         ex = Executor(api or kube_api, lambda: cfg, identity, retry=FAST_RETRY, **kwargs)
         made.append(ex)
         return ex

@@ -9,7 +9,6 @@ import pytest
 from receiver.domain.rollback import Phase
 from receiver.kube.lease import RecordError
 from receiver.kube.targets import TargetWatcher
-from receiver.metrics import FIGHTS
 from tests.executor.conftest import CANARY, NS, MakeExecutor, decision, make_config
 
 
@@ -27,7 +26,8 @@ async def test_a_gitops_revert_of_the_canary_is_reported_naming_its_field_manage
 
     fight = next(s for s in second.steps if s.name == "fight")
     assert fight.warning and "argocd-controller" in fight.message and first.id in fight.message
-    assert FIGHTS.labels("finance-service", "argocd-controller")._value.get() >= 1
+    assert ex.metrics.value("receiver_fights_detected_total",
+                            target="finance-service", manager="argocd-controller") >= 1
     assert second.phase is Phase.SUCCEEDED
 
 

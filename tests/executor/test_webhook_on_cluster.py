@@ -21,6 +21,7 @@ from receiver.domain import messages
 from receiver.http.app import Runtime, make_app
 from receiver.intake.deliveries import Service
 from receiver.kube.targets import TargetWatcher
+from receiver.metrics import Metrics
 from receiver.rollback.executor import Executor
 from sim.kube import KubeSim
 from tests.executor.conftest import CANARY, FAST_RETRY, NS, STABLE
@@ -72,7 +73,7 @@ Build = Callable[..., Awaitable[Cluster]]
 @pytest.fixture
 async def cluster(
     aiohttp_client: Callable[..., Awaitable[TestClient]], tmp_path: Path, kube_sim: KubeSim,
-    kube_api: ApiClient,
+    kube_api: ApiClient, metrics: Metrics,
 ) -> AsyncIterator[Build]:
     watchers: list[TargetWatcher] = []
     executors: list[Executor] = []
@@ -80,15 +81,15 @@ async def cluster(
     async def build(canary: str = CANARY) -> Cluster:
         path = tmp_path / "config.yaml"
         path.write_text(textwrap.dedent(CONFIG.format(canary=canary)))
-        store = ConfigStore(path, env=ENV)
-        watcher = TargetWatcher(kube_api, lambda: store.config, identity="receiver-a")
+        store = ConfigStore(path, env=ENV, metrics=metrics)
+        watcher = TargetWatcher(kube_api, lambda: store.config, identity="receiver-a", metrics=metrics)
         watchers.append(watcher)
         await watcher.start()
         await watcher.wait_synced(5)
-        executor = Executor(kube_api, lambda: store.config, "receiver-a", retry=FAST_RETRY)
+        executor = Executor(kube_api, lambda: store.config, "receiver-a", retry=FAST_RETRY, metrics=metrics)
         executors.append(executor)
         notifier = FakeNotifier()
-        service = Service(lambda: store.config, watcher, executor, notifier)
+        service = Service(lambda: store.config, watcher, executor, notifier, metrics=metrics)
 
         async def no_rollbacks() -> list[Any]:
             return []

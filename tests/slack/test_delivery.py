@@ -8,7 +8,7 @@ from dataclasses import replace
 from receiver.domain.settings import SlackSettings
 from receiver.notify.factory import make_notifier
 from sim.slack import FakeSlack
-from tests.fixtures.slack import FAST, BotFactory, LogWatch, metric, record, successful_rollback
+from tests.fixtures.slack import FAST, BotFactory, LogWatch, record, successful_rollback
 from tests.slack.test_conversation import play
 
 
@@ -36,7 +36,7 @@ async def test_a_slack_outage_never_blocks_the_caller_and_messages_arrive_when_s
 ) -> None:
     n = await slack_bot()
     await log_watch.wait_for("slack_bot_ready")
-    unreachable = metric("receiver_slack_messages_total", method="conversations.list", result="unreachable")
+    unreachable = n.metrics.value("receiver_slack_messages_total", method="conversations.list", result="unreachable")
     await fake_slack.stop()
 
     began = time.perf_counter()
@@ -46,7 +46,8 @@ async def test_a_slack_outage_never_blocks_the_caller_and_messages_arrive_when_s
 
     await log_watch.wait_for("slack_retry")
     # the first call of a new rollback looks for an earlier parent (conversations.list, then .history)
-    assert metric("receiver_slack_messages_total", method="conversations.list", result="unreachable") > unreachable
+    assert n.metrics.value(
+        "receiver_slack_messages_total", method="conversations.list", result="unreachable") > unreachable
     await fake_slack.start()  # same port
     [parent] = await fake_slack.wait_for(lambda: fake_slack.messages("#finance-alerts"))
     await n.drained()
@@ -126,12 +127,12 @@ async def test_an_unknown_channel_and_a_bad_token_say_what_to_fix(
 async def test_a_full_queue_drops_and_counts_instead_of_blocking(fake_slack: FakeSlack) -> None:
     settings = SlackSettings(mode="bot", api_url=fake_slack.api_url, queue_size=2)
     n = make_notifier(settings, {"SLACK_BOT_TOKEN": "xoxb-test-token"})  # not started: nothing drains
-    dropped = metric("receiver_slack_dropped_total")
+    dropped = n.metrics.value("receiver_slack_dropped_total")
     for rec, st in successful_rollback()[:3]:
         n.rollback_changed(rec, st)
-    assert metric("receiver_slack_dropped_total") == dropped + 1
+    assert n.metrics.value("receiver_slack_dropped_total") == dropped + 1
     await n.close(0.1)  # never started: what is queued is logged as lost and counted
-    assert metric("receiver_slack_dropped_total") == dropped + 3
+    assert n.metrics.value("receiver_slack_dropped_total") == dropped + 3
 
 
 async def test_close_delivers_what_is_queued_within_its_timeout(fake_slack: FakeSlack, slack_bot: BotFactory) -> None:

@@ -23,7 +23,7 @@ from receiver.notify.factory import make_notifier, slack_credentials_problem
 from sim.kube import KubeSim
 from sim.slack import FakeSlack
 from tests.fixtures.receiver import firing_payload
-from tests.fixtures.slack import BotFactory, LogWatch, metric, successful_rollback
+from tests.fixtures.slack import BotFactory, LogWatch, successful_rollback
 from tests.slack.test_conversation import play
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -91,7 +91,7 @@ async def test_without_the_history_scopes_a_restart_still_posts_and_says_which_s
     assert "rolled back in 42 s" in parent.text
     [refused] = log_watch.find("slack_lookup_refused")
     assert "channels:history" in refused["fix"] and refused["log_level"] == "warning"
-    assert metric("receiver_slack_up") == 1  # posting works: Slack is not down
+    assert n.metrics.value("receiver_slack_up") == 1  # posting works: Slack is not down
 
 
 # --- item: a mode that cannot work is a configuration error -------------------------------
@@ -149,18 +149,18 @@ async def test_a_revoked_token_marks_slack_down_once_and_up_again_once_it_works(
 ) -> None:
     n = await slack_bot()
     await log_watch.wait_for("slack_bot_ready")
-    assert metric("receiver_slack_up") == 1 and n.problem() is None
+    assert n.metrics.value("receiver_slack_up") == 1 and n.problem() is None
     fake_slack.token = "xoxb-reissued"  # the bot's token was revoked in Slack
     calls = successful_rollback()
     await play(n, calls[:3])
-    assert metric("receiver_slack_up") == 0
+    assert n.metrics.value("receiver_slack_up") == 0
     assert n.problem() is not None and "invalid_auth" in n.problem()  # type: ignore[operator]
     [down] = [e for e in log_watch.entries if e["log_level"] == "error"]  # once, not per message
     assert down["event"] == "slack_down" and "SLACK_BOT_TOKEN" in down["fix"]
 
     fake_slack.token = "xoxb-test-token"  # fixed
     await play(n, calls[3:])
-    assert metric("receiver_slack_up") == 1 and n.problem() is None
+    assert n.metrics.value("receiver_slack_up") == 1 and n.problem() is None
     assert [e["event"] for e in log_watch.entries if e["log_level"] == "error"] == ["slack_down", "slack_up"]
     assert all(re.fullmatch(r"[a-z][a-z0-9_]*", str(e["event"])) for e in log_watch.entries)
 

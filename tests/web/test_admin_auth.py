@@ -31,7 +31,8 @@ async def client(
     path = config_file()
     path.write_text(path.read_text() + f"auth:\n  jwt_secret_file: {secret}\n")
     store = ConfigStore(path, env=ENV)
-    service = Service(lambda: store.config, FakeStates(), FakeExecutor(lambda: store.config), FakeNotifier())
+    service = Service(lambda: store.config, FakeStates(), FakeExecutor(lambda: store.config), FakeNotifier(),
+                      metrics=store.metrics)
 
     async def ok() -> None:
         return None

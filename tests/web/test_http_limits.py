@@ -26,7 +26,8 @@ Connect = Callable[[], Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWrite
 async def listener(config_file: Callable[..., Path]) -> AsyncIterator[Connect]:
     """The receiver's real app behind the guarded runner, on a free local port."""
     store = ConfigStore(config_file(), env=ENV)
-    service = Service(lambda: store.config, FakeStates(), FakeExecutor(lambda: store.config), FakeNotifier())
+    service = Service(lambda: store.config, FakeStates(), FakeExecutor(lambda: store.config), FakeNotifier(),
+                      metrics=store.metrics)
 
     async def ok() -> None:
         return None

@@ -16,18 +16,19 @@ from receiver.config.store import ConfigStore
 from receiver.domain.decisions import DecisionKind
 from receiver.http.app import Runtime, make_app
 from receiver.intake.deliveries import Service
+from receiver.metrics import Metrics
 from tests.fixtures.receiver import ADMIN, BASE_CONFIG, TOKEN, FakeExecutor, FakeNotifier, FakeStates
 
 ENV = {"RECEIVER_WEBHOOK_TOKEN": TOKEN, "RECEIVER_ADMIN_TOKEN": ADMIN}
 Scrape = Callable[[], Awaitable[list[Sample]]]
 
 
-@pytest.fixture
-async def running(
-    aiohttp_client: Callable[..., Awaitable[TestClient]], config_file: Callable[..., Path]
+async def start_app(
+    aiohttp_client: Callable[..., Awaitable[TestClient]], config: Path, metrics: Metrics
 ) -> tuple[TestClient, ConfigStore]:
-    store = ConfigStore(config_file(), env=ENV)
-    service = Service(lambda: store.config, FakeStates(), FakeExecutor(lambda: store.config), FakeNotifier())
+    store = ConfigStore(config, env=ENV, metrics=metrics)
+    service = Service(lambda: store.config, FakeStates(), FakeExecutor(lambda: store.config), FakeNotifier(),
+                      metrics=metrics)
 
     async def ok() -> None:
         return None
@@ -38,6 +39,13 @@ async def running(
     app = make_app(Runtime(store=store, service=service, list_rollbacks=none, kube_check=ok,
                            watch_check=lambda: None))
     return await aiohttp_client(app), store
+
+
+@pytest.fixture
+async def running(
+    aiohttp_client: Callable[..., Awaitable[TestClient]], config_file: Callable[..., Path], metrics: Metrics
+) -> tuple[TestClient, ConfigStore]:
+    return await start_app(aiohttp_client, config_file(), metrics)
 
 
 async def scrape(client: TestClient) -> list[Sample]:
@@ -107,3 +115,18 @@ async def test_durations_are_in_seconds(running: tuple[TestClient, ConfigStore])
     families = list(text_string_to_metric_families(await resp.text()))
     timed = [f.name for f in families if f.type in ("histogram", "summary")]
     assert timed and all(name.endswith("_seconds") for name in timed), timed
+
+
+async def test_two_receivers_in_one_process_each_export_only_their_own_counts(
+    aiohttp_client: Callable[..., Awaitable[TestClient]], config_file: Callable[..., Path]
+) -> None:
+    """Tests and the demo run several receivers in one process: none sees another's counts."""
+    a, _ = await start_app(aiohttp_client, config_file(), Metrics.create())
+    b, _ = await start_app(aiohttp_client, config_file(), Metrics.create())
+    for _ in range(3):
+        assert (await a.post("/webhook", data=b"{}")).status == 401  # no credentials
+    assert value(await scrape(a), "receiver_webhooks_total", outcome="unauthorized") == 3
+    assert value(await scrape(b), "receiver_webhooks_total", outcome="unauthorized") == 0
+    latency = "receiver_http_request_duration_seconds_count"
+    assert value(await scrape(a), latency, route="/webhook", method="POST") == 3
+    assert value(await scrape(b), latency, route="/webhook", method="POST") is None

@@ -28,7 +28,8 @@ async def app_client(
     aiohttp_client: Callable[..., Awaitable[TestClient]], config_file: Callable[..., Path]
 ) -> tuple[TestClient, ConfigStore]:
     store = ConfigStore(config_file(), env=ENV, poll_seconds=0.02)
-    service = Service(lambda: store.config, FakeStates(), FakeExecutor(lambda: store.config), FakeNotifier())
+    service = Service(lambda: store.config, FakeStates(), FakeExecutor(lambda: store.config), FakeNotifier(),
+                      metrics=store.metrics)
     api_error: list[str | None] = [None, None]  # [API server check, watches check]
 
     async def kube_check() -> str | None:
@@ -82,7 +83,7 @@ async def test_a_bad_file_keeps_the_last_good_config_and_health_shows_the_error(
     assert health["status"] == "degraded"
     assert "max_body_bytez" in health["config"]["last_reload"]["error"]
     metrics = await (await client.get("/metrics")).text()
-    assert 'receiver_config_reloads_total{result="failure"}' in metrics
+    assert 'receiver_config_reloads_total{result="failure"} 1.0' in metrics
     assert "receiver_config_last_reload_successful 0.0" in metrics
 
 

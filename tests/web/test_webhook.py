@@ -20,6 +20,7 @@ from receiver.config.store import ConfigStore
 from receiver.domain.decisions import TargetState
 from receiver.http.app import Runtime, make_app
 from receiver.intake.deliveries import Service
+from receiver.metrics import Metrics
 from tests.fixtures.receiver import (
     ADMIN,
     TOKEN,
@@ -48,10 +49,11 @@ class Harness:
 
 
 @pytest.fixture
-async def harness(aiohttp_client: Callable[..., Awaitable[TestClient]], config_file: Callable[..., Path]) -> Harness:
-    store = ConfigStore(config_file(), env=ENV, poll_seconds=0.05)
+async def harness(aiohttp_client: Callable[..., Awaitable[TestClient]], config_file: Callable[..., Path],
+                  metrics: Metrics) -> Harness:
+    store = ConfigStore(config_file(), env=ENV, poll_seconds=0.05, metrics=metrics)
     executor, notifier, states = FakeExecutor(lambda: store.config), FakeNotifier(), FakeStates()
-    service = Service(lambda: store.config, states, executor, notifier)
+    service = Service(lambda: store.config, states, executor, notifier, metrics=metrics)
 
     async def no_rollbacks() -> list:
         return []
@@ -183,17 +185,13 @@ async def test_a_target_already_back_on_stable_is_left_alone(harness: Harness) -
     assert harness.executor.claimed == []
 
 
-async def test_the_decision_and_its_reason_are_counted_in_metrics(harness: Harness) -> None:
-    from receiver.metrics import REGISTRY
-
+async def test_the_decision_and_its_reason_are_counted_in_metrics(harness: Harness, metrics: Metrics) -> None:
     def count() -> float:
-        labels = {"decision": "no_rule_matched", "reason": "below_threshold"}
-        return REGISTRY.get_sample_value("receiver_alerts_total", labels) or 0.0
+        return metrics.value("receiver_alerts_total", decision="no_rule_matched", reason="below_threshold")
 
-    before = count()
     await harness.post(firing_payload("0.02"))
     await harness.post(firing_payload("0.02"))  # a byte-identical repeat counts too
-    assert count() == before + 2
+    assert count() == 2
     text = await (await harness.client.get("/metrics")).text()
     assert 'receiver_alerts_total{decision="no_rule_matched",reason="below_threshold"}' in text
 
@@ -310,7 +308,7 @@ async def test_the_repeat_cache_stays_within_its_byte_budget_whatever_the_bodies
     budget = 64 * 1024
     store = ConfigStore(config_file(), env=ENV)
     service = Service(lambda: store.config, FakeStates(), FakeExecutor(lambda: store.config), FakeNotifier(),
-                      repeat_cache_bytes=budget)
+                      repeat_cache_bytes=budget, metrics=store.metrics)
 
     async def no_rollbacks() -> list:
         return []
@@ -346,7 +344,7 @@ async def test_the_memory_of_what_slack_was_told_stays_within_its_byte_budget(
     store = ConfigStore(config_file(text), env=ENV)
     notifier = FakeNotifier()
     service = Service(lambda: store.config, FakeStates(), FakeExecutor(lambda: store.config), notifier,
-                      told_cache_bytes=budget)
+                      told_cache_bytes=budget, metrics=store.metrics)
 
     async def no_rollbacks() -> list:
         return []
