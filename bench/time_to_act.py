@@ -210,7 +210,9 @@ async def main() -> None:
     for r in results:
         print(f"{r.ratio:9.0%} | {_s(r.pending):>17} | {_s(r.firing):>16} | {r.rule:>16} | "
               f"{_s(r.scaled):>22} {' '.join(r.notes)}")
-    print("\nTimes from t0 (v2 starts failing); alert times polled each second from Prometheus.")
+    print("\nSeconds from t0 (v2 starts failing). pending: the first of HighErrorRate's rules on v2"
+          "\n(usually the careful one); firing: the first to fire, named by its threshold label."
+          "\nAlert times are polled each second from Prometheus.")
 
 
 if __name__ == "__main__":
