@@ -29,11 +29,11 @@ def by_version(samples: Iterable[Sample]) -> dict[str, float]:
 
 async def test_the_error_rate_expression_returns_each_versions_own_value(world: World) -> None:
     split = split_threshold(world.error_rate_rule)
-    assert split is not None and split.threshold == 0.05
+    assert split is not None and split.threshold == 0.01
     async with PrometheusClient(world.settings) as prom:
         result = await prom.query(split.value, wait=5)
     values = by_version(result.samples)
-    assert values["v1"] == pytest.approx(0.02, abs=0.005)
+    assert values["v1"] == pytest.approx(0.005, abs=0.003)
     assert values["v2"] == pytest.approx(0.10, abs=0.01)
     assert {s.label("service") for s in result.samples} == {"finance-service"}
 
@@ -51,7 +51,7 @@ async def test_the_same_expression_for_the_stable_version_returns_only_the_stabl
         stable = await prom.query(for_version(split.value, "v1"), wait=5)
         canary = await prom.query(for_version(split.value, "v2"), wait=5)
     assert list(by_version(stable.samples)) == ["v1"]
-    assert by_version(stable.samples)["v1"] == pytest.approx(0.02, abs=0.005)
+    assert by_version(stable.samples)["v1"] == pytest.approx(0.005, abs=0.003)
     assert list(by_version(canary.samples)) == ["v2"]
 
 
@@ -64,7 +64,7 @@ async def test_a_version_pinned_in_a_selector_is_evaluated_for_the_other_version
         v2 = await prom.query(pinned, wait=5)
         v1 = await prom.query(for_version(pinned, "v1"), wait=5)
     assert v2.samples[0].value == pytest.approx(0.10, abs=0.01)
-    assert v1.samples[0].value == pytest.approx(0.02, abs=0.005)
+    assert v1.samples[0].value == pytest.approx(0.005, abs=0.003)
 
 
 async def test_a_query_that_matches_no_series_returns_an_empty_vector(world: World) -> None:
