@@ -124,6 +124,8 @@ class Registry:
             return validation.validate_deployment(obj)
         if res.plural == "leases":
             return validation.validate_lease(obj)
+        if res.plural == "configmaps":
+            return validation.validate_config_map(obj)
         if res.store == "events":
             return validation.validate_event(obj, ns, res.group == "events.k8s.io")
         return []
