@@ -209,6 +209,20 @@ def validate_config_map(obj: dict[str, Any]) -> list[Cause]:
     return causes
 
 
+def validate_config_map_update(old: dict[str, Any], new: dict[str, Any]) -> list[Cause]:
+    """ValidateConfigMapUpdate: an immutable ConfigMap keeps its data and stays immutable."""
+    if not old.get("immutable"):
+        return []
+    causes = []
+    msg = "Forbidden: field is immutable when `immutable` is set"
+    if new.get("immutable") != old.get("immutable"):
+        causes.append(Cause("FieldValueForbidden", msg, "immutable"))
+    for key in ("data", "binaryData"):
+        if (new.get(key) or {}) != (old.get(key) or {}):
+            causes.append(Cause("FieldValueForbidden", msg, key))
+    return causes
+
+
 NAMESPACE_KINDS = {"Pod", "Deployment", "ReplicaSet", "Lease", "Event", "Service", "ConfigMap"}
 
 

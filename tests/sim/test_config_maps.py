@@ -104,6 +104,19 @@ async def test_an_update_with_a_stale_resource_version_gets_409_and_changes_noth
     assert (again.value.status, "AlreadyExists" in again.value.body) == (409, True)
 
 
+async def test_an_immutable_config_map_refuses_a_change_of_its_data(kube_api: ApiClient) -> None:
+    core = client.CoreV1Api(kube_api)
+    await core.create_namespaced_config_map(NS, client.V1ConfigMap(
+        metadata=client.V1ObjectMeta(name="frozen"), data={"k": "1"}, immutable=True))
+    with pytest.raises(ApiException) as e:
+        await core.patch_namespaced_config_map("frozen", NS, {"data": {"k": "2"}})
+    assert (e.value.status, message(e.value)) == (
+        422, 'ConfigMap "frozen" is invalid: data: Forbidden: field is immutable when `immutable` is set')
+    assert (await core.read_namespaced_config_map("frozen", NS)).data == {"k": "1"}
+    labelled = await core.patch_namespaced_config_map("frozen", NS, {"metadata": {"labels": {"a": "b"}}})
+    assert labelled.metadata.labels == {"a": "b"}  # metadata may still change
+
+
 async def test_a_watch_sees_a_config_map_added_modified_and_deleted(kube_api: ApiClient) -> None:
     core = client.CoreV1Api(kube_api)
     listed = await core.list_namespaced_config_map(NS)
