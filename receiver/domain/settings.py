@@ -181,6 +181,13 @@ class Settings(Strict):
     lease_namespace: str | None = Field(
         default=None, description="Where per-target Leases live; default: the target's namespace."
     )
+    state_namespace: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        max_length=63,
+        description="Where the ConfigMap rollback-receiver-state (run-time mutes, blast-radius breaker) "
+        "lives; default: lease_namespace, else the first target's namespace.",
+    )
     lease_duration_seconds: int = Field(
         default=15, ge=2, description="A dead receiver's rollback is taken over after this."
     )
@@ -246,6 +253,11 @@ class Config(Strict):
             if dupes:
                 raise ValueError(f"duplicate {kind} names: {', '.join(dupes)}")
         return self
+
+    @property
+    def state_namespace(self) -> str:
+        """Where state every replica shares lives (settings.state_namespace's default chain)."""
+        return self.settings.state_namespace or self.settings.lease_namespace or self.targets[0].namespace
 
     def target(self, name: str) -> Target | None:
         return next((t for t in self.targets if t.name == name), None)

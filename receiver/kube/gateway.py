@@ -32,7 +32,7 @@ from receiver.metrics import Metrics
 log = structlog.get_logger(__name__)
 
 Obj = dict[str, Any]
-Kind = Literal["deployments", "pods", "leases"]
+Kind = Literal["deployments", "pods", "leases", "configmaps"]
 MERGE_PATCH = "application/merge-patch+json"
 FIELD_MANAGER = "rollback-receiver"
 
@@ -239,6 +239,7 @@ class Kube:
             "deployments": self.apps.list_namespaced_deployment,
             "pods": self.core.list_namespaced_pod,
             "leases": self.coordination.list_namespaced_lease,
+            "configmaps": self.core.list_namespaced_config_map,
         }[kind]
 
     async def list(self, kind: Kind, namespace: str, *, retry: bool = True,

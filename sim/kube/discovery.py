@@ -94,3 +94,43 @@ def resource_list(group: str, version: str) -> dict[str, Any] | None:
 
 def etag(doc: dict[str, Any]) -> str:
     return '"' + hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:32] + '"'
+
+
+def _gv_path(group: str, version: str) -> str:
+    return f"api/{version}" if not group else f"apis/{group}/{version}"
+
+
+def openapi_v3_root() -> dict[str, Any]:
+    """/openapi/v3: one entry per group version, as the API server lists them."""
+    paths: dict[str, Any] = {}
+    for r in RESOURCES:
+        gv = _gv_path(r.group, r.version)
+        if gv not in paths:
+            digest = etag(openapi_v3_group_version(r.group, r.version) or {}).strip('"').upper()
+            paths[gv] = {"serverRelativeURL": f"/openapi/v3/{gv}?hash={digest}"}
+    return {"paths": paths}
+
+
+def openapi_v3_group_version(group: str, version: str) -> dict[str, Any] | None:
+    """The parts of a group version's OpenAPI v3 document kubectl reads before it applies:
+    each resource's PATCH operation with its GVK and the fieldValidation parameter (which
+    tells kubectl the server validates fields itself). No schemas: kubectl's apply then
+    computes strategic merge patches from its compiled-in types, as for any built-in kind."""
+    paths: dict[str, Any] = {}
+    for r in RESOURCES:
+        if r.group != group or r.version != version or "patch" not in r.verbs:
+            continue
+        gvk = {"group": r.group, "version": r.version, "kind": r.kind}
+        where = f"/{_gv_path(r.group, r.version)}/" + ("namespaces/{namespace}/" if r.namespaced else "")
+        paths[f"{where}{r.plural}/{{name}}"] = {"patch": {
+            "operationId": f"patch{r.kind}",
+            "x-kubernetes-action": "patch",
+            "x-kubernetes-group-version-kind": gvk,
+            "parameters": [
+                {"name": "fieldValidation", "in": "query", "schema": {"type": "string", "uniqueItems": True}},
+            ],
+            "responses": {"200": {"description": "OK"}},
+        }}
+    if not paths:
+        return None
+    return {"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": VERSION["gitVersion"]}, "paths": paths}

@@ -124,6 +124,8 @@ class Registry:
             return validation.validate_deployment(obj)
         if res.plural == "leases":
             return validation.validate_lease(obj)
+        if res.plural == "configmaps":
+            return validation.validate_config_map(obj)
         if res.store == "events":
             return validation.validate_event(obj, ns, res.group == "events.k8s.io")
         return []
@@ -193,6 +195,8 @@ class Registry:
 
     def _validate_update(self, res: Resource, old: Obj, new: Obj, ns: str) -> list[Cause]:
         causes = self._validate(res, new, ns) if res.store != "events" else []
+        if res.plural == "configmaps":
+            causes += validation.validate_config_map_update(old, new)
         selector = (new.get("spec") or {}).get("selector")
         if res.plural == "deployments" and (old.get("spec") or {}).get("selector") != selector:
             causes.append(

@@ -106,6 +106,7 @@ EVENTS_V1 = Resource(
     short_names=("ev",),
     storage="events",
 )
+CONFIGMAPS = Resource("", "v1", "configmaps", "configmap", "ConfigMap", True, ALL_VERBS, short_names=("cm",))
 LEASES = Resource("coordination.k8s.io", "v1", "leases", "lease", "Lease", True, ALL_VERBS)
 # create-only and stored nowhere: answered by access_review.review
 SELF_SUBJECT_ACCESS_REVIEWS = Resource(
@@ -114,7 +115,7 @@ SELF_SUBJECT_ACCESS_REVIEWS = Resource(
 )
 
 RESOURCES: tuple[Resource, ...] = (
-    PODS, NAMESPACES, CORE_EVENTS, DEPLOYMENTS, REPLICASETS, LEASES, EVENTS_V1, SELF_SUBJECT_ACCESS_REVIEWS,
+    PODS, NAMESPACES, CORE_EVENTS, CONFIGMAPS, DEPLOYMENTS, REPLICASETS, LEASES, EVENTS_V1, SELF_SUBJECT_ACCESS_REVIEWS,
 )
 
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import yaml
 from aiohttp import web
 
-from . import access_review, convert, discovery, errors, fields, selectors, tables
+from . import access_review, convert, discovery, errors, fields, protobuf, selectors, tables
 from .auth import allowed
 from .patch import APPLY_PATCH, media_type
 from .resources import NAMESPACES, SELF_SUBJECT_ACCESS_REVIEWS, Resource, find
@@ -254,6 +254,16 @@ class Handlers:
             doc = discovery.api_versions(f"{request.host}")
         elif path == "/apis":
             doc = discovery.api_group_list()
+        elif path == "/openapi/v3":
+            doc = discovery.openapi_v3_root()
+        elif path.startswith("/openapi/v3/"):
+            gv = path.removeprefix("/openapi/v3/").split("/")
+            if gv[0] == "api" and len(gv) == 2:
+                doc = discovery.openapi_v3_group_version("", gv[1])
+            elif gv[0] == "apis" and len(gv) == 3:
+                doc = discovery.openapi_v3_group_version(gv[1], gv[2])
+            else:
+                doc = None
         else:
             parts = [p for p in path.split("/") if p]
             if parts[:1] == ["api"] and len(parts) == 2:
@@ -292,8 +302,10 @@ class Handlers:
         try:
             if media_type(content_type) in (APPLY_PATCH, "application/yaml"):
                 return yaml.safe_load(body)
+            if media_type(content_type) == protobuf.PROTOBUF:
+                return protobuf.decode(body)
             return json.loads(body)
-        except (ValueError, yaml.YAMLError) as e:
+        except (ValueError, UnicodeDecodeError, yaml.YAMLError) as e:
             raise errors.bad_request(f"couldn't get version/kind; json parse error: {e}") from None
 
     async def _rest(

@@ -141,6 +141,11 @@ def _lease_row(lease: Obj) -> list[Any]:
     return [lease["metadata"]["name"], holder, _age(lease["metadata"].get("creationTimestamp"))]
 
 
+def _config_map_row(cm: Obj) -> list[Any]:
+    count = len(cm.get("data") or {}) + len(cm.get("binaryData") or {})
+    return [cm["metadata"]["name"], count, _age(cm["metadata"].get("creationTimestamp"))]
+
+
 def _default_row(o: Obj) -> list[Any]:
     return [o["metadata"]["name"], o["metadata"].get("creationTimestamp")]
 
@@ -205,6 +210,7 @@ PRINTERS: dict[str, tuple[list[Column], Callable[[Obj], list[Any]]]] = {
     ),
     "namespaces": ([NAME, ("Status", "string", "", 0), AGE], _ns_row),
     "leases": ([NAME, ("Holder", "string", "", 0), AGE], _lease_row),
+    "configmaps": ([NAME, ("Data", "string", "", 0), AGE], _config_map_row),
 }
 DEFAULT: tuple[list[Column], Callable[[Obj], list[Any]]] = ([NAME, ("Created At", "date", "", 0)], _default_row)
 

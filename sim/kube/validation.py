@@ -6,7 +6,7 @@ import re
 from typing import Any
 
 from . import selectors
-from .errors import Cause, RawValue, invalid_value, required
+from .errors import Cause, RawValue, bad_request, invalid_value, required
 
 _DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 _DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
@@ -138,6 +138,88 @@ def validate_lease(obj: dict[str, Any]) -> list[Cause]:
     if d is not None and (not isinstance(d, int) or d <= 0):
         causes.append(invalid_value("spec.leaseDurationSeconds", d, "must be greater than 0"))
     causes += _non_negative("spec.leaseTransitions", spec.get("leaseTransitions"))
+    return causes
+
+
+_CONFIG_KEY = re.compile(r"[-._a-zA-Z0-9]+")
+CONFIG_KEY_MSG = (
+    "a valid config key must consist of alphanumeric characters, '-', '_' or '.' "
+    "(e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')"
+)
+MAX_CONFIG_MAP_BYTES = 1024 * 1024  # core.MaxSecretSize, also the ConfigMap's limit
+
+
+def is_config_map_key(key: str) -> list[str]:
+    """validation.IsConfigMapKey: length, pattern, then no '.', '..' or '..' prefix."""
+    errs: list[str] = []
+    if len(key) > 253:
+        errs.append("must be no more than 253 characters")
+    if not _CONFIG_KEY.fullmatch(key):
+        errs.append(CONFIG_KEY_MSG)
+    if key == ".":
+        errs.append("must not be '.'")
+    elif key == "..":
+        errs.append("must not be '..'")
+    elif key.startswith(".."):
+        errs.append("must not start with '..'")
+    return errs
+
+
+def _value_size(value: Any, binary: bool) -> int:
+    if not isinstance(value, str):
+        return 0
+    if binary:  # binaryData travels base64-encoded; the limit counts the decoded bytes
+        return len(value.rstrip("=")) * 3 // 4
+    return len(value.encode())
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, dict):
+        return "object"
+    return "array" if isinstance(value, list) else "null"
+
+
+def validate_config_map(obj: dict[str, Any]) -> list[Cause]:
+    """ValidateConfigMap: keys of data and binaryData are config keys, not in both, and
+    the values together are at most 1 MiB."""
+    causes: list[Cause] = []
+    data = obj.get("data") or {}
+    binary = obj.get("binaryData") or {}
+    total = 0
+    for bag, other, name, is_binary in ((data, binary, "data", False), (binary, data, "binaryData", True)):
+        if not isinstance(bag, dict):
+            continue
+        for key, value in bag.items():
+            if not isinstance(value, str):  # decoding into map[string]string fails first
+                raise bad_request(
+                    'ConfigMap in version "v1" cannot be handled as a ConfigMap: json: cannot unmarshal '
+                    f"{_json_type(value)} into Go struct field ConfigMap.{name} of type string"
+                )
+            causes += [invalid_value(f"{name}[{key}]", key, m) for m in is_config_map_key(key)]
+            if isinstance(other, dict) and key in other:
+                dup = "binaryData" if name == "data" else "data"
+                causes.append(invalid_value(f"{name}[{key}]", key, f"duplicate of key present in {dup}"))
+            total += _value_size(value, is_binary)
+    if total > MAX_CONFIG_MAP_BYTES:
+        causes.append(Cause("FieldValueTooLong", f"Too long: may not be more than {MAX_CONFIG_MAP_BYTES} bytes", ""))
+    return causes
+
+
+def validate_config_map_update(old: dict[str, Any], new: dict[str, Any]) -> list[Cause]:
+    """ValidateConfigMapUpdate: an immutable ConfigMap keeps its data and stays immutable."""
+    if not old.get("immutable"):
+        return []
+    causes = []
+    msg = "Forbidden: field is immutable when `immutable` is set"
+    if new.get("immutable") != old.get("immutable"):
+        causes.append(Cause("FieldValueForbidden", msg, "immutable"))
+    for key in ("data", "binaryData"):
+        if (new.get(key) or {}) != (old.get(key) or {}):
+            causes.append(Cause("FieldValueForbidden", msg, key))
     return causes
 
 

@@ -128,18 +128,24 @@ def rule_allows(rule: dict[str, Any], r: Any) -> bool:
     return access.allows(r.verb, r.group, resource, sub, r.namespace, r.name)
 
 
-async def test_a_rollback_and_its_adoption_by_a_second_replica_use_every_rule_of_the_role_and_nothing_else(
+async def test_a_rollback_its_adoption_and_a_run_time_mute_use_every_rule_of_the_role_and_nothing_else(
     tmp_path: Path,
 ) -> None:
     """Run as `receiver serve` runs (start_receiver) under the shipped Role: replica a starts
-    a rollback and stops mid-verify, replica b adopts and finishes it. Every request the
-    simulator served must be allowed by a rule, and every rule (each verb of it) used."""
+    a rollback and stops mid-verify, replica b adopts and finishes it; then a mute is set
+    and cleared through the shared state (its watch, first create, read-modify-write).
+    Every request the simulator served must be allowed by a rule, and every rule (each
+    verb of it) used."""
     import secrets
+    from datetime import UTC, datetime, timedelta
 
     import aiohttp
 
     from receiver.cli.serve import start_receiver
+    from receiver.domain.settings import load_config
+    from receiver.kube import Kube
     from receiver.kube.lease import record_from_lease
+    from receiver.kube.shared_state import STATE_NAME, SharedStateStore
     from tests.fixtures.receiver import firing_payload
 
     role = shipped_role()
@@ -179,6 +185,21 @@ async def test_a_rollback_and_its_adoption_by_a_second_replica_use_every_rule_of
         await b.watcher.wait_synced(5)
 
         await sim.wait_for(finished, 20)
+
+        config = load_config(path)
+        state_api = await new_api_client(kubeconfig)
+        state = SharedStateStore(Kube(state_api, FAST_RETRY), lambda: config)
+        try:
+            await state.start()
+            await state.wait_synced(5)
+            until = datetime.now(UTC) + timedelta(hours=1)
+            await state.set_mute("finance-service", "on-call", "rbac check", until)  # get 404, create
+            assert (await state.clear_mute("finance-service", "on-call")) is not None  # get, update
+            assert state.problem() is None
+        finally:
+            await state.stop()
+            await state_api.close()
+        assert sim.get("configmaps", NS, STATE_NAME) is not None
     finally:
         for rx in receivers:
             await rx.stop(grace=1)
