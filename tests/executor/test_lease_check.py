@@ -15,7 +15,7 @@ from receiver.domain.rollback import Phase, RollbackRecord
 from receiver.kube import Kube
 from receiver.kube.lease import LeaseLost, holder, try_acquire
 from receiver.rollback.executor import new_record
-from receiver.rollback.steps import Run
+from receiver.rollback.steps import Run, RunContext
 from receiver.rollback.verify import NamespaceWatches
 from tests.executor.conftest import (
     CANARY,
@@ -75,9 +75,9 @@ async def test_the_steps_of_a_replica_that_lost_its_lease_to_another_scale_nothi
         await held.flush()
     canary, stable = replicas(kube_sim, CANARY), replicas(kube_sim, STABLE)
     watches = NamespaceWatches(kube)
-    run = Run(kube=kube, watches=watches, config=config, target=target, record=fresh,
-              held=held, identity="receiver-a", on_change=Seen(),
-              clock=lambda: datetime.now(UTC))
+    context = RunContext(kube=kube, watches=watches, identity="receiver-a", on_change=Seen(),
+                         clock=lambda: datetime.now(UTC))
+    run = Run(context, config=config, target=target, record=fresh, held=held)
 
     try:
         with pytest.raises(LeaseLost):

@@ -20,6 +20,7 @@ from receiver.kube.lease.codec import (
     holder,
     lease_body,
 )
+from receiver.kube.optimistic import ConflictPersisted, modify
 
 log = structlog.get_logger(__name__)
 
@@ -41,18 +42,19 @@ async def update_lease(
     may raise (e.g. LeaseLost when someone else holds it now). Other errors propagate,
     KubeError not_found from the read included. RecordError after CONFLICT_ATTEMPTS
     conflicts in a row."""
-    lease = current if current is not None else await kube.read_lease(namespace, name)
-    for _ in range(CONFLICT_ATTEMPTS):
+    first = [current] if current is not None else []
+
+    async def read() -> Obj:
+        return first.pop() if first else await kube.read_lease(namespace, name)
+
+    async def write(lease: Obj) -> Obj | None:
         body = change(lease)
-        if body is None:
-            return None
-        try:
-            return await kube.replace_lease(namespace, name, body)
-        except KubeError as err:
-            if not err.conflict:
-                raise
-        lease = await kube.read_lease(namespace, name)
-    raise RecordError(f"lease {namespace}/{name} kept changing under us")
+        return None if body is None else await kube.replace_lease(namespace, name, body)
+
+    try:
+        return await modify(read, write, attempts=CONFLICT_ATTEMPTS, what=f"lease {namespace}/{name}")
+    except ConflictPersisted as err:
+        raise RecordError(f"lease {namespace}/{name} kept changing under us") from err
 
 
 class HeldLease:
