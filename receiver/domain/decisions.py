@@ -49,13 +49,6 @@ class AlertReason(StrEnum):
     NO_RULE = "no_rule"  # the alert matches no rule
     RESOLVED = "resolved"  # every alert of the target is resolved
 
-    @property
-    def triggers(self) -> bool:
-        return self in _TRIGGERING
-
-
-_TRIGGERING = frozenset({AlertReason.ABOVE_THRESHOLD, AlertReason.NO_THRESHOLD})
-
 
 class MuteScope(StrEnum):
     GLOBAL = "global"  # settings.mute: every target
@@ -225,50 +218,66 @@ class _Verdict:
     value: float | None
     why: AlertReason
 
-    @property
-    def triggered(self) -> bool:
-        return self.why.triggers
+
+@dataclass(frozen=True, slots=True)
+class _Tested:
+    """Every firing alert of a target held against its first matching rule (by position)."""
+
+    reasons: list[AlertReason]
+    values: list[float | None]
+    hits: list[int]  # positions of the alerts that call for a rollback
+
+    def verdict(self, pos: int, firing: Sequence[Alert], indexes: Sequence[int | None],
+                rules: Sequence[Rule]) -> _Verdict:
+        idx = indexes[pos]
+        return _Verdict(firing[pos], idx, rules[idx] if idx is not None else None, self.values[pos],
+                        self.reasons[pos])
 
 
-def _test(alert: Alert, threshold: float | None, annotation: str, unit: str) -> tuple[AlertReason, float | None]:
-    """Whether one alert calls for a rollback under its rule, and the value read.
+def _test(firing: Sequence[Alert], indexes: Sequence[int | None], rules: Sequence[Rule]) -> _Tested:
+    """Whether each alert calls for a rollback under its rule, why, and the value read.
 
-    The one place that holds an alert against a threshold; it runs once per alert of a
-    10,000-alert payload, hence the float() fast path (parse_number reads the rest).
+    The one place that holds an alert against a threshold. It runs over every alert of a
+    10,000-alert payload, hence one loop (not a call per alert), the float() fast path
+    (parse_number reads the rest: "7.2%", NaN) and identity checks on the enum members.
     """
-    text = alert.annotations.get(annotation)
-    if text is None:
-        return (AlertReason.NO_VALUE if threshold is not None else AlertReason.NO_THRESHOLD), None
-    try:
-        value: float | None = float(text)
-    except ValueError:
-        value = parse_number(text, unit)
-    else:
-        if value != value:  # NaN is not a number, as in parse_number
-            value = None
-    if threshold is None:
-        return AlertReason.NO_THRESHOLD, value
-    if value is None:
-        return AlertReason.NOT_A_NUMBER, None
-    return (AlertReason.ABOVE_THRESHOLD if value > threshold else AlertReason.BELOW_THRESHOLD), value
-
-
-def _evaluate(alert: Alert, rule_index: int | None, rules: Sequence[Rule]) -> _Verdict:
-    if rule_index is None:
-        return _Verdict(alert, None, None, None, AlertReason.NO_RULE)
-    rule = rules[rule_index]
-    why, value = _test(alert, rule.threshold, rule.value_annotation, rule.unit)
-    return _Verdict(alert, rule_index, rule, value, why)
-
-
-def _triggering(firing: Sequence[Alert], indexes: Sequence[int | None], rules: Sequence[Rule]) -> list[int]:
-    """Positions of the firing alerts whose rule calls for a rollback (by _test)."""
     checks = [(r.threshold, r.value_annotation, r.unit) for r in rules]
-    triggering = _TRIGGERING
-    return [
-        pos for pos, (alert, idx) in enumerate(zip(firing, indexes, strict=True))
-        if idx is not None and _test(alert, *checks[idx])[0] in triggering
-    ]
+    reasons: list[AlertReason] = []
+    values: list[float | None] = []
+    hits: list[int] = []
+    add_reason, add_value, add_hit = reasons.append, values.append, hits.append
+    no_rule, no_value, not_a_number = AlertReason.NO_RULE, AlertReason.NO_VALUE, AlertReason.NOT_A_NUMBER
+    above, below, any_value = AlertReason.ABOVE_THRESHOLD, AlertReason.BELOW_THRESHOLD, AlertReason.NO_THRESHOLD
+    for pos, (alert, idx) in enumerate(zip(firing, indexes, strict=True)):
+        if idx is None:
+            add_reason(no_rule)
+            add_value(None)
+            continue
+        threshold, annotation, unit = checks[idx]
+        text = alert.annotations.get(annotation)
+        value: float | None = None
+        if text is not None:
+            try:
+                value = float(text)
+            except ValueError:
+                value = parse_number(text, unit)
+            else:
+                if value != value:  # NaN is not a number, as in parse_number
+                    value = None
+        add_value(value)
+        if threshold is None:
+            add_reason(any_value)
+            add_hit(pos)
+        elif text is None:
+            add_reason(no_value)
+        elif value is None:
+            add_reason(not_a_number)
+        elif value > threshold:
+            add_reason(above)
+            add_hit(pos)
+        else:
+            add_reason(below)
+    return _Tested(reasons, values, hits)
 
 
 def _alert_name(alert: Alert) -> str:
@@ -455,14 +464,15 @@ def _decide_target(
         )
 
     indexes = rule_selector.indexes(firing)
-    hits = _triggering(firing, indexes, rules)
+    tested = _test(firing, indexes, rules)
+    hits = tested.hits
     if not hits:
         # Say why for the most relevant alerts: those with a rule first, in rule order.
         order = sorted(
             range(len(firing)),
             key=lambda i: (indexes[i] is None, indexes[i] or 0),
         )
-        ranked = [_evaluate(firing[i], indexes[i], rules) for i in order[:_NAMED]]
+        ranked = [tested.verdict(i, firing, indexes, rules) for i in order[:_NAMED]]
         lead = ranked[0]
         causes = "; ".join(_cause(v) for v in ranked)
         rule = lead.rule
@@ -484,7 +494,7 @@ def _decide_target(
 
     # The earliest rule in config order wins; ties keep payload order.
     first_pos = min(hits, key=lambda i: (indexes[i], i))
-    lead = _evaluate(firing[first_pos], indexes[first_pos], rules)
+    lead = tested.verdict(first_pos, firing, indexes, rules)
     assert lead.rule is not None
     because = _cause(lead) + _summary_of(lead.alert) + _more(len(hits) - 1)
     kind, reason, mute = _judge(target, config.settings, state, now, because)

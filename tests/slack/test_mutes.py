@@ -26,7 +26,8 @@ def muted(global_mute: Mute | None, target_mute: Mute | None) -> Config:
 
 
 def decided(cfg: Config) -> Decision:
-    [d] = [d for d in decide(parse_payload(json.dumps(firing_payload())), cfg, {}, NOW) if d.target == "finance-service"]
+    payload = parse_payload(json.dumps(firing_payload()))
+    [d] = [d for d in decide(payload, cfg, {}, NOW) if d.target == "finance-service"]
     assert d.kind is DecisionKind.MUTED
     return d
 
