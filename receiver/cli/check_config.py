@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
+from receiver.domain.decisions import MuteScope, applied_mute
 from receiver.domain.matchers import format_matchers
 from receiver.domain.settings import Config, ConfigError, Mute, Rule, SlackSettings, StepOrder, Target, load_config
 from receiver.domain.units import format_value
@@ -160,6 +161,15 @@ def _mute_text(mute: Mute | None, now: datetime) -> str:
     return f"{state}, by {mute.by}, until {mute.until.isoformat()} ({mute.reason})"
 
 
+def _target_mute_text(config: Config, target: Target, now: datetime) -> str:
+    """The target's own mute, and whether the global one overrides it now (as decide does)."""
+    applied = applied_mute(config.settings, target, now)
+    if applied is None or applied.scope is MuteScope.TARGET:
+        return _mute_text(target.mute, now)
+    own = _mute_text(target.mute, now) if target.mute is not None else "none of its own"
+    return f"{own}; muted by the global mute (by {applied.by})"
+
+
 def _rule_text(i: int, rule: Rule) -> list[str]:
     when = format_matchers(rule.parsed)
     if rule.threshold is None:
@@ -193,7 +203,7 @@ def _target_text(target: Target, config: Config, now: datetime) -> list[str]:
         f"       rollback: scale {target.canary} to 0, {target.stable} to {target.replicas}",
         f"       order:    {_order_text(order, target)}",
         f"       slack:    {target.slack_channel or config.slack.default_channel}",
-        f"       mute:     {_mute_text(target.mute, now)}",
+        f"       mute:     {_target_mute_text(config, target, now)}",
     ]
     return lines
 
@@ -202,7 +212,7 @@ def _mode(config: Config, now: datetime) -> str:
     s = config.settings
     if not s.enabled:
         return "DISABLED (settings.enabled is false): decisions only, nothing is scaled"
-    if s.mute is not None and s.mute.active(now):
+    if applied_mute(s, None, now) is not None:
         return "MUTED globally: decisions are posted, nothing is scaled"
     if s.dry_run:
         return "DRY RUN: decisions are posted, nothing is scaled"

@@ -11,15 +11,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from receiver.domain.alerts import parse_number
-from receiver.domain.matchers import Matcher
+from receiver.domain.matchers import Matcher, parse_matchers
 from receiver.domain.units import format_value
 
 if TYPE_CHECKING:
     from receiver.domain.alerts import Alert, WebhookPayload
-    from receiver.domain.settings import Config, Mute, Rule, Settings, Target
+    from receiver.domain.settings import Config, Rule, Settings, Target
 
 
 class DecisionKind(StrEnum):
@@ -35,6 +36,60 @@ class DecisionKind(StrEnum):
     DISABLED = "disabled"
     HALTED = "halted"  # fight detection: too many rollbacks of this target within an hour
     MISCONFIGURED = "misconfigured"  # the target's canary or stable Deployment does not exist
+
+
+class AlertReason(StrEnum):
+    """Why a decision's alerts got it; the value is the ``reason`` label of receiver_alerts_total."""
+
+    ABOVE_THRESHOLD = "above_threshold"  # the value is above the rule's threshold: triggers
+    NO_THRESHOLD = "no_threshold"  # the rule has no threshold: any firing alert triggers
+    BELOW_THRESHOLD = "below_threshold"
+    NO_VALUE = "no_value"  # the rule's value annotation is missing
+    NOT_A_NUMBER = "not_a_number"  # the annotation is there but not a number (or NaN)
+    NO_RULE = "no_rule"  # the alert matches no rule
+    RESOLVED = "resolved"  # every alert of the target is resolved
+
+
+class MuteScope(StrEnum):
+    GLOBAL = "global"  # settings.mute: every target
+    TARGET = "target"  # the target's own mute
+
+
+class MuteSource(StrEnum):
+    """Where a mute was set; config.yaml only, for now."""
+
+    CONFIG = "config"
+
+
+@dataclass(frozen=True, slots=True)
+class AppliedMute:
+    """The one mute that holds for a target at a moment: everything Slack, /health and
+    check-config say about it comes from here, so none of them guesses which mute it was."""
+
+    scope: MuteScope
+    by: str
+    reason: str
+    until: datetime | None  # None: until someone removes it
+    source: MuteSource = MuteSource.CONFIG
+
+    def what(self, target: str) -> str:
+        """What is muted, as the subject of a sentence."""
+        return "all targets" if self.scope is MuteScope.GLOBAL else target
+
+    def as_json(self) -> dict[str, str | None]:
+        return {"scope": self.scope.value, "source": self.source.value, "by": self.by, "reason": self.reason,
+                "until": self.until.isoformat() if self.until else None}
+
+
+def applied_mute(settings: Settings, target: Target | None, now: datetime) -> AppliedMute | None:
+    """The mute that holds for ``target`` at ``now`` (the global one wins), or None.
+
+    With target None: the global mute alone. Expired mutes never apply.
+    """
+    for mute, scope in ((settings.mute, MuteScope.GLOBAL), (target.mute if target else None, MuteScope.TARGET)):
+        if mute is not None and mute.active(now):
+            return AppliedMute(scope=scope, by=mute.by, reason=mute.reason, until=mute.until)
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,8 +117,10 @@ class Decision:
     alerts: tuple[Alert, ...] = ()
     value: float | None = None  # the triggering alert's value, when the rule has a threshold
     threshold: float | None = None
-    muted_by: str | None = None
-    muted_until: datetime | None = None
+    mute: AppliedMute | None = None  # set exactly when kind is MUTED
+    #: Why the alerts got this decision (also the metric label); decide always sets it,
+    #: None only on decisions built by hand.
+    why: AlertReason | None = None
     group_key: str = ""
     external_url: str = ""
     details: dict[str, str] = field(default_factory=dict)
@@ -159,53 +216,68 @@ class _Verdict:
     rule_index: int | None
     rule: Rule | None
     value: float | None
-    triggered: bool
-    # no_rule | no_value | not_a_number | below_threshold | above_threshold | no_threshold
-    why: str
+    why: AlertReason
 
 
-def _evaluate(alert: Alert, rule_index: int | None, rules: Sequence[Rule]) -> _Verdict:
-    if rule_index is None:
-        return _Verdict(alert, None, None, None, False, "no_rule")
-    rule = rules[rule_index]
-    if rule.threshold is None:
-        value = alert.value(rule.value_annotation, rule.unit)
-        return _Verdict(alert, rule_index, rule, value, True, "no_threshold")
-    text = alert.annotations.get(rule.value_annotation)
-    if text is None:
-        return _Verdict(alert, rule_index, rule, None, False, "no_value")
-    value = alert.value(rule.value_annotation, rule.unit)
-    if value is None:
-        return _Verdict(alert, rule_index, rule, None, False, "not_a_number")
-    if value > rule.threshold:
-        return _Verdict(alert, rule_index, rule, value, True, "above_threshold")
-    return _Verdict(alert, rule_index, rule, value, False, "below_threshold")
+@dataclass(frozen=True, slots=True)
+class _Tested:
+    """Every firing alert of a target held against its first matching rule (by position)."""
+
+    reasons: list[AlertReason]
+    values: list[float | None]
+    hits: list[int]  # positions of the alerts that call for a rollback
+
+    def verdict(self, pos: int, firing: Sequence[Alert], indexes: Sequence[int | None],
+                rules: Sequence[Rule]) -> _Verdict:
+        idx = indexes[pos]
+        return _Verdict(firing[pos], idx, rules[idx] if idx is not None else None, self.values[pos],
+                        self.reasons[pos])
 
 
-def _triggering(firing: Sequence[Alert], indexes: Sequence[int | None], rules: Sequence[Rule]) -> list[int]:
-    """Positions of the firing alerts whose rule calls for a rollback.
+def _test(firing: Sequence[Alert], indexes: Sequence[int | None], rules: Sequence[Rule]) -> _Tested:
+    """Whether each alert calls for a rollback under its rule, why, and the value read.
 
-    The same test as _evaluate, inlined: this loop runs once per alert.
+    The one place that holds an alert against a threshold. It runs over every alert of a
+    10,000-alert payload, hence one loop (not a call per alert), the float() fast path
+    (parse_number reads the rest: "7.2%", NaN) and identity checks on the enum members.
     """
     checks = [(r.threshold, r.value_annotation, r.unit) for r in rules]
-    out: list[int] = []
+    reasons: list[AlertReason] = []
+    values: list[float | None] = []
+    hits: list[int] = []
+    add_reason, add_value, add_hit = reasons.append, values.append, hits.append
+    no_rule, no_value, not_a_number = AlertReason.NO_RULE, AlertReason.NO_VALUE, AlertReason.NOT_A_NUMBER
+    above, below, any_value = AlertReason.ABOVE_THRESHOLD, AlertReason.BELOW_THRESHOLD, AlertReason.NO_THRESHOLD
     for pos, (alert, idx) in enumerate(zip(firing, indexes, strict=True)):
         if idx is None:
+            add_reason(no_rule)
+            add_value(None)
             continue
         threshold, annotation, unit = checks[idx]
-        if threshold is None:
-            out.append(pos)
-            continue
         text = alert.annotations.get(annotation)
-        if text is None:
-            continue
-        try:
-            value: float | None = float(text)  # the common case, and NaN > x is False
-        except ValueError:
-            value = parse_number(text, unit)
-        if value is not None and value > threshold:
-            out.append(pos)
-    return out
+        value: float | None = None
+        if text is not None:
+            try:
+                value = float(text)
+            except ValueError:
+                value = parse_number(text, unit)
+            else:
+                if value != value:  # NaN is not a number, as in parse_number
+                    value = None
+        add_value(value)
+        if threshold is None:
+            add_reason(any_value)
+            add_hit(pos)
+        elif text is None:
+            add_reason(no_value)
+        elif value is None:
+            add_reason(not_a_number)
+        elif value > threshold:
+            add_reason(above)
+            add_hit(pos)
+        else:
+            add_reason(below)
+    return _Tested(reasons, values, hits)
 
 
 def _alert_name(alert: Alert) -> str:
@@ -221,13 +293,13 @@ def _cause(v: _Verdict) -> str:
     unit = rule.unit
     limit = format_value(rule.threshold, unit)
     ann = rule.value_annotation
-    if v.why == "above_threshold":
+    if v.why is AlertReason.ABOVE_THRESHOLD:
         return f"{name} is at {format_value(v.value, unit)}, above the {limit} threshold of rule {rule.name}"
-    if v.why == "no_threshold":
+    if v.why is AlertReason.NO_THRESHOLD:
         return f"{name} is firing and rule {rule.name} rolls back on any firing alert"
-    if v.why == "below_threshold":
+    if v.why is AlertReason.BELOW_THRESHOLD:
         return f"{name} is at {format_value(v.value, unit)}, not above the {limit} threshold of rule {rule.name}"
-    if v.why == "no_value":
+    if v.why is AlertReason.NO_VALUE:
         return (
             f"{name} carries no {ann!r} annotation, so the {limit} threshold of rule "
             f"{rule.name} cannot be checked and does not trigger"
@@ -252,9 +324,9 @@ def _fmt_time(t: datetime) -> str:
     return t.strftime("%Y-%m-%d %H:%M:%S %Z").strip()
 
 
-def _mute_clause(mute: Mute, scope: str) -> str:
+def _mute_clause(mute: AppliedMute, target: str) -> str:
     until = f"until {_fmt_time(mute.until)}" if mute.until else "until someone unmutes it"
-    return f"{scope} muted by {mute.by} {until} ({mute.reason})"
+    return f"{mute.what(target)} muted by {mute.by} {until} ({mute.reason})"
 
 
 def _state_note(target: Target, state: TargetState) -> str:
@@ -294,7 +366,7 @@ def _judge(
     state: TargetState,
     now: datetime,
     because: str,
-) -> tuple[DecisionKind, str, Mute | None]:
+) -> tuple[DecisionKind, str, AppliedMute | None]:
     """Given that rules call for a rollback, what happens: the priority chain."""
     # First: with a Deployment missing no rollback can ever happen (a typo in config.yaml,
     # or the wrong cluster); saying so beats "disabled", "muted" or "already rolled back".
@@ -312,14 +384,13 @@ def _judge(
             f"receiver disabled (settings.enabled is false): would have rolled back {target.name}, because {because}",
             None,
         )
-    for mute, scope in ((settings.mute, "all targets"), (target.mute, target.name)):
-        if mute is not None and mute.active(now):
-            return (
-                DecisionKind.MUTED,
-                f"{_mute_clause(mute, scope)}: would have rolled back {target.name}, "
-                f"because {because}{_state_note(target, state)}",
-                mute,
-            )
+    if (mute := applied_mute(settings, target, now)) is not None:
+        return (
+            DecisionKind.MUTED,
+            f"{_mute_clause(mute, target.name)}: would have rolled back {target.name}, "
+            f"because {because}{_state_note(target, state)}",
+            mute,
+        )
     # Before fight detection on purpose: a repeat delivery while a rollback runs or
     # after it finished has nothing to halt, and must change and post nothing new.
     if state.rollback_running:
@@ -386,20 +457,22 @@ def _decide_target(
             alertname=first.alertname or None,
             unit=rules[idx].unit if idx is not None else "none",
             generator_url=first.generator_url or None,
+            why=AlertReason.RESOLVED,
             details={"resolved": str(len(alerts))},
             group_key=gk,
             external_url=url,
         )
 
     indexes = rule_selector.indexes(firing)
-    hits = _triggering(firing, indexes, rules)
+    tested = _test(firing, indexes, rules)
+    hits = tested.hits
     if not hits:
         # Say why for the most relevant alerts: those with a rule first, in rule order.
         order = sorted(
             range(len(firing)),
             key=lambda i: (indexes[i] is None, indexes[i] or 0),
         )
-        ranked = [_evaluate(firing[i], indexes[i], rules) for i in order[:_NAMED]]
+        ranked = [tested.verdict(i, firing, indexes, rules) for i in order[:_NAMED]]
         lead = ranked[0]
         causes = "; ".join(_cause(v) for v in ranked)
         rule = lead.rule
@@ -414,14 +487,14 @@ def _decide_target(
             alertname=lead.alert.alertname or None,
             unit=rule.unit if rule else "none",
             generator_url=lead.alert.generator_url or None,
-            details={"why": lead.why},
+            why=lead.why,
             group_key=gk,
             external_url=url,
         )
 
     # The earliest rule in config order wins; ties keep payload order.
     first_pos = min(hits, key=lambda i: (indexes[i], i))
-    lead = _evaluate(firing[first_pos], indexes[first_pos], rules)
+    lead = tested.verdict(first_pos, firing, indexes, rules)
     assert lead.rule is not None
     because = _cause(lead) + _summary_of(lead.alert) + _more(len(hits) - 1)
     kind, reason, mute = _judge(target, config.settings, state, now, because)
@@ -434,12 +507,12 @@ def _decide_target(
         alerts=(lead.alert, *rest),
         value=lead.value,
         threshold=lead.rule.threshold,
-        muted_by=mute.by if mute else None,
-        muted_until=mute.until if mute else None,
+        mute=mute,
+        why=lead.why,
         alertname=lead.alert.alertname or None,
         unit=lead.rule.unit,
         generator_url=lead.alert.generator_url or None,
-        details={"why": lead.why, "triggered": str(len(hits)),
+        details={"triggered": str(len(hits)),
                  **({"missing": ", ".join(missing_objects(target, state))}
                     if kind is DecisionKind.MISCONFIGURED else {})},
         group_key=gk,
@@ -447,23 +520,25 @@ def _decide_target(
     )
 
 
-_SELECTORS: dict[int, tuple[Config, _Selector, tuple[_Selector, ...]]] = {}
+@lru_cache(maxsize=8)  # a few configs live at once (reloads, tests)
+def _selectors_for(
+    rules: tuple[tuple[str, ...], ...], targets: tuple[tuple[str, ...], ...]
+) -> tuple[_Selector, tuple[_Selector, ...]]:
+    def parsed(texts: tuple[str, ...]) -> tuple[Matcher, ...]:
+        return tuple(m for text in texts for m in parse_matchers(text))
+
+    return _Selector([parsed(r) for r in rules]), tuple(_Selector([parsed(t)]) for t in targets)
 
 
 def _selectors(config: Config) -> tuple[_Selector, tuple[_Selector, ...]]:
-    """The rule and target selectors of a config, built once per (frozen) config.
+    """The rule and target selectors of a config, built once per set of matchers.
 
-    Memoisation only: the result depends on the config alone, so decide stays pure. The
-    config object is kept with its entry, so its id cannot be reused while cached.
+    Memoisation only: keyed by the matcher texts themselves (not the object's id, which
+    is reused once a config is collected), so decide stays pure and a copy of a config
+    with other matchers can never get stale selectors.
     """
-    hit = _SELECTORS.get(id(config))
-    if hit is None or hit[0] is not config:
-        if len(_SELECTORS) >= 4:  # a few configs live at once (reloads, tests)
-            _SELECTORS.clear()
-        hit = (config, _Selector([r.parsed for r in config.rules]),
-               tuple(_Selector([t.parsed]) for t in config.targets))
-        _SELECTORS[id(config)] = hit
-    return hit[1], hit[2]
+    return _selectors_for(tuple(tuple(r.matchers) for r in config.rules),
+                          tuple(tuple(t.matchers) for t in config.targets))
 
 
 def decide(

@@ -394,31 +394,30 @@ def _decision_links(decision: Decision, target: Target) -> str:
 
 
 def muted_until(decision: Decision) -> str:
-    if decision.muted_until is None:
+    until = decision.mute.until if decision.mute else None
+    if until is None:
         return "until unmuted"
-    return f"until {slack_time(decision.muted_until, '{date_short_pretty} {time}')}"
+    return f"until {slack_time(until, '{date_short_pretty} {time}')}"
 
 
-def decision_message(
-    decision: Decision, target: Target, mention: str = "", mute_reason: str | None = None
-) -> SlackMessage | None:
+def decision_message(decision: Decision, target: Target, mention: str = "") -> SlackMessage | None:
     """Muted, dry-run, disabled, halted and misconfigured decisions as a short note; None for the rest.
 
     Roll-backs are told through their record (parent and thread); repeats, already
     rolled back and no-rule-matched say nothing; resolved goes to resolved_followup.
-    ``mute_reason`` defaults to the target's own mute when it is the one that applied.
+    A muted note names the mute the decision carries (the one that applied), never a
+    guess from the config.
     """
     why = esc(describe_decision_why(decision))
     reason = esc(decision.reason)
     links = _decision_links(decision, target)
     kind = decision.kind
     if kind is DecisionKind.MUTED:
-        if mute_reason is None and target.mute is not None and target.mute.by == decision.muted_by:
-            mute_reason = target.mute.reason
-        who = esc(decision.muted_by or "an operator")
+        mute = decision.mute
+        who = esc(mute.by if mute else "an operator")
         until = muted_until(decision)
-        plain_until = decision.muted_until.strftime("%Y-%m-%d %H:%M UTC") if decision.muted_until else "unmuted"
-        because = f": {esc(mute_reason)}" if mute_reason else ""
+        plain_until = mute.until.strftime("%Y-%m-%d %H:%M UTC") if mute and mute.until else "unmuted"
+        because = f": {esc(mute.reason)}" if mute else ""
         body = (f":no_bell: *Muted:* {_would(target)}.\n*Why:* {why}\n"
                 f"*Muted by* {who} {until}{because}")
         text = f"Muted: would have rolled back {target.name} ({why}); muted by {who} until {plain_until}{because}"

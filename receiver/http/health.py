@@ -10,10 +10,12 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from aiohttp import web
 
 from receiver import __version__
+from receiver.domain.decisions import applied_mute
 from receiver.http.handlers import admin_denied
 from receiver.http.runtime import RUNTIME, Runtime
 
@@ -87,6 +89,11 @@ async def full(request: web.Request) -> web.Response:
     healthy = all(v == "ok" for v in [*found.values(), *per_target.values()])
     settings = store.config.settings
     last = store.last_reload
+    now = datetime.now(UTC)
+    # the mutes that hold now (an expired one is not "muted"): global, and per target
+    muted = applied_mute(settings, None, now)
+    muted_targets = {t.name: m.as_json() for t in store.config.targets
+                     if (m := applied_mute(settings, t, now)) is not None}
     return web.json_response(
         {
             "status": "ok" if healthy and last.ok else "degraded",
@@ -100,7 +107,9 @@ async def full(request: web.Request) -> web.Response:
                 "last_reload": {"ok": last.ok, "at": last.at.isoformat(), "error": last.error},
                 "enabled": settings.enabled,
                 "dry_run": settings.dry_run,
-                "muted": settings.mute is not None,
+                "muted": muted is not None,
+                "mute": muted.as_json() if muted is not None else None,
+                "muted_targets": muted_targets,
                 "targets": [t.name for t in store.config.targets],
             },
             "rollbacks_in_progress": rt.running_rollbacks(),

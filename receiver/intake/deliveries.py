@@ -122,7 +122,7 @@ class _Repeat:
 
 def alert_reason(d: Decision) -> str:
     """A bounded label for why the alerts got their decision (the typed cause from decide)."""
-    return d.details.get("why") or d.kind.value
+    return d.why.value if d.why is not None else d.kind.value  # None: a decision built by hand
 
 
 def body_digest(body: bytes) -> bytes:

@@ -189,16 +189,6 @@ class QueuedNotifier:
     def target(self, name: str) -> Target | None:
         return self._config().target(name) if self._config is not None else None
 
-    def mute_reason(self, ev: DecisionEvent) -> str | None:
-        """The reason of the mute that applied: the target's own, else the global one."""
-        by = ev.decision.muted_by
-        if by is None:
-            return None
-        if ev.target.mute is not None and ev.target.mute.by == by:
-            return ev.target.mute.reason
-        mute = self._config().settings.mute if self._config is not None else None
-        return mute.reason if mute is not None and mute.by == by else None
-
     def channel_for(self, target: Target | None) -> str:
         if target is not None and target.slack_channel:
             return target.slack_channel

@@ -527,7 +527,7 @@ class SlackBotNotifier(QueuedNotifier):
         if d.kind is DecisionKind.RESOLVED:
             await self._resolved(ev, bound)
             return
-        msg = messages.decision_message(d, target, self.slack_settings().oncall_mention, self.mute_reason(ev))
+        msg = messages.decision_message(d, target, self.slack_settings().oncall_mention)
         if msg is not None:
             await self.post(bound, self.channel_for(target), msg, d.kind.value)
 

@@ -106,7 +106,7 @@ class ConsoleNotifier(QueuedNotifier):
         if d.kind is DecisionKind.RESOLVED:
             msg = messages.resolved_followup(d, self.latest(ev.record) if ev.record else None)
         else:
-            msg = messages.decision_message(d, ev.target, mute_reason=self.mute_reason(ev))
+            msg = messages.decision_message(d, ev.target)
         if msg is None:
             return
         icon, style = _DECISION_ICON.get(d.kind, ("•", "bold"))

@@ -155,7 +155,6 @@ class SlackWebhookNotifier(QueuedNotifier):
         if d.kind is DecisionKind.RESOLVED:
             msg = messages.resolved_followup(d, self.latest(ev.record) if ev.record else None)
         else:
-            msg = messages.decision_message(d, ev.target, self.slack_settings().oncall_mention,
-                                            self.mute_reason(ev))
+            msg = messages.decision_message(d, ev.target, self.slack_settings().oncall_mention)
         if msg is not None:
             await self.send(bound, msg, d.kind.value)

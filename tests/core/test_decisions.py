@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from receiver.domain.alerts import WebhookPayload, parse_payload
-from receiver.domain.decisions import Decision, DecisionKind, TargetState, decide
+from receiver.domain.decisions import AlertReason, AppliedMute, Decision, DecisionKind, MuteScope, TargetState, decide
 from receiver.domain.settings import Config, Mute, load_config, parse_config
 
 ROOT = Path(__file__).parent.parent.parent
@@ -124,7 +124,7 @@ def test_an_alert_without_its_value_annotation_is_reported_as_unchecked(config: 
     del data["alerts"][0]["annotations"]["value"]
     d = only(decide(parse_payload(json.dumps(data)), config, {}, NOW))
     assert d.kind is DecisionKind.NO_RULE_MATCHED
-    assert d.details["why"] == "no_value"
+    assert d.why is AlertReason.NO_VALUE
     assert "carries no 'value' annotation" in d.reason
 
 
@@ -190,8 +190,7 @@ def test_the_kill_switch_disables_with_what_would_have_happened(config: Config) 
 def test_a_global_mute_says_who_until_when_and_what_would_have_happened(config: Config) -> None:
     d = decide_one("firing_error_rate.json", with_settings(config, mute=MUTE))
     assert d.kind is DecisionKind.MUTED
-    assert d.muted_by == "jane.doe"
-    assert d.muted_until == MUTE.until
+    assert d.mute == AppliedMute(MuteScope.GLOBAL, "jane.doe", "planned DB migration", MUTE.until)
     assert d.reason.startswith("all targets muted by jane.doe until 2026-11-27 06:00:00 UTC")
     assert "(planned DB migration): would have rolled back finance-service, because" in d.reason
 
@@ -341,3 +340,28 @@ def test_ten_thousand_alerts_decide_with_one_trigger_named(config: Config) -> No
     assert d.kind is DecisionKind.ROLL_BACK
     assert len(d.alerts) == 10_000
     assert "(and 9999 more firing alerts)" in d.reason
+
+
+# --- the typed reason (the metric label) ----------------------------------------------
+
+
+def test_the_alert_reasons_keep_the_metric_label_values_dashboards_use() -> None:
+    assert {r.value for r in AlertReason} == {
+        "above_threshold", "no_threshold", "below_threshold", "no_value", "not_a_number", "no_rule", "resolved",
+    }
+
+
+def test_each_decision_carries_why_its_alerts_got_it(config: Config) -> None:
+    assert decide_one("firing_error_rate.json", config).why is AlertReason.ABOVE_THRESHOLD
+    muted = decide_one("firing_error_rate.json", with_settings(config, mute=MUTE))
+    assert muted.why is AlertReason.ABOVE_THRESHOLD  # muted is the kind; the alert still triggered
+    low = decide_one("firing_error_rate.json", config, annotations={"value": "0.01"})
+    assert low.why is AlertReason.BELOW_THRESHOLD
+    nan = decide_one("firing_error_rate.json", config, annotations={"value": "NaN"})
+    assert nan.why is AlertReason.NOT_A_NUMBER
+
+
+def test_an_expired_target_mute_by_the_same_person_does_not_replace_the_global_one(config: Config) -> None:
+    old = Mute(reason="old investigation", by="jane.doe", until=NOW - timedelta(days=1))
+    d = decide_one("firing_error_rate.json", with_target(with_settings(config, mute=MUTE), mute=old))
+    assert d.mute == AppliedMute(MuteScope.GLOBAL, "jane.doe", "planned DB migration", MUTE.until)

@@ -6,7 +6,7 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
-from receiver.domain.decisions import DecisionKind
+from receiver.domain.decisions import AppliedMute, DecisionKind, MuteScope
 from receiver.domain.rollback import RollbackRecord, Step
 from receiver.domain.settings import Mute
 from sim.slack import FakeSlack
@@ -110,7 +110,7 @@ async def test_muted_and_dry_run_decisions_post_a_short_note(
     n = await slack_bot()
     muted_target = FINANCE.model_copy(update={"mute": Mute(reason="planned load test", by="alice")})
     n.decision(decision(DecisionKind.MUTED, "finance-service muted by alice (planned load test): ...",
-                        muted_by="alice"), muted_target)
+                        mute=AppliedMute(MuteScope.TARGET, "alice", "planned load test", None)), muted_target)
     n.decision(decision(DecisionKind.DRY_RUN, "dry run"), FINANCE)
     n.decision(decision(DecisionKind.ALREADY_ROLLED_BACK, "already on stable"), FINANCE)
     await n.drained()

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from receiver.domain import messages
-from receiver.domain.decisions import DecisionKind
+from receiver.domain.decisions import AppliedMute, DecisionKind, MuteScope
 from receiver.domain.rollback import Phase, Progress
 from sim.slack import block_problems
 from tests.fixtures.slack import T0, alert, decision, failed_rollback, record, slack_config, step, successful_rollback
@@ -87,7 +87,7 @@ def test_muted_dry_run_disabled_and_halted_decisions_say_what_would_have_happene
     until = datetime(2026, 11, 27, 18, 0, tzinfo=UTC)
     cases = {
         "decision_muted": decision(DecisionKind.MUTED, "muted: deploy freeze until the incident review",
-                                   muted_by="alice", muted_until=until),
+                                   mute=AppliedMute(MuteScope.TARGET, "alice", "deploy freeze", until)),
         "decision_dry_run": decision(DecisionKind.DRY_RUN, "dry run: would have rolled back"),
         "decision_disabled": decision(DecisionKind.DISABLED, "receiver disabled in config"),
         "decision_halted": decision(DecisionKind.HALTED, "3 rollbacks of finance-service within an hour"),
@@ -165,8 +165,9 @@ def test_hostile_alert_text_cannot_ping_the_channel_or_forge_a_link() -> None:
         messages.parent(rec, FINANCE),
         messages.step_reply(rec, hostile_step),
         messages.failure_broadcast(rec, "", FINANCE),
-        messages.decision_message(decision(DecisionKind.MUTED, HOSTILE, muted_by=HOSTILE, alertname=HOSTILE,
-                                           alerts=(alert(alertname=HOSTILE),)), FINANCE, mute_reason=HOSTILE),
+        messages.decision_message(decision(DecisionKind.MUTED, HOSTILE, alertname=HOSTILE,
+                                           alerts=(alert(alertname=HOSTILE),),
+                                           mute=AppliedMute(MuteScope.TARGET, HOSTILE, HOSTILE, None)), FINANCE),
         messages.resolved_followup(decision(DecisionKind.RESOLVED, alertname=HOSTILE,
                                             alerts=(alert("resolved", alertname=HOSTILE),)), rec),
     ]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from receiver.domain.decisions import DecisionKind
+from receiver.domain.decisions import AppliedMute, DecisionKind, MuteScope
 from receiver.domain.settings import SlackSettings
 from receiver.notify.console import ConsoleNotifier
 from receiver.notify.factory import NullNotifier, SlackBotNotifier, SlackWebhookNotifier, make_notifier
@@ -35,7 +35,8 @@ async def test_webhook_mode_posts_one_message_per_event_that_matters(fake_slack:
     try:
         await play(n, successful_rollback())
         await play(n, failed_rollback(record(id="rb-2")))
-        n.decision(decision(DecisionKind.MUTED, "muted", muted_by="bob"), FINANCE)
+        bob = AppliedMute(MuteScope.GLOBAL, "bob", "freeze", None)
+        n.decision(decision(DecisionKind.MUTED, "muted", mute=bob), FINANCE)
         await n.drained()
     finally:
         await n.close(1.0)
