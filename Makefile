@@ -14,8 +14,11 @@ lint:
 	$(PY) -m mypy receiver sim
 	.venv/bin/lint-imports
 
+# pytest-randomly shuffles the order on every run and prints "Using --randomly-seed=N";
+# replay an order with `$(PY) -m pytest -p no:cacheprovider -p randomly --randomly-seed=N` (the
+# seed is also said at the end of the run); `-p no:randomly` runs in file order.
 unit:
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider -p randomly
 
 test: setup lint unit
 

@@ -33,9 +33,6 @@ from receiver.domain.decisions import MuteScope, applied_mute
 from receiver.domain.matchers import format_matchers
 from receiver.domain.settings import Config, ConfigError, Mute, Rule, SlackSettings, StepOrder, Target, load_config
 from receiver.domain.units import format_value
-from receiver.kube.lease import lease_name, lease_namespace
-from receiver.kube.retry import parse_duration
-from receiver.notify.factory import slack_credentials_problem
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_INVALID = 0, 1, 2
 DEFAULT_REQUEST_TIMEOUT = 30.0
@@ -129,6 +126,8 @@ def check_and_load(
     env: dict[str, str] | None = None,
 ) -> Config | None:
     """Print the verdict and summary for one file; the Config when it is valid."""
+    from receiver.notify.factory import slack_credentials_problem
+
     try:
         config = load_config(path)
     except ConfigError as e:
@@ -306,6 +305,8 @@ def required_access(config: Config, target: Target) -> list[tuple[str, Access]]:
     and Events are created (events.k8s.io/v1). Names are given where the code uses one, so
     a Role limited by resourceNames is judged as the API server will judge it.
     """
+    from receiver.kube.lease import lease_name, lease_namespace  # the Kubernetes client: --cluster only
+
     ns, lns, lease = target.namespace, lease_namespace(config, target), lease_name(target)
     out: list[tuple[str, Access]] = []
     for name in (target.stable, target.canary):
@@ -335,6 +336,8 @@ def request_timeout_seconds(value: object) -> float:
     """``--request-timeout`` as the CLI parsed it (seconds; 0 = none), else the CLI's 30 s."""
     if value is None:
         return DEFAULT_REQUEST_TIMEOUT
+    from receiver.kube.retry import parse_duration
+
     seconds = float(value) if isinstance(value, int | float) else parse_duration(str(value))
     return seconds if seconds > 0 else 24 * 3600.0
 

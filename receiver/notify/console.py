@@ -10,9 +10,6 @@ from collections import OrderedDict
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from rich.console import Console
-from rich.text import Text
-
 from receiver.domain import messages
 from receiver.domain.decisions import DecisionKind
 from receiver.domain.rollback import Phase, RollbackRecord
@@ -28,6 +25,8 @@ from receiver.notify.base import (
 )
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from receiver.domain.settings import SlackSettings
 
 _STYLE = {Phase.SUCCEEDED: "bold green", Phase.FAILED: "bold red"}
@@ -57,11 +56,17 @@ class ConsoleNotifier(QueuedNotifier):
         metrics: Metrics | None = None,
     ) -> None:
         super().__init__(settings, config=config, policy=policy, metrics=metrics)
-        self.console = console or Console(highlight=False, soft_wrap=True)
+        if console is None:
+            from rich.console import Console  # rich only in console mode: serve in bot mode never loads it
+
+            console = Console(highlight=False, soft_wrap=True)
+        self.console = console
         self._shown: OrderedDict[str, str] = OrderedDict()  # rollback id -> last state line
         self._paged: set[str] = set()
 
     def _line(self, *parts: tuple[str, str] | str) -> None:
+        from rich.text import Text
+
         self.console.print(Text.assemble(*parts))
 
     async def deliver(self, ev: Event) -> None:

@@ -10,10 +10,11 @@ demo's mode) or "off". A bot without a token or a webhook without a URL is a con
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
@@ -21,13 +22,13 @@ from receiver.domain.rollback import RollbackRecord, Step
 from receiver.domain.settings import ConfigError
 from receiver.metrics import Metrics
 from receiver.notify.base import ConfigProvider, DeliveryPolicy, OnThread, QueuedNotifier
-from receiver.notify.bot import SlackBotNotifier
-from receiver.notify.console import ConsoleNotifier
-from receiver.notify.webhook import SlackWebhookNotifier
 
 if TYPE_CHECKING:
     from receiver.domain.decisions import Decision
     from receiver.domain.settings import Config, SlackSettings, Target
+    from receiver.notify.bot import SlackBotNotifier
+    from receiver.notify.console import ConsoleNotifier
+    from receiver.notify.webhook import SlackWebhookNotifier
 
 __all__ = [
     "ConsoleNotifier",
@@ -42,6 +43,16 @@ __all__ = [
 ]
 
 log = structlog.get_logger("receiver.notify.factory")
+
+# Each mode's module (slack_sdk, rich) loads when that mode is built: `check-config` and
+# a serve in one mode do not pay for the others.
+_MODES = {"SlackBotNotifier": "bot", "ConsoleNotifier": "console", "SlackWebhookNotifier": "webhook"}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _MODES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"receiver.notify.{_MODES[name]}"), name)
 
 
 class Notifier(Protocol):
@@ -135,10 +146,17 @@ def make_notifier(
         token, source, _ = _secret(settings.token_file, settings.token_env, env)
         log.info("slack_notifier_ready", mode="bot", api_url=settings.api_url, token_from=source,
                  default_channel=settings.default_channel)
+        from receiver.notify.bot import SlackBotNotifier
+
         return SlackBotNotifier(settings, token, source, on_thread=on_thread, config=config, policy=policy,
                                metrics=metrics)
     if settings.mode == "webhook":
         url, source, _ = _secret(settings.webhook_url_file, settings.webhook_url_env, env)
         log.info("slack_notifier_ready", mode="webhook", url_from=source)
-        return SlackWebhookNotifier(settings, url, source, config=config, policy=policy, metrics=metrics)
+        from receiver.notify.webhook import SlackWebhookNotifier
+
+        return SlackWebhookNotifier(settings, url, source, config=config, policy=policy,
+                               metrics=metrics)
+    from receiver.notify.console import ConsoleNotifier
+
     return ConsoleNotifier(settings, config=config, policy=policy, metrics=metrics)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 from kubernetes_asyncio.client import ApiClient
@@ -26,13 +25,11 @@ async def test_a_scale_patch_the_api_server_never_answers_times_out_and_is_sent_
 ) -> None:
     kube = Kube(kube_api, QUICK)
     black_hole = kube_sim.faults.latency(3600, verb="patch", resource="deployments/scale")
-    t0 = time.monotonic()
 
     patch = asyncio.create_task(kube.scale_deployment(NS, CANARY, 0))
     await kube_sim.wait_for(lambda: _count(kube_sim, "patch", "deployments/scale") == 1)
     kube_sim.faults.latencies.remove(black_hole)  # the retry is answered
-    await asyncio.wait_for(patch, 10)
-    assert time.monotonic() - t0 < 5
+    await asyncio.wait_for(patch, 10)  # the first PATCH is still unanswered (its answer is an hour away)
     assert _count(kube_sim, "patch", "deployments/scale") == 2
     canary = kube_sim.get("deployments", NS, CANARY)
     assert canary is not None and canary["spec"]["replicas"] == 0

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from receiver.domain.rollback import Phase
@@ -91,8 +89,8 @@ async def test_the_target_watcher_follows_replicas_and_running_rollbacks_without
         before = reads()
         for _ in range(50):
             watcher.states()
-            await asyncio.sleep(0)  # lets anything states() started reach the API server
-        await ex.kube.read_deployment(NS, CANARY)  # and a full round trip after that
+        # a full round trip: anything states() started has had the loop long enough to be sent
+        await ex.kube.read_deployment(NS, CANARY)
         assert reads() == before + 1
         final = await ex.start(record)
         await kube_sim.wait_for(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import replace
 
 from receiver.domain.settings import SlackSettings
@@ -39,10 +38,10 @@ async def test_a_slack_outage_never_blocks_the_caller_and_messages_arrive_when_s
     unreachable = n.metrics.value("receiver_slack_messages_total", method="conversations.list", result="unreachable")
     await fake_slack.stop()
 
-    began = time.perf_counter()
     for rec, st in successful_rollback():
         n.rollback_changed(rec, st)
-    assert time.perf_counter() - began < 0.05  # the rollback goes on at its own pace
+    # the calls returned before any delivery was even tried: the rollback goes on at its own pace
+    assert not log_watch.find("slack_retry")
 
     await log_watch.wait_for("slack_retry")
     # the first call of a new rollback looks for an earlier parent (conversations.list, then .history)
