@@ -33,9 +33,11 @@ from receiver.config.store import ConfigStore
 from receiver.domain.rollback import RollbackRecord, Step
 from receiver.domain.settings import ConfigError
 from receiver.http.app import Runtime, make_app
+from receiver.http.handlers import CLUSTER_OBJECTS
 from receiver.http.server import GuardedAppRunner
 from receiver.intake.deliveries import Service
 from receiver.kube.retry import reach_problem
+from receiver.status.views import read_objects
 
 if TYPE_CHECKING:
     from kubernetes_asyncio.client import ApiClient
@@ -344,6 +346,7 @@ async def start_receiver(
     # --shutdown-grace (25 s) for running rollbacks, then Leases are released (or expire).
     app = make_app(runtime)
     app[SLACK_CHECK] = getattr(notifier, "problem", lambda: None)  # lasting Slack failures: /health degraded
+    app[CLUSTER_OBJECTS] = lambda: read_objects(watcher.kube, store.config)  # GET /targets
     app.middlewares.append(cluster_gate(link, connected, store))
     # header/body read timeouts and a connection cap, as a reverse proxy would (web/server.py)
     runner = GuardedAppRunner(app, access_log=None, shutdown_timeout=5.0)
