@@ -34,6 +34,8 @@ from receiver.status.views import (
 )
 
 COLUMNS = ("TARGET", "PHASE", "CANARY", "STABLE", "ROLLBACK", "LAST", "BREAKER", "MUTE")
+#: --watch prints line by line, so it cannot re-align: room for e.g. "not started (0/5)".
+WATCH_WIDTHS = (0, 18, 7, 7, 30, 17, 7, 0)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -64,7 +66,7 @@ def row(t: TargetStatus, now: datetime) -> tuple[str, ...]:
     phase = f"{t.phase.text} ({t.phase.canary_replicas}/{t.phase.full_count})" if t.phase else "unknown"
     running = "-"
     if t.rollback is not None:
-        running = f"{t.rollback.phase}" + (f": {t.rollback.step}" if t.rollback.step else "")
+        running = t.rollback.phase + (f" (after {t.rollback.step})" if t.rollback.step else "")
     last = f"{t.last.outcome} {_ago(t.last.finished_at, now)}".strip() if t.last else "-"
     if t.last is not None and t.last.dry_run:
         last += " (dry run)"
@@ -151,7 +153,8 @@ async def watch(kube: Kube, config: Config, args: argparse.Namespace, out: TextI
     try:
         await live.start()
         shown: dict[str, str] = {}
-        widths_from: list[tuple[str, ...]] = []
+        # later lines keep the first table's columns: leave room for the longer values
+        widths_from: list[tuple[str, ...]] = [tuple(" " * n for n in WATCH_WIDTHS)]
         first = True
         while True:
             live.changed.clear()  # before reading: a change while rendering wakes the next round
@@ -174,7 +177,7 @@ async def watch(kube: Kube, config: Config, args: argparse.Namespace, out: TextI
                         print(text if args.output == "json" else "---\n" + yaml.safe_dump(
                             t.model_dump(mode="json"), sort_keys=False).rstrip(), file=out, flush=True)
             if first and args.output == "table":
-                print("\n".join(table(widths_from)), file=out, flush=True)
+                print("\n".join(line for line in table(widths_from) if line), file=out, flush=True)
             first = False
             expiries = [t.mute.until for t in view.targets if t.mute is not None and t.mute.until is not None]
             wait = min((u - now).total_seconds() for u in expiries) + 0.5 if expiries else None

@@ -127,7 +127,7 @@ async def test_status_during_a_rollback_shows_it_running_with_its_current_step(
     rb = json.loads(r.out)["targets"][0]["rollback"]
     assert (rb["id"], rb["phase"], rb["step"], rb["holder"]) == (running.id, "scaling", "scale-canary", "receiver-a")
     table = await receiver("status", *cluster)
-    assert "scaling: scale-canary" in rows(table.out)[TARGET]
+    assert "scaling (after scale-canary)" in rows(table.out)[TARGET]
 
 
 async def test_a_target_muted_in_config_shows_who_why_until_and_that_the_config_holds_it(
@@ -271,3 +271,9 @@ async def test_bad_input_is_a_clear_error_and_exit_2(
     assert r.code == 2, (r.out, r.err)
     assert message in r.err
     assert "Traceback" not in r.err
+
+
+def test_the_readme_says_how_many_rollbacks_each_lease_keeps() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert f"last {HISTORY_KEEP} finished rollbacks" in readme
+    assert f"an {HISTORY_KEEP + 1}th drops the oldest" in readme
