@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from datetime import UTC, datetime
 from typing import TextIO
@@ -18,6 +19,7 @@ from receiver.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, cluster_retry, reach,
 from receiver.cli.status import load
 from receiver.kube import Kube, KubeError, new_api_client
 from receiver.kube.client import KubeconfigError
+from receiver.logs import configure as configure_logs
 from receiver.status.views import HistoryEntry, HistoryView, build_history, lease_records, parse_since, read_objects
 
 DEFAULT_SINCE = "7d"
@@ -68,7 +70,12 @@ def render(view: HistoryView, output: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    return asyncio.run(history(args, sys.stdout))
+    configure_logs(level="warning")  # the listing is the output; logs only for trouble
+    try:
+        return asyncio.run(history(args, sys.stdout))
+    except BrokenPipeError:  # `| head`: the reader has seen enough
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
 
 
 async def history(args: argparse.Namespace, out: TextIO) -> int:

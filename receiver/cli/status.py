@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import sys
 from datetime import UTC, datetime
 from typing import TextIO
@@ -23,6 +24,7 @@ from receiver.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, cluster_retry, reach,
 from receiver.domain.settings import Config, ConfigError, load_config
 from receiver.kube import Kube, KubeError, new_api_client
 from receiver.kube.client import KubeconfigError
+from receiver.logs import configure as configure_logs
 from receiver.status.views import (
     DeploymentView,
     LiveObjects,
@@ -36,6 +38,8 @@ from receiver.status.views import (
 COLUMNS = ("TARGET", "PHASE", "CANARY", "STABLE", "ROLLBACK", "LAST", "BREAKER", "MUTE")
 #: --watch prints line by line, so it cannot re-align: room for e.g. "not started (0/5)".
 WATCH_WIDTHS = (0, 18, 7, 7, 30, 17, 7, 0)
+#: How often --watch checks, without asking the API, that its watches still work.
+HEALTH_CHECK_SECONDS = 10.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -95,9 +99,13 @@ def render(view: StatusView, output: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    configure_logs(level="warning")  # the table is the output; logs only for trouble
     try:
         return asyncio.run(status(args, sys.stdout))
     except KeyboardInterrupt:
+        return EXIT_OK
+    except BrokenPipeError:  # `| head`: the reader has seen enough
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
 
 
@@ -156,6 +164,7 @@ async def watch(kube: Kube, config: Config, args: argparse.Namespace, out: TextI
         # later lines keep the first table's columns: leave room for the longer values
         widths_from: list[tuple[str, ...]] = [tuple(" " * n for n in WATCH_WIDTHS)]
         first = True
+        trouble: str | None = None
         while True:
             live.changed.clear()  # before reading: a change while rendering wakes the next round
             now = datetime.now(UTC)
@@ -179,8 +188,13 @@ async def watch(kube: Kube, config: Config, args: argparse.Namespace, out: TextI
             if first and args.output == "table":
                 print("\n".join(line for line in table(widths_from) if line), file=out, flush=True)
             first = False
+            if (problem := live.problem()) != trouble:  # a lost cluster: say so, keep watching
+                trouble = problem
+                print(f"warning: {problem}; the lines above may be stale" if problem
+                      else "the watch is current again", file=sys.stderr, flush=True)
             expiries = [t.mute.until for t in view.targets if t.mute is not None and t.mute.until is not None]
-            wait = min((u - now).total_seconds() for u in expiries) + 0.5 if expiries else None
+            # wake when a mute ends (no event marks it) and now and then to notice a lost watch
+            wait = min([HEALTH_CHECK_SECONDS, *((u - now).total_seconds() + 0.5 for u in expiries)])
             with contextlib.suppress(TimeoutError):  # a mute's end: redraw without an event
                 await asyncio.wait_for(live.changed.wait(), wait)
     finally:

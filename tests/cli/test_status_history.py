@@ -190,6 +190,40 @@ async def test_status_watch_prints_a_new_line_when_the_canary_is_scaled(
         await proc.wait()
 
 
+async def test_status_watch_as_json_prints_one_object_per_change(kube_sim: KubeSim, cluster: list[str]) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "receiver", "status", "-w", "-o", "json", *cluster,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=dict(os.environ),
+    )
+    assert proc.stdout is not None
+    try:
+        async def target() -> dict[str, Any]:
+            line = await asyncio.wait_for(proc.stdout.readline(), 30)  # type: ignore[union-attr]
+            return dict(json.loads(line))
+
+        assert (await target())["phase"]["key"] == "week-1"
+        kube_sim.scale_as(NS, CANARY, 4)
+        while (seen := await target())["phase"]["key"] != "week-3":
+            assert seen["name"] == TARGET
+    finally:
+        proc.terminate()
+        await proc.wait()
+
+
+async def test_a_missing_canary_is_shown_as_missing_with_no_phase(
+    kube_sim: KubeSim, kubeconfig_path: Path, tmp_path: Path,
+) -> None:
+    config = make_config(target={"canary": "finance-service-v3"})
+    args = ["--config", str(write_config(tmp_path, config)), "--kubeconfig", str(kubeconfig_path)]
+    r = await receiver("status", *args)
+    assert r.code == 0, r.err
+    cells = rows(r.out)[TARGET].split()
+    assert cells[1:4] == ["unknown", "missing", "4/4"]
+    t = json.loads((await receiver("status", *args, "-o", "json")).out)["targets"][0]
+    assert (t["phase"], t["canary"]) == (None, {"name": "finance-service-v3", "exists": False,
+                                                "replicas": None, "ready": None})
+
+
 async def test_status_against_an_unreachable_cluster_exits_1_in_kubectls_words(tmp_path: Path) -> None:
     server = f"https://127.0.0.1:{free_port()}"
     kubeconfig = kubeconfig_for(tmp_path / "kubeconfig", server)
