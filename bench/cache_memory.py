@@ -66,7 +66,7 @@ async def measure(bodies: int, alerts: int, workdir: Path) -> None:
         serve: asyncio.subprocess.Process | None = None
         try:
             async with asyncio.timeout(30):
-                while not kubeconfig.exists():
+                while not kubeconfig.exists():  # noqa: ASYNC110 (another process writes it)
                     await asyncio.sleep(0.05)
             serve = await asyncio.create_subprocess_exec(
                 py, "-m", "receiver", "serve", "--config", str(ROOT / "config.yaml"),
