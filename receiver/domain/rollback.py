@@ -84,6 +84,9 @@ class RollbackRecord:
     slack_channel: str | None = None  # channel id of the parent message
     slack_ts: str | None = None  # ts of the parent message
     dry_run: bool = False
+    #: The target's rollout phase when the alert was decided, as people read it:
+    #: "week 1 (canary 1 of 5)"; None for manual rollbacks and records written before it existed.
+    rollout_phase: str | None = None
 
     def with_step(self, step: Step) -> RollbackRecord:
         return replace(self, steps=(*self.steps, step))
@@ -139,6 +142,7 @@ class RollbackRecord:
             "slack_channel": self.slack_channel,
             "slack_ts": self.slack_ts,
             "dry_run": self.dry_run,
+            "rollout_phase": self.rollout_phase,
         }
 
     @classmethod
