@@ -263,7 +263,7 @@ class Service:
                 bound.error("target_misconfigured", reason=d.reason, rule=d.rule)
                 broken.append(d.reason)
             else:
-                bound.info("decided", reason=d.reason, rule=d.rule, phase=d.phase.key if d.phase else None)
+                bound.info("decided", reason=d.reason, rule=d.rule, phase=str(d.phase) if d.phase else None)
             self.metrics.decisions.labels(d.target, d.kind.value).inc()
             self.metrics.alerts.labels(d.kind.value, alert_reason(d)).inc(len(d.alerts))
             if d.kind in NOTIFIED and self._first_time(d):
