@@ -165,11 +165,12 @@ def test_the_shipped_config_rolls_back_on_each_critical_alert_of_finance_service
             assert (level.value if level else 0.0) == later.get(name, 0.0), (name, n)
 
 
-def test_warnings_are_not_routed_to_the_rollback_receiver() -> None:
+def test_warnings_reach_the_receiver_by_their_own_label_never_the_rollback_route() -> None:
     route = yaml.safe_load((DEPLOY / "alertmanager" / "alertmanager.yml").read_text())["route"]
     rollback = next(r for r in route["routes"] if r["receiver"] == "rollback-receiver")
     assert rollback["matchers"] == ['rollback="immediate"']
-    assert all("rollback" not in a["labels"] for n, a in alerts().items() if n not in IMMEDIATE)
+    # warnings have their own label (and route): the receiver tells people, never scales
+    assert all(a["labels"]["rollback"] == "warn" for n, a in alerts().items() if n not in IMMEDIATE)
     assert all(alerts()[n]["labels"]["rollback"] == "immediate" for n in IMMEDIATE)
 
 
