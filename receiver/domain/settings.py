@@ -292,10 +292,10 @@ class Config(Strict):
         known = [*self.settings.phases, *(p for t in self.targets for p in t.phases or ())]
         for rule in self.rules:
             if rule.thresholds is not None and (bad := unknown_phase_keys(rule.thresholds.root, known)):
-                names = ", ".join(dict.fromkeys(p.name for p in known))
+                listed = ", ".join(dict.fromkeys(p.name for p in known))
                 raise ValueError(
                     f"rule {rule.name!r}: thresholds name no listed phase: {', '.join(bad)} "
-                    f"(phases: {names}, and default)"
+                    f"(phases: {listed}, and default)"
                 )
         return self
 

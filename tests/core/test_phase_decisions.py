@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
+
 import pytest
 
 from receiver.domain.alerts import WebhookPayload, parse_payload

@@ -10,6 +10,7 @@ warning-level alert reaches Slack as a note and changes nothing.
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -33,7 +34,9 @@ async def decisions(url: str, kind: str) -> float:
 async def eventually(count: Callable[[], Awaitable[float]], timeout: float) -> None:  # noqa: ASYNC109
     """Poll the receiver's /metrics until ``count`` is positive (it has no event to wait on)."""
     async with asyncio.timeout(timeout):
-        while await count() < 1:
+        for _ in itertools.count():
+            if await count() >= 1:
+                return
             await asyncio.sleep(0.2)
 
 
