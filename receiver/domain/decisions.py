@@ -512,7 +512,7 @@ def _decide_target(
     hits = [i for i in tested.hits if not is_warning(firing[i])]
     warnings = [a for a in firing if is_warning(a)]
     if not hits and warnings:
-        return _warned(target, warnings, where, phase, payload)
+        return _warned(target, state, warnings, where, phase, payload)
     if not hits:
         # Say why for the most relevant alerts: those with a rule first, in rule order.
         order = sorted(
@@ -569,21 +569,36 @@ def _decide_target(
     )
 
 
-def _warned(target: Target, warnings: Sequence[Alert], where: str, phase: RolloutPhase | None,
-            payload: WebhookPayload) -> Decision:
-    """Warning-level alerts only: a note for people; nothing is scaled, whatever the level."""
+def _warned(target: Target, state: TargetState, warnings: Sequence[Alert], where: str,
+            phase: RolloutPhase | None, payload: WebhookPayload) -> Decision:
+    """Warning-level alerts only: a note for people; nothing is scaled, whatever the level.
+
+    While a rollback runs, or once the canary is rolled back, the rollback's own thread
+    already tells the story: a warning about the same metric (its alert lags the
+    rollback's) is answered quietly, not posted as news.
+    """
     lead = warnings[0]
     names = ", ".join(dict.fromkeys(_alert_name(a) for a in warnings[:_NAMED]))
     text = lead.annotations.get("value")
     value = parse_number(text, "none") if text is not None else None
     level = lead.annotations.get("threshold") or lead.labels.get("threshold")
     crossed = f" crossed its warning level {level}" if level else " crossed its warning level"
+    what = f"{names}{crossed}{_summary_of(lead)}{_more(len(warnings) - _NAMED, 'warning')}"
+    kind, reason = (
+        DecisionKind.WARNED,
+        f"warning for {target.name} {where}: {what}; nothing is changed for a warning "
+        "(warnings reach people, not the cluster)",
+    )
+    if state.rollback_running:
+        kind, reason = (DecisionKind.IN_PROGRESS, f"a rollback of {target.name} is already running "
+                        f"({state.rollback_running}); nothing to tell for the warning: {what}")
+    elif _already_rolled_back(target, state):
+        kind, reason = (DecisionKind.ALREADY_ROLLED_BACK, f"{target.name} is already rolled back "
+                        f"({target.canary} at 0); nothing to tell for the warning: {what}")
     return Decision(
         target=target.name,
-        kind=DecisionKind.WARNED,
-        reason=f"warning for {target.name} {where}: {names}{crossed}{_summary_of(lead)}"
-               f"{_more(len(warnings) - _NAMED, 'warning')}; nothing was changed (warnings reach people, "
-               "not the cluster)",
+        kind=kind,
+        reason=reason,
         alerts=tuple(warnings),
         value=value,
         why=AlertReason.WARNING,

@@ -471,8 +471,8 @@ def warning_note(decision: Decision, target: Target, links: str = "") -> SlackMe
     if len(decision.alerts) > MAX_PODS_LISTED:
         lines.append(f"• and {len(decision.alerts) - MAX_PODS_LISTED} more")
     body = (f":warning: *Warning for `{esc(target.name)}`* in phase *{week}*\n" + "\n".join(lines)
-            + "\nNothing was changed: warnings reach people, not the cluster.")
-    text = (f"Warning for {esc(target.name)} ({week}): {esc(', '.join(names))}; nothing was changed")
+            + "\nNothing is changed for a warning: warnings reach people, not the cluster.")
+    text = f"Warning for {esc(target.name)} ({week}): {esc(', '.join(names))}; nothing is changed for a warning"
     return message(text, section(body), context(links, esc(decision.reason)))
 
 

@@ -183,7 +183,7 @@ def test_a_warning_alert_is_told_with_its_week_and_never_rolls_back(config: Conf
     assert d.kind is DecisionKind.WARNED
     assert d.why is AlertReason.WARNING
     assert d.reason.startswith("warning for finance-service in week 1 (canary 1 of 5): ErrorRateWarningWeek1")
-    assert "nothing was changed" in d.reason
+    assert "nothing is changed for a warning" in d.reason
 
 
 def test_a_warning_labelled_alert_above_a_rules_threshold_still_only_warns(config: Config) -> None:
@@ -198,3 +198,14 @@ def test_a_rollback_alert_in_the_same_delivery_as_a_warning_still_rolls_back(con
     [d] = decide(both, config, {TARGET: split(1)}, NOW)
     assert d.kind is DecisionKind.ROLL_BACK
     assert d.alertname == "HighErrorRate"
+
+
+def test_a_warning_after_the_canary_was_rolled_back_is_answered_quietly(config: Config) -> None:
+    rolled_back = TargetState(canary_replicas=0, stable_replicas=5, stable_ready=5, stable_exists=True,
+                              canary_exists=True)
+    d = decide_at(config, rolled_back, "ErrorRateWarningWeek1", "0.07", rollback="warn")
+    assert d.kind is DecisionKind.ALREADY_ROLLED_BACK
+    running = TargetState(canary_replicas=1, stable_replicas=4, stable_exists=True, canary_exists=True,
+                          rollback_running="abc123")
+    d = decide_at(config, running, "ErrorRateWarningWeek1", "0.07", rollback="warn")
+    assert d.kind is DecisionKind.IN_PROGRESS

@@ -71,7 +71,7 @@ def test_a_warning_note_says_the_week_what_crossed_which_level_and_that_nothing_
     assert "week 1 (canary 1 of 5)" in text
     assert "error rate 1.5% (&gt; 1 % in week 1)" in text  # escaped for Slack
     assert "level 0.01" in text
-    assert "Nothing was changed" in text
+    assert "Nothing is changed for a warning" in text
     assert "Warning for finance-service (week 1 (canary 1 of 5)): ErrorRateWarningWeek1" in msg.payload()["text"]
 
 
