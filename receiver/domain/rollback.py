@@ -8,7 +8,7 @@ receiver (or any replica answering GET /rollbacks) sees the same timeline.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -147,7 +147,10 @@ class RollbackRecord:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RollbackRecord:
-        d = dict(data)
+        """The inverse of to_json. Keys this version does not know are skipped and missing
+        optional ones take their defaults, so replicas of different versions (a rolling
+        upgrade) read each other's records in the Lease."""
+        d = {k: v for k, v in data.items() if k in _FIELDS}
         for k in ("started_at", "finished_at"):
             if d.get(k):
                 d[k] = datetime.fromisoformat(d[k])
@@ -161,6 +164,8 @@ class RollbackRecord:
         d["progress"] = Progress(**p)
         return cls(**d)
 
+
+_FIELDS = frozenset(f.name for f in fields(RollbackRecord))
 
 OnChange = Callable[[RollbackRecord, Step | None], None]
 """Told of every change to a rollback (and the step that made it): the notifier's door."""

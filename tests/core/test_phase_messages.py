@@ -82,3 +82,9 @@ def test_a_warning_while_the_canary_is_not_known_says_so(config: Config) -> None
     assert msg is not None
     assert "unknown (canary replicas not known yet)" in msg.payload()["text"]
 
+
+
+def test_a_record_written_by_a_newer_receiver_with_fields_this_one_lacks_still_parses(config: Config) -> None:
+    data = {**week_1_record(config).to_json(), "recovery": {"outcome": "recovered"}}  # a later version's field
+    parsed = record_from_lease({"metadata": {"annotations": {ANN_RECORD: json.dumps(data)}}})
+    assert parsed is not None and parsed.rollout_phase == "week 1 (canary 1 of 5)"
