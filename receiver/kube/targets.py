@@ -103,7 +103,7 @@ class ViewNotCurrent(Exception):
 CONFIRM_TIMEOUT_SECONDS = 5.0
 
 T = TypeVar("T")
-_Objects = tuple[Obj | None, Obj | None, Obj | None]  # stable, canary, Lease (None: not found)
+_Objects = tuple[DeploymentView | None, DeploymentView | None, Obj | None]  # stable, canary, Lease; None: not found
 
 
 class ConfirmingReads(Generic[T]):
@@ -258,10 +258,8 @@ class TargetWatcher:
 
         async def one(t: Target) -> TargetState:
             stable, canary, lease = await self._reads_of(config, t).fresh()
-            return state_of(t, deployment_view(stable) if stable is not None else None,
-                            deployment_view(canary) if canary is not None else None,
-                            True, lease, True, self.clock(),
-                            self._records, self.lease_expired)
+            return state_of(t, stable, canary, True, lease, True, self.clock(),
+                            self._records, self.lease_expired)  # expiry by each asker's clock
 
         try:
             async with asyncio.timeout(CONFIRM_TIMEOUT_SECONDS):
@@ -296,7 +294,9 @@ class TargetWatcher:
         )
         if objs[2] is not None:
             self.observations.observe(objs[2])
-        return objs[0], objs[1], objs[2]
+        # the views once per read, not once per asker sharing it
+        return (deployment_view(objs[0]) if objs[0] is not None else None,
+                deployment_view(objs[1]) if objs[1] is not None else None, objs[2])
 
     def lease_expired(self, lease: Obj) -> bool:
         """client-go's rule for other holders; our own identity's by our clock, as before."""
