@@ -148,7 +148,7 @@ async def test_a_burst_of_resent_deliveries_shares_its_confirming_reads(cluster:
     body = json.dumps(firing_payload()).encode()
     status, answer = await c.post(body)
     assert (status, answer["decisions"][0]["decision"]) == (200, "already_rolled_back")
-    c.sim.faults.latency(0.2, verb="get", resource="deployments")  # an API server under load
+    c.sim.faults.latency(0.5, verb="get", resource="deployments")  # an API server under load
     before = len(c.sim.requests.matching(verb="get", resource="deployments", name=CANARY))
 
     answers = await asyncio.gather(*(c.post(body) for _ in range(20)))
