@@ -19,7 +19,6 @@ any check fails. Nothing is changed: only reads and access reviews are sent.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import re
@@ -75,6 +74,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"receiver: error: failed to validate {invalid} file(s)", file=sys.stderr)
         return EXIT_INVALID
     if args.cluster:
+        import asyncio  # --cluster only: checking a file starts faster without it
+
         timeout = request_timeout_seconds(getattr(args, "request_timeout", None))
         for config in configs:
             rows += asyncio.run(
@@ -127,7 +128,7 @@ def check_and_load(
     env: dict[str, str] | None = None,
 ) -> Config | None:
     """Print the verdict and summary for one file; the Config when it is valid."""
-    from receiver.notify.factory import slack_credentials_problem
+    from receiver.notify.secrets import slack_credentials_problem
 
     try:
         config = load_config(path)

@@ -14,10 +14,9 @@ from enum import StrEnum
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
-from receiver.domain.alerts import parse_number
 from receiver.domain.matchers import Matcher, parse_matchers
 from receiver.domain.phases import PhaseKind, PhaseThreshold, RolloutPhase, phase_of
-from receiver.domain.units import format_value
+from receiver.domain.units import format_value, parse_number
 
 if TYPE_CHECKING:
     from receiver.domain.alerts import Alert, WebhookPayload
