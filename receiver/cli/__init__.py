@@ -1,4 +1,4 @@
-"""The `receiver` command: serve | check-config | demo | sim | rollback.
+"""The `receiver` command: serve | check-config | demo | sim | rollback | mute | unmute | breaker.
 
 Each subcommand lives in its own module exposing ``add_arguments(parser)`` and
 ``run(args) -> int``; this file only wires them. Only the chosen command's module is
@@ -45,6 +45,10 @@ COMMANDS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "demo": ("receiver.cli.demo", "run the whole chain on a simulated cluster, live in the terminal", ()),
     "sim": ("receiver.cli.sim", "serve a simulated Kubernetes API (and fake Slack) on loopback", ()),
     "rollback": ("receiver.cli.rollback", "roll a target back now, with live progress", ("config", "cluster")),
+    "mute": ("receiver.cli.mute", "mute a target (or --all) for a while, on every replica", ("config", "cluster")),
+    "unmute": ("receiver.cli.unmute", "remove a run-time mute", ("config", "cluster")),
+    "breaker": ("receiver.cli.breaker", "close the blast-radius breaker (automatic rollbacks resume)",
+                ("config", "cluster")),
 }
 
 
