@@ -25,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
     if config is None:
         return EXIT_USAGE
     try:
-        actor = Actor(args.by or default_by(), "cli")
+        actor = Actor(default_by() if args.by is None else args.by, "cli")
     except ValueError as e:
         print(f"error: {e}; nothing was written", file=sys.stderr)
         return EXIT_USAGE

@@ -126,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
     if config is None:
         return EXIT_USAGE
     try:  # bad input: exit 2 before the cluster is contacted
-        actor = Actor(args.by or default_by(), "cli")
+        actor = Actor(default_by() if args.by is None else args.by, "cli")
         until = parse_duration(args.duration) if args.duration is not None else parse_time(args.until)
         if not args.reason.strip():
             raise ValueError("--reason must not be empty")
@@ -148,7 +148,7 @@ def run_unmute(args: argparse.Namespace) -> int:
     if config is None:
         return EXIT_USAGE
     try:
-        actor = Actor(args.by or default_by(), "cli")
+        actor = Actor(default_by() if args.by is None else args.by, "cli")
         if args.target is not None and config.target(args.target) is None:
             names = ", ".join(sorted(t.name for t in config.targets))
             raise ValueError(f"unknown target {args.target!r}; configured targets: {names}")

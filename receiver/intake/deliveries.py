@@ -309,7 +309,9 @@ class Service:
             started = self._clock()
             targets = [*sorted(d.details.get("breaker_targets", "").split(",")), d.target]
             try:
-                state = await self._shared.open_breaker([t for t in targets if t], d.reason)
+                names = [t for t in targets if t]
+                why = f"alerts called for rolling back {', '.join(names)} within settings.breaker.window_seconds"
+                state = await self._shared.open_breaker(names, why)
             except Exception as e:
                 bound.error("breaker_not_recorded", error=str(e))
             else:
