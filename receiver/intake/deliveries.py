@@ -315,7 +315,9 @@ class Service:
             except Exception as e:
                 bound.error("breaker_not_recorded", error=str(e))
             else:
-                opened_here = state.opened_at is not None and state.opened_at >= started
+                # ours when it was closed as we saw it and the stored opening is not older
+                # than our write (another replica's earlier opening keeps its opened_at)
+                opened_here = opened_here and state.opened_at is not None and state.opened_at >= started
         if opened_here:
             bound.error("breaker_opened_by_decision", reason=d.reason)
             self._notifier.decision(d, target, None)

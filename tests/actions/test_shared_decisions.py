@@ -99,3 +99,51 @@ def test_a_larger_max_targets_lets_more_targets_roll_back() -> None:
     states = {n: started(1) for n in NAMES[:3]}
     cfg = config(breaker={"max_targets": 4})
     assert decide(alert_for("svc-d"), cfg, states, NOW)[0].kind is DecisionKind.ROLL_BACK
+
+
+class FakeShared:
+    def __init__(self) -> None:
+        self.state = SharedState()
+
+    def current(self) -> SharedState:
+        return self.state
+
+    async def open_breaker(self, targets: list[str], reason: str) -> BreakerState:
+        self.state = SharedState(breaker=BreakerState(state="open", opened_at=NOW, reason=reason,
+                                                      targets=tuple(targets)))
+        return self.state.breaker
+
+
+async def test_a_run_time_mute_set_after_a_quiet_answer_is_not_answered_from_the_repeat_cache() -> None:
+    from receiver.intake.deliveries import Service
+    from tests.fixtures.receiver import FakeExecutor, FakeNotifier, FakeStates
+
+    cfg = config()
+    done = TargetState(canary_replicas=0, stable_replicas=5, stable_exists=True, canary_exists=True)
+    shared = FakeShared()
+    service = Service(lambda: cfg, FakeStates({"svc-a": done}), FakeExecutor(lambda: cfg), FakeNotifier(),
+                      clock=lambda: NOW, shared=shared)
+    body = json.dumps(firing_payload(service="svc-a")).encode()
+    first = await service.handle(parse_payload(body), body)
+    assert first.decisions[0].kind is DecisionKind.ALREADY_ROLLED_BACK
+    assert await service.repeat(body) is not None  # the usual re-send: reused
+    shared.state = SharedState(mutes=(runtime("svc-a"),))
+    assert await service.repeat(body) is None
+    assert (await service.handle(parse_payload(body), body)).decisions[0].kind is DecisionKind.MUTED
+
+
+async def test_only_the_replica_that_opens_the_breaker_tells_slack() -> None:
+    from receiver.intake.deliveries import Service
+    from tests.fixtures.receiver import FakeExecutor, FakeNotifier, FakeStates
+
+    cfg = config()
+    shared = FakeShared()
+    notifier = FakeNotifier()
+    states = FakeStates({n: started(1) for n in NAMES[:3]})
+    service = Service(lambda: cfg, states, FakeExecutor(lambda: cfg), notifier, clock=lambda: NOW, shared=shared)
+    result = await service.handle(alert_for("svc-d"))
+    assert [d.kind for d in result.decisions] == [DecisionKind.BREAKER_OPEN]
+    assert shared.state.breaker.targets == ("svc-a", "svc-b", "svc-c", "svc-d")
+    assert [d.kind for d, _ in notifier.told] == [DecisionKind.BREAKER_OPEN]
+    await service.handle(alert_for("svc-d"))  # open already: no second message
+    assert len(notifier.told) == 1
