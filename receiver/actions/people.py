@@ -75,6 +75,7 @@ class StatePort(Protocol):
     clock: Callable[[], datetime]
 
     def current(self) -> SharedState: ...
+    def problem(self) -> str | None: ...
     @property
     def is_current(self) -> bool: ...
     async def read(self) -> SharedState: ...
@@ -130,6 +131,10 @@ class Actions:
             names = ", ".join(sorted(t.name for t in config.targets)) or "none"
             raise ValueError(f"unknown target {name!r}; configured targets: {names}")
         return target
+
+    def state_problem(self) -> str | None:
+        """Why run-time mutes and the breaker cannot be trusted now (for /health), or None."""
+        return self.state.problem()
 
     # -- actions -----------------------------------------------------------------------
 

@@ -389,6 +389,10 @@ async def start_receiver(
             """Once the API server answers: watches, resumed rollbacks, past records."""
             await link.reachable.wait()
             await shared.start()
+            try:  # decisions after start-up see run-time mutes and the breaker
+                await shared.wait_synced(5)
+            except Exception as e:  # refused (RBAC) or slow: /health says so; never a reason not to start
+                log.error("shared_state_unavailable", error=str(e) or type(e).__name__)
             await watcher.start()
             resumed.extend(await executor.resume_unfinished())
             try:  # so an alert resolving after a restart still gets its follow-up in the right thread

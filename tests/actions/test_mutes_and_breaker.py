@@ -155,6 +155,12 @@ async def test_a_mute_set_through_one_replica_is_obeyed_by_the_other_within_a_se
     [event] = [e for e in ours(world.sim) if e["reason"] == "Muted"]
     assert event["involvedObject"]["name"] == "finance-service-v1"
     assert "db migration" in event["message"]
+    # /health on either replica shows it as a run-time mute
+    async with aiohttp.ClientSession() as http, http.get(
+            f"{b.url}/health", headers={"Authorization": f"Bearer {ADMIN}"}) as resp:
+        health = await resp.json()
+    assert health["config"]["muted_targets"]["finance-service"]["source"] == "runtime"
+    assert health["dependencies"]["shared_state"] == "ok"
     # the Slack note of the muted decision names the run-time mute that applied
     await world.slack.wait_for(lambda: any(t.startswith("Muted: would have rolled back") and "alice" in t
                                            for t in said(world.slack)))
