@@ -351,3 +351,22 @@ async def test_the_person_action_routes_need_the_admin_credential(
         status, _ = await post(replicas[0], path, {"by": "a"}, token=TOKEN, method=method)  # the webhook's token
         assert status == 401
     assert world.sim.get("configmaps", NS, STATE_NAME) is None
+
+
+async def test_a_mute_removed_over_http_is_said_once_and_a_second_removal_writes_nothing(
+    world: World, replicas: list[RunningReceiver]
+) -> None:
+    a, b = replicas
+    status, _ = await post(a, "/mutes", {"target": None, "until": "2099-01-01T00:00:00Z", "reason": "freeze",
+                                         "by": "alice"})
+    assert status == 400  # more than 30 days away: belongs in config.yaml
+    status, answer = await post(a, "/mutes", {"target": None, "for": "1h", "reason": "freeze", "by": "alice"})
+    assert status == 200 and answer["mute"]["target"] is None
+    status, answer = await post(b, "/mutes/_all?by=bob", b"", method="DELETE")
+    assert (status, answer["changed"]) == (200, True)
+    assert answer["message"] == "all targets unmuted by bob over HTTP (was muted by alice: freeze)"
+    status, answer = await post(b, "/mutes/_all?by=bob", b"", method="DELETE")
+    assert (status, answer["changed"]) == (200, False)
+    assert [e["reason"] for e in ours(world.sim)] == ["Muted", "Unmuted"]
+    status, answer = await post(a, "/breaker/close", {"by": "bob"})
+    assert (status, answer["changed"]) == (200, False)  # it was not open: nothing written
