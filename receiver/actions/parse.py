@@ -67,8 +67,10 @@ def format_time(t: datetime) -> str:
 
 
 def format_duration(delta: timedelta) -> str:
-    """3600 s -> "1 h", 5400 s -> "1 h 30 min", 90 s -> "2 min" (rounded to minutes)."""
-    minutes = max(1, round(delta.total_seconds() / 60))
+    """3600 s -> "1 h", 5400 s -> "1 h 30 min", 90 s -> "2 min" (rounded to minutes), 20 s -> "20 s"."""
+    if delta.total_seconds() < 59.5:
+        return f"{max(1, round(delta.total_seconds()))} s"
+    minutes = round(delta.total_seconds() / 60)
     days, rest = divmod(minutes, 1440)
     hours, mins = divmod(rest, 60)
     parts = [f"{days} d" if days else "", f"{hours} h" if hours else "", f"{mins} min" if mins else ""]

@@ -370,3 +370,19 @@ async def test_a_mute_removed_over_http_is_said_once_and_a_second_removal_writes
     assert [e["reason"] for e in ours(world.sim)] == ["Muted", "Unmuted"]
     status, answer = await post(a, "/breaker/close", {"by": "bob"})
     assert (status, answer["changed"]) == (200, False)  # it was not open: nothing written
+
+
+async def test_a_running_pair_of_replicas_announces_a_short_mutes_expiry_once(
+    world: World, replicas: list[RunningReceiver]
+) -> None:
+    a, b = replicas
+    status, answer = await post(a, "/mutes", {"target": "finance-service", "for": "1s", "reason": "blip",
+                                             "by": "alice"})
+    assert status == 200 and answer["message"].startswith("finance-service muted for 1 s")
+    await world.slack.wait_for(lambda: any("expired" in t for t in said(world.slack)), timeout=10)
+    for rx in (a, b):  # (one announcement across replicas is pinned by the fake-clock test above)
+        await asyncio.wait_for(rx.notifier.drained(), 5)  # type: ignore[attr-defined]
+    assert [t for t in said(world.slack) if "expired" in t] == [
+        f"mute of finance-service by alice expired at {answer['mute']['until'][:10]} "
+        f"{answer['mute']['until'][11:16]} UTC (blip)"]
+    assert [e["reason"] for e in ours(world.sim)].count("MuteExpired") == 1
