@@ -60,6 +60,7 @@ class Metrics:
     fights: Counter
     target_misconfigured: Gauge
     cache_bytes: Gauge
+    breaker_open: Gauge
     # labelled histogram children of request_latency, resolved once per (route, method)
     timers: dict[tuple[str, str], Any] = field(default_factory=dict, compare=False, repr=False)
 
@@ -158,6 +159,13 @@ class Metrics:
                 ["cache"],
                 registry=r,
             ),
+            breaker_open=Gauge(
+                "receiver_breaker_open",
+                "1 while the blast-radius breaker is open: automatic rollback of the target is stopped "
+                "until a person closes it (the same on every replica: the state is in the cluster).",
+                ["target"],
+                registry=r,
+            ),
         )
         m.build_info.labels(__version__, platform.python_version()).set(1)
         m.slack_up.set(1)  # no failure known (also when slack.mode is console or off)
@@ -176,6 +184,7 @@ class Metrics:
                 self.rollback_duration.labels(target, outcome)
             for kind in DecisionKind:
                 self.decisions.labels(target, kind.value)
+            self.breaker_open.labels(target)
 
     def value(self, name: str, **labels: str) -> float:
         """A sample's current value, 0 when the series does not exist (tests, the demo)."""

@@ -1,4 +1,4 @@
-"""The `receiver` command: serve | check-config | demo | sim | rollback.
+"""The `receiver` command: serve | check-config | demo | sim | rollback | mute | unmute | breaker.
 
 Each subcommand lives in its own module exposing ``add_arguments(parser)`` and
 ``run(args) -> int``; this file only wires them. Only the chosen command's module is
@@ -48,6 +48,10 @@ COMMANDS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "status": ("receiver.cli.status", "show each target's phase, replicas, mute, rollback and breaker",
                ("config", "cluster")),
     "history": ("receiver.cli.history", "list past rollbacks with their timelines", ("config", "cluster")),
+    "mute": ("receiver.cli.mute", "mute a target (or --all) for a while, on every replica", ("config", "cluster")),
+    "unmute": ("receiver.cli.unmute", "remove a run-time mute", ("config", "cluster")),
+    "breaker": ("receiver.cli.breaker", "close the blast-radius breaker (automatic rollbacks resume)",
+                ("config", "cluster")),
 }
 
 

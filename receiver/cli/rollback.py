@@ -12,7 +12,6 @@ import asyncio
 import getpass
 import socket
 import sys
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, TextIO
 
 from receiver.cli import cluster_retry, reach, unreachable
@@ -36,15 +35,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="read the cluster and say what would be done; change nothing")
     parser.add_argument("--by", default=None, metavar="NAME",
                         help="who asks (shown in the record and Slack); default: $USER")
-
-
-def overridden_mute(config: Config, target: Target, now: datetime) -> str | None:
-    """The active mute a manual rollback goes past, said so in the terminal and Slack."""
-    for scope, mute in ((target.name, target.mute), ("all targets", config.settings.mute)):
-        if mute is not None and mute.active(now):
-            until = f"until {mute.until:%Y-%m-%d %H:%M} UTC" if mute.until else "until removed"
-            return f"overrides the active mute of {scope} by {mute.by} {until}: {mute.reason}"
-    return None
 
 
 class Printer:
@@ -96,8 +86,11 @@ async def rollback(args: argparse.Namespace, out: TextIO) -> int:
 
 async def _rollback(args: argparse.Namespace, config: Config, target: Target, by: str,
                     api: ApiClient, out: TextIO) -> int:
+    from receiver.actions import Actions, Actor
+    from receiver.kube import Kube
+    from receiver.kube.shared_state import SharedStateStore
     from receiver.notify.console import ConsoleNotifier
-    from receiver.notify.factory import make_notifier
+    from receiver.notify.factory import NullNotifier, make_notifier
 
     host = str(api.configuration.host)
     retry = cluster_retry(args, sys.stderr, host)
@@ -105,10 +98,6 @@ async def _rollback(args: argparse.Namespace, config: Config, target: Target, by
         print(unreachable(host, err, args.request_timeout), file=sys.stderr)
         return EXIT_FAILED
     printer = Printer(out)
-    reason = f"from the command line on {socket.gethostname()}"
-    if (mute := overridden_mute(config, target, datetime.now(UTC))) is not None:
-        reason += f"; {mute}"
-        print(f"Note: this {mute}", file=out, flush=True)
     # Slack hears of a manual rollback like of any other (parent, thread, outcome); the
     # console notifier is left out: the progress lines below are the console.
     executor: Executor | None = None
@@ -127,13 +116,20 @@ async def _rollback(args: argparse.Namespace, config: Config, target: Target, by
 
     executor = Executor(api, lambda: config, f"manual-{by}@{socket.gethostname()}"[:128],
                         on_change=on_change, retry=retry)
+    kube = Kube(api, retry)
+    # the same door as HTTP and Slack: the same checks, and the mute it goes past said
+    actions = Actions(kube, lambda: config, SharedStateStore(kube, lambda: config),
+                      slack if slack is not None else NullNotifier(), executor,
+                      identity=f"cli@{socket.gethostname()}")
+    if (mute := actions.overridden_mute(target, await actions.shared_state())) is not None:
+        print(f"Note: this {mute}", file=out, flush=True)
     if slack is not None:
         await slack.start()
     mode = " (dry run)" if args.dry_run else ""
     print(f"Rolling {target.name} back{mode}: {target.namespace}/{target.canary} -> 0, "
           f"{target.namespace}/{target.stable} -> {target.replicas}", file=out, flush=True)
     try:
-        record = await executor.run_manual(target, by, args.dry_run, reason=reason)
+        record = await actions.rollback(target.name, actor=Actor(by, "cli"), dry_run=args.dry_run)
     except RollbackBusy as e:
         print(e, file=sys.stderr)
         return EXIT_BUSY

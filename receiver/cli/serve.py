@@ -21,6 +21,7 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +33,7 @@ from receiver import logs
 from receiver.config.credentials import AdminAccess
 from receiver.config.store import ConfigStore
 from receiver.domain.rollback import RollbackRecord, Step
-from receiver.domain.settings import ConfigError
+from receiver.domain.settings import Config, ConfigError
 from receiver.http.app import Runtime, make_app
 from receiver.http.handlers import CLUSTER_OBJECTS
 from receiver.http.server import GuardedAppRunner
@@ -44,6 +45,8 @@ from receiver.status.views import read_objects
 if TYPE_CHECKING:
     from kubernetes_asyncio.client import ApiClient
 
+    from receiver.actions import Actions
+    from receiver.kube.shared_state import SharedStateStore
     from receiver.kube.targets import TargetWatcher
     from receiver.notify.factory import Notifier
     from receiver.rollback.executor import Executor
@@ -239,6 +242,8 @@ class RunningReceiver:
     # checks the API server, then starts what needs the cluster (watches, resuming)
     connecting: list[asyncio.Task[None]] = field(default_factory=list)
     budget: ShutdownBudget = field(default_factory=ShutdownBudget)
+    shared: SharedStateStore | None = None  # run-time mutes and the breaker, shared by every replica
+    actions: Actions | None = None  # the people's door (HTTP, Slack)
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stop taking webhooks, give running rollbacks ``grace`` s, hand over the rest."""
@@ -327,9 +332,11 @@ async def start_receiver(
     serve` does that in the background. Every part counts into ``metrics`` (a fresh set
     when none is given, e.g. one per test) and /metrics serves it.
     """
+    from receiver.actions import Actions
     from receiver.http.health import SLACK_CHECK
     from receiver.kube import Kube, RetryPolicy, new_api_client
     from receiver.kube.lease import LeaseObservations
+    from receiver.kube.shared_state import SharedStateStore
     from receiver.notify.factory import make_notifier, slack_credentials_problem
     from receiver.rollback.executor import Executor, TargetWatcher
 
@@ -363,7 +370,12 @@ async def start_receiver(
                             retry=retry, metrics=metrics)
         notifier = make_notifier(store.config.slack, env, on_thread=executor.set_slack_thread,
                                  config=lambda: store.config, metrics=metrics)
-        service = Service(lambda: store.config, watcher, executor, notifier, metrics=metrics)
+        shared = SharedStateStore(Kube(api, retry, metrics=metrics), lambda: store.config)
+        stack.push_async_callback(shared.stop)  # its watch starts once the cluster answers
+        shared.subscribe(lambda state: breaker_gauge(metrics, store.config, state.breaker.is_open))
+        service = Service(lambda: store.config, watcher, executor, notifier, metrics=metrics, shared=shared)
+        actions = Actions(Kube(api, retry, metrics=metrics), lambda: store.config, shared, notifier, executor,
+                          identity=identity)
         changes.subscribe(lambda record, _step: service.remember(record))  # a resolved alert finds its thread
         changes.subscribe(notifier.rollback_changed)
         await notifier.start()
@@ -378,6 +390,11 @@ async def start_receiver(
         async def connect() -> None:
             """Once the API server answers: watches, resumed rollbacks, past records."""
             await link.reachable.wait()
+            await shared.start()
+            try:  # decisions after start-up see run-time mutes and the breaker
+                await shared.wait_synced(5)
+            except Exception as e:  # refused (RBAC) or slow: /health says so; never a reason not to start
+                log.error("shared_state_unavailable", error=str(e) or type(e).__name__)
             await watcher.start()
             resumed.extend(await executor.resume_unfinished())
             try:  # so an alert resolving after a restart still gets its follow-up in the right thread
@@ -400,6 +417,7 @@ async def start_receiver(
             kube_check=kube_check,
             watch_check=watcher.healthy,
             running_rollbacks=lambda: executor.running,
+            actions=actions,
         )
         app = make_app(runtime)
         app[SLACK_CHECK] = getattr(notifier, "problem", lambda: None)  # lasting Slack failures: /health degraded
@@ -420,6 +438,8 @@ async def start_receiver(
             raise CannotListen(f"cannot listen on {listen}: {why}") from e
         adopter = asyncio.create_task(adopt_orphans(store, watcher, executor, connected), name="adopt-orphans")
         background.push_async_callback(_cancel, adopter)
+        expiries = asyncio.create_task(announce_expiries(actions, shared.clock), name="mute-expiries")
+        background.push_async_callback(_cancel, expiries)
         if watch_config:
             store.start_watching()
             background.push_async_callback(store.stop_watching)
@@ -437,7 +457,8 @@ async def start_receiver(
     bound_host, bound_port = sock.getsockname()[:2]
     url = f"http://{bound_host}:{bound_port}"
     rx = RunningReceiver(url, store, service, runner, executor, watcher, notifier, api, metrics, stack,
-                         tasks=resumed, adopter=adopter, link=link, connecting=connecting, budget=budget)
+                         tasks=resumed, adopter=adopter, link=link, connecting=connecting, budget=budget,
+                         shared=shared, actions=actions)
     log.info(
         "receiver_listening",
         url=url,
@@ -451,6 +472,27 @@ async def start_receiver(
             await rx.stop(0)
             raise
     return rx
+
+
+def breaker_gauge(metrics: Metrics, config: Config, is_open: bool) -> None:
+    """receiver_breaker_open{target}: 1 for every target while the breaker is open (every
+    automatic rollback is stopped), set from the shared state, so every replica agrees."""
+    for t in config.targets:
+        metrics.breaker_open.labels(t.name).set(1 if is_open else 0)
+
+
+async def announce_expiries(actions: Actions, clock: Callable[[], datetime], interval: float = 1.0) -> None:
+    """Announce run-time mutes as they expire (once across replicas: Actions.announce_expired)."""
+    since = clock()
+    while True:
+        await asyncio.sleep(interval)
+        now = clock()
+        try:
+            await actions.announce_expired(since, now)
+        except Exception as e:  # announcing is a nicety: keep looking
+            log.warning("mute_expiry_not_announced", error=repr(e))
+            continue
+        since = now
 
 
 async def _serve(args: argparse.Namespace) -> int:

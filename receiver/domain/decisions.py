@@ -16,6 +16,9 @@ from typing import TYPE_CHECKING
 
 from receiver.domain.matchers import Matcher, parse_matchers
 from receiver.domain.phases import PhaseKind, PhaseThreshold, RolloutPhase, phase_of
+from receiver.domain.shared_state import EMPTY as NO_SHARED_STATE
+from receiver.domain.shared_state import GLOBAL as RUNTIME_GLOBAL
+from receiver.domain.shared_state import SharedState
 from receiver.domain.units import format_value, parse_number
 
 if TYPE_CHECKING:
@@ -37,6 +40,7 @@ class DecisionKind(StrEnum):
     HALTED = "halted"  # fight detection: too many rollbacks of this target within an hour
     MISCONFIGURED = "misconfigured"  # the target's canary or stable Deployment does not exist
     WARNED = "warned"  # a warning-level alert (rollback="warn"): people are told, nothing is changed
+    BREAKER_OPEN = "breaker_open"  # blast-radius breaker: too many targets rolled back at once
 
 
 class AlertReason(StrEnum):
@@ -58,9 +62,10 @@ class MuteScope(StrEnum):
 
 
 class MuteSource(StrEnum):
-    """Where a mute was set; config.yaml only, for now."""
+    """Where a mute was set: config.yaml, or at run time (CLI, HTTP; the shared-state ConfigMap)."""
 
     CONFIG = "config"
+    RUNTIME = "runtime"
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,14 +88,26 @@ class AppliedMute:
                 "until": self.until.isoformat() if self.until else None}
 
 
-def applied_mute(settings: Settings, target: Target | None, now: datetime) -> AppliedMute | None:
-    """The mute that holds for ``target`` at ``now`` (the global one wins), or None.
+def applied_mute(settings: Settings, target: Target | None, now: datetime,
+                 shared: SharedState = NO_SHARED_STATE) -> AppliedMute | None:
+    """The mute that holds for ``target`` at ``now``, or None.
 
-    With target None: the global mute alone. Expired mutes never apply.
+    Precedence (the first active one applies, and its who/why/until is what people see):
+    the global config mute, the global run-time mute, the target's config mute, the
+    target's run-time mute. Global wins over target, as it always has; within a scope the
+    config file (reviewed, standing) wins over a run-time mute. With target None: the
+    global mutes alone. Expired mutes never apply.
     """
-    for mute, scope in ((settings.mute, MuteScope.GLOBAL), (target.mute if target else None, MuteScope.TARGET)):
+    runtime = {m.target: m for m in shared.mutes}
+    candidates = (
+        (settings.mute, MuteScope.GLOBAL, MuteSource.CONFIG),
+        (runtime.get(RUNTIME_GLOBAL), MuteScope.GLOBAL, MuteSource.RUNTIME),
+        (target.mute if target else None, MuteScope.TARGET, MuteSource.CONFIG),
+        (runtime.get(target.name) if target else None, MuteScope.TARGET, MuteSource.RUNTIME),
+    )
+    for mute, scope, source in candidates:
         if mute is not None and mute.active(now):
-            return AppliedMute(scope=scope, by=mute.by, reason=mute.reason, until=mute.until)
+            return AppliedMute(scope=scope, by=mute.by, reason=mute.reason, until=mute.until, source=source)
     return None
 
 
@@ -106,6 +123,9 @@ class TargetState:
     rollback_running: str | None = None  # rollback id held in the target's Lease
     recent_rollbacks: tuple[datetime, ...] = ()  # finished rollbacks, for fight detection
     last_rollback_finished: datetime | None = None
+    #: When alert-driven (not manual, not dry-run) rollbacks of the target started, from its
+    #: Lease records: what the blast-radius breaker counts, the same on every replica.
+    recent_alert_starts: tuple[datetime, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -404,6 +424,8 @@ def _judge(
     state: TargetState,
     now: datetime,
     because: str,
+    shared: SharedState = NO_SHARED_STATE,
+    rolling: frozenset[str] = frozenset(),
 ) -> tuple[DecisionKind, str, AppliedMute | None]:
     """Given that rules call for a rollback, what happens: the priority chain."""
     # First: with a Deployment missing no rollback can ever happen (a typo in config.yaml,
@@ -422,7 +444,7 @@ def _judge(
             f"receiver disabled (settings.enabled is false): would have rolled back {target.name}, because {because}",
             None,
         )
-    if (mute := applied_mute(settings, target, now)) is not None:
+    if (mute := applied_mute(settings, target, now, shared)) is not None:
         return (
             DecisionKind.MUTED,
             f"{_mute_clause(mute, target.name)}: would have rolled back {target.name}, "
@@ -455,6 +477,8 @@ def _judge(
             f"Would have rolled back because {because}",
             None,
         )
+    if (tripped := _breaker(target, settings, shared, rolling)) is not None:
+        return DecisionKind.BREAKER_OPEN, f"{tripped}. Would have rolled back because {because}", None
     if settings.dry_run:
         return (
             DecisionKind.DRY_RUN,
@@ -468,6 +492,38 @@ def _judge(
     )
 
 
+def breaker_window_start(settings: Settings, shared: SharedState, now: datetime) -> datetime:
+    """Roll-back starts after this count towards the breaker (not before a person closed it)."""
+    since = now - timedelta(seconds=settings.breaker.window_seconds)
+    closed = shared.breaker.closed_at
+    return max(since, closed) if closed is not None else since
+
+
+def rolling_targets(states: Mapping[str, TargetState], since: datetime) -> set[str]:
+    """Targets whose alert-driven rollbacks started after ``since`` (from their Leases)."""
+    return {name for name, st in states.items() if any(t > since for t in st.recent_alert_starts)}
+
+
+def _breaker(target: Target, settings: Settings, shared: SharedState, rolling: frozenset[str]) -> str | None:
+    """Why the blast-radius breaker stops this rollback, or None.
+
+    Open in the shared state: every automatic rollback stops. Closed: rolling this target
+    back would make more than ``max_targets`` distinct targets within the window (counted
+    from the targets' Lease records, so every replica counts the same rollbacks)."""
+    limit = settings.breaker.max_targets
+    if shared.breaker.is_open:
+        since = f" since {_fmt_time(shared.breaker.opened_at)}" if shared.breaker.opened_at else ""
+        return (f"blast-radius breaker open{since} ({shared.breaker.reason}); no automatic rollback of "
+                f"{target.name} until a person closes it (receiver breaker close)")
+    if target.name in rolling or len(rolling) < limit:
+        return None
+    names = ", ".join(sorted(rolling))
+    window = format_value(settings.breaker.window_seconds, "seconds")
+    return (f"blast-radius breaker opened: rolling {target.name} back would make {len(rolling) + 1} targets "
+            f"rolled back within {window} (after {names}; settings.breaker.max_targets is {limit}), which "
+            "points at a common cause such as the infrastructure rather than the canaries")
+
+
 def _decide_target(
     target: Target,
     alerts: Sequence[Alert],
@@ -476,6 +532,8 @@ def _decide_target(
     state: TargetState,
     now: datetime,
     payload: WebhookPayload,
+    shared: SharedState = NO_SHARED_STATE,
+    rolling: frozenset[str] = frozenset(),
 ) -> Decision:
     gk, url = payload.group_key, payload.external_url
     firing = [a for a in alerts if a.firing]
@@ -544,7 +602,7 @@ def _decide_target(
     lead = tested.verdict(first_pos, firing, indexes, rules, levels)
     assert lead.rule is not None
     because = f"{where}: {_cause(lead, phase)}{_summary_of(lead.alert)}{_more(len(hits) - 1)}"
-    kind, reason, mute = _judge(target, config.settings, state, now, because)
+    kind, reason, mute = _judge(target, config.settings, state, now, because, shared, rolling)
     rest = [a for i, a in enumerate(firing) if i != first_pos]
     return Decision(
         target=target.name,
@@ -561,7 +619,9 @@ def _decide_target(
         generator_url=lead.alert.generator_url or None,
         details={"triggered": str(len(hits)),
                  **({"missing": ", ".join(missing_objects(target, state))}
-                    if kind is DecisionKind.MISCONFIGURED else {})},
+                    if kind is DecisionKind.MISCONFIGURED else {}),
+                 **({"breaker_targets": ",".join(sorted(rolling))}
+                    if kind is DecisionKind.BREAKER_OPEN else {})},
         group_key=gk,
         external_url=url,
         phase=phase,
@@ -636,8 +696,12 @@ def decide(
     config: Config,
     states: Mapping[str, TargetState],
     now: datetime,
+    shared: SharedState = NO_SHARED_STATE,
 ) -> list[Decision]:
     """Return one Decision per configured target the payload's alerts belong to.
+
+    ``shared`` is the state every replica shares (run-time mutes, the breaker); the
+    targets rolled back earlier in the same payload count towards the breaker too.
 
     Only targets named in config are considered: alert labels select among them and
     can never name a Deployment. Pure and deterministic (same inputs, same list, in
@@ -647,11 +711,15 @@ def decide(
     rule_selector, target_selectors = _selectors(config)
     alerts = payload.alerts
     decisions: list[Decision] = []
+    rolling = rolling_targets(states, breaker_window_start(config.settings, shared, now))
     for target, selector in zip(config.targets, target_selectors, strict=True):
         found = selector.indexes(alerts)
         mine = [a for a, i in zip(alerts, found, strict=True) if i is not None]
         if not mine:
             continue
         state = states.get(target.name) or TargetState()
-        decisions.append(_decide_target(target, mine, config, rule_selector, state, now, payload))
+        d = _decide_target(target, mine, config, rule_selector, state, now, payload, shared, frozenset(rolling))
+        if d.kind is DecisionKind.ROLL_BACK:
+            rolling.add(d.target)
+        decisions.append(d)
     return decisions

@@ -454,6 +454,8 @@ def decision_message(decision: Decision, target: Target, mention: str = "") -> S
                 "reload; Alertmanager re-sends the alert until then.")
         text = f"{lead}Cannot roll back {target.name}: {reason}"
         return message(text, section(body), context(links))
+    if kind is DecisionKind.BREAKER_OPEN:
+        return breaker_opened(decision, target, mention)
     return None
 
 
@@ -474,6 +476,29 @@ def warning_note(decision: Decision, target: Target, links: str = "") -> SlackMe
             + "\nNothing is changed for a warning: warnings reach people, not the cluster.")
     text = f"Warning for {esc(target.name)} ({week}): {esc(', '.join(names))}; nothing is changed for a warning"
     return message(text, section(body), context(links, esc(decision.reason)))
+
+
+def breaker_opened(decision: Decision, target: Target, mention: str = "") -> SlackMessage:
+    """The one loud message when the blast-radius breaker opens: which targets, the likely
+    common cause, and how to close it."""
+    lead = f"{mention} " if mention else ""
+    earlier = [t for t in decision.details.get("breaker_targets", "").split(",") if t]
+    names = ", ".join(f"`{esc(t)}`" for t in [*earlier, target.name])
+    body = (f"{lead}:rotating_light: *Blast-radius breaker open: automatic rollbacks stopped.* "
+            f"Alerts called for rolling back {names} within a few minutes: many services failing "
+            "at once points at a common cause (infrastructure: nodes, network, DNS, a shared "
+            f"database), not their canaries. `{esc(target.name)}` was *not* rolled back; rollbacks "
+            "already started finish.\n*Alert:* " + esc(describe_decision_why(decision)) +
+            "\nFind the common cause; roll back by hand with `receiver rollback TARGET` if needed; "
+            "then close the breaker: `receiver breaker close`.")
+    text = (f"{lead}Blast-radius breaker open: automatic rollbacks stopped after alerts for "
+            f"{', '.join([*earlier, target.name])}; likely a common (infrastructure) cause")
+    return message(text, section(body), context(_decision_links(decision, target), esc(decision.reason)))
+
+
+def announcement(text: str, emoji: str = ":information_source:") -> SlackMessage:
+    """A person's action (mute, unmute, breaker closed) or a mute's expiry, as one line."""
+    return message(text, section(f"{emoji} {esc(text)}"))
 
 
 def resolved_followup(decision: Decision, record: RollbackRecord | None) -> SlackMessage | None:

@@ -182,6 +182,17 @@ class Target(Strict):
         return tuple(m for text in self.matchers for m in parse_matchers(text))
 
 
+class BreakerSettings(Strict):
+    """The blast-radius breaker: many targets failing at once is rarely their canaries."""
+
+    max_targets: int = Field(
+        default=3, ge=1,
+        description="More distinct targets than this getting roll_back decisions within window_seconds "
+        "opens the breaker: no further automatic rollbacks until a person closes it.",
+    )
+    window_seconds: float = Field(default=300, gt=0, description="How far back roll_back starts are counted.")
+
+
 class Settings(Strict):
     """Global behaviour."""
 
@@ -210,6 +221,8 @@ class Settings(Strict):
         description="Fight detection: after this many rollbacks of one target within an hour, "
         "stop acting on it and report instead.",
     )
+    breaker: BreakerSettings = Field(default_factory=BreakerSettings,
+                                     description="Blast-radius breaker (decision breaker_open).")
     lease_namespace: str | None = Field(
         default=None, description="Where per-target Leases live; default: the target's namespace."
     )

@@ -1,4 +1,5 @@
-"""POST /webhook, POST /-/reload, GET /rollbacks, GET /targets.
+"""POST /webhook, POST /-/reload, GET /rollbacks, GET /targets; POST /mutes, DELETE /mutes/{target},
+POST /breaker/close.
 
 HTTP codes follow Alertmanager's retry rule: 2xx delivered, 5xx retried, 4xx never
 retried. So a payload that will never be valid gets 4xx naming the problem, and 503 is
@@ -11,13 +12,15 @@ from __future__ import annotations
 
 import contextlib
 import gc
-from collections.abc import Awaitable, Callable, Iterator
+import json
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 import structlog
 from aiohttp import web
 
+from receiver.actions import Actions, Actor, Done, parse_duration, parse_time
 from receiver.config.credentials import AdminAccess
 from receiver.domain.alerts import PayloadError, parse_payload
 from receiver.http.runtime import REJECTIONS, RUNTIME
@@ -26,6 +29,7 @@ from receiver.kube import KubeError
 from receiver.status.views import ClusterObjects, build_history, build_status, parse_since, unknown_target
 
 log = structlog.get_logger(__name__)
+ALL = "_all"  # DELETE /mutes/_all: the mute of every target
 #: Reads the targets' Deployments and Leases for GET /targets (set by serve; absent = 503).
 ReadObjects = Callable[[], Awaitable[ClusterObjects]]
 CLUSTER_OBJECTS: web.AppKey[ReadObjects] = web.AppKey("cluster_objects")
@@ -173,3 +177,106 @@ async def targets(request: web.Request) -> web.Response:
         return error(503, f"cannot read the cluster: {e}")
     view = build_status(config, objects, datetime.now(UTC), target)
     return web.json_response(view.model_dump(mode="json"))
+
+
+
+# -- person actions: mutes and the breaker (receiver.actions; admin auth) -----------------
+
+MUTE_FIELDS = frozenset({"target", "for", "until", "reason", "by"})
+MAX_ACTION_BODY = 16 * 1024
+Act = Callable[[Actions], Awaitable[Done]]
+
+
+async def _json_object(request: web.Request, fields: frozenset[str]) -> dict[str, Any]:
+    """The body as a JSON object of known fields; ValueError naming what is wrong."""
+    try:
+        body = await read_limited(request, MAX_ACTION_BODY)
+    except BodyTooLarge:
+        raise ValueError(f"body larger than {MAX_ACTION_BODY} bytes") from None
+    try:
+        doc = json.loads(body or b"{}")
+    except ValueError as e:
+        raise ValueError(f"body is not JSON: {e}") from None
+    if not isinstance(doc, dict):
+        raise ValueError("body must be a JSON object")
+    unknown = sorted(set(doc) - fields)
+    if unknown:
+        raise ValueError(f"unknown field(s) {', '.join(unknown)}; expected {', '.join(sorted(fields))}")
+    return doc
+
+
+def _text(doc: Mapping[str, Any], name: str) -> str:
+    value = doc.get(name)
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{name!r} must be a non-empty string")
+    return value
+
+
+def _done(done: Done) -> web.Response:
+    body: dict[str, Any] = {"status": "ok", "changed": done.changed, "message": done.message}
+    if done.mute is not None:
+        m = done.mute
+        body["mute"] = {"target": None if m.is_global else m.target, "by": m.by, "reason": m.reason,
+                        "until": m.until.isoformat(), "source": m.source}
+    if done.breaker is not None:
+        body["breaker"] = {"state": done.breaker.state, "targets": list(done.breaker.targets),
+                           "closed_by": done.breaker.closed_by}
+    if done.warnings:
+        body["warnings"] = list(done.warnings)
+    return web.json_response(body)
+
+
+async def _act(request: web.Request, act: Act) -> web.Response:
+    """Admin auth, then the action: 400 for bad input (nothing written), 503 when the
+    cluster could not be written (retry)."""
+    if (denied := admin_denied(request)) is not None:
+        return denied
+    actions = request.app[RUNTIME].actions
+    if actions is None:
+        return error(503, "person actions are not available in this receiver")
+    try:
+        done = await act(actions)
+    except ValueError as e:
+        return error(400, str(e), written="nothing")
+    except KubeError as e:
+        log.error("action_not_written", path=request.path, error=str(e))
+        return error(503, f"could not write to the cluster, retry: {e}")
+    return _done(done)
+
+
+async def post_mute(request: web.Request) -> web.Response:
+    """POST /mutes {"target": NAME|null, "for": "2h" | "until": TIME, "reason": TEXT, "by": NAME}."""
+
+    async def act(actions: Actions) -> Done:
+        doc = await _json_object(request, MUTE_FIELDS)
+        if "target" not in doc:
+            raise ValueError("'target' must be given: a target's name, or null for every target")
+        target = None if doc["target"] is None else _text(doc, "target")
+        if ("for" in doc) == ("until" in doc):
+            raise ValueError("give exactly one of 'for' (a duration, e.g. \"2h\") and 'until' (an RFC 3339 time)")
+        until = parse_duration(_text(doc, "for")) if "for" in doc else parse_time(_text(doc, "until"))
+        actor = Actor(_text(doc, "by"), "http")
+        return await actions.mute(target, until=until, reason=_text(doc, "reason"), actor=actor)
+
+    return await _act(request, act)
+
+
+async def delete_mute(request: web.Request) -> web.Response:
+    """DELETE /mutes/{target} (``_all``: the every-target mute) ?by=NAME."""
+
+    async def act(actions: Actions) -> Done:
+        name = request.match_info["target"]
+        actor = Actor(_text(request.query, "by"), "http")
+        return await actions.unmute(None if name == ALL else name, actor=actor)
+
+    return await _act(request, act)
+
+
+async def close_breaker(request: web.Request) -> web.Response:
+    """POST /breaker/close {"by": NAME}."""
+
+    async def act(actions: Actions) -> Done:
+        doc = await _json_object(request, frozenset({"by"}))
+        return await actions.close_breaker(actor=Actor(_text(doc, "by"), "http"))
+
+    return await _act(request, act)

@@ -85,15 +85,18 @@ async def full(request: web.Request) -> web.Response:
     slack_check = request.app.get(SLACK_CHECK)
     if slack_check is not None:
         found["slack"] = slack_check() or "ok"
+    if rt.actions is not None:  # run-time mutes and the breaker: read from the cluster
+        found["shared_state"] = rt.actions.state_problem() or "ok"
     per_target = targets(rt)
     healthy = all(v == "ok" for v in [*found.values(), *per_target.values()])
     settings = store.config.settings
+    shared = rt.service.shared_state()
     last = store.last_reload
     now = datetime.now(UTC)
     # the mutes that hold now (an expired one is not "muted"): global, and per target
-    muted = applied_mute(settings, None, now)
+    muted = applied_mute(settings, None, now, shared)
     muted_targets = {t.name: m.as_json() for t in store.config.targets
-                     if (m := applied_mute(settings, t, now)) is not None}
+                     if (m := applied_mute(settings, t, now, shared)) is not None}
     return web.json_response(
         {
             "status": "ok" if healthy and last.ok else "degraded",
@@ -113,5 +116,7 @@ async def full(request: web.Request) -> web.Response:
                 "targets": [t.name for t in store.config.targets],
             },
             "rollbacks_in_progress": rt.running_rollbacks(),
+            "breaker": {"open": shared.breaker.is_open, "targets": list(shared.breaker.targets),
+                        "reason": shared.breaker.reason or None},
         }
     )

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from receiver.actions import Actions
 from receiver.config.credentials import RejectionLog
 from receiver.config.store import ConfigStore
 from receiver.domain.rollback import RollbackRecord
@@ -29,6 +30,7 @@ class Runtime:
     kube_check: Callable[[], Awaitable[str | None]]  # None = reachable, else the error
     watch_check: Callable[[], str | None] = lambda: None  # None = target watches current
     running_rollbacks: Callable[[], int] = lambda: 0
+    actions: Actions | None = None  # mutes and the breaker (None: those routes answer 503)
     started_monotonic: float = field(default_factory=time.monotonic)
 
     def __post_init__(self) -> None:

@@ -22,6 +22,8 @@ from receiver.domain.alerts import WebhookPayload
 from receiver.domain.decisions import Decision, DecisionKind, TargetState, decide
 from receiver.domain.rollback import RollbackRecord
 from receiver.domain.settings import Config, Target
+from receiver.domain.shared_state import EMPTY as NO_SHARED_STATE
+from receiver.domain.shared_state import BreakerState, SharedState
 from receiver.metrics import Metrics
 
 log = structlog.get_logger(__name__)
@@ -72,6 +74,13 @@ class NotifierPort(Protocol):
     def decision(self, decision: Decision, target: Target, record: RollbackRecord | None = None) -> None: ...
 
 
+class SharedStatePort(Protocol):
+    """The state every replica shares (receiver.kube.shared_state.SharedStateStore)."""
+
+    def current(self) -> SharedState: ...
+    async def open_breaker(self, targets: list[str], reason: str) -> BreakerState: ...
+
+
 class RetryLater(Exception):
     """The webhook must be answered 503 so Alertmanager sends it again."""
 
@@ -118,6 +127,7 @@ class _Repeat:
     confirm: tuple[str, ...]  # targets whose quiet decision must be confirmed again
     counters: tuple[tuple[Any, Any, int], ...]  # (decision counter, alert counter, alerts) per decision
     size: int
+    shared: SharedState = NO_SHARED_STATE  # a run-time mute or the breaker changes the answer
 
 
 def alert_reason(d: Decision) -> str:
@@ -143,8 +153,10 @@ class Service:
         repeat_cache_bytes: int = REPEAT_CACHE_BYTES,
         told_cache_bytes: int = TOLD_CACHE_BYTES,
         metrics: Metrics | None = None,
+        shared: SharedStatePort | None = None,
     ) -> None:
         self.metrics = metrics or Metrics.create()  # a private set unless the process's is given
+        self._shared = shared
         self._config = config
         self._states = states
         self._executor = executor
@@ -192,7 +204,8 @@ class Service:
         entry = self._repeats.get(key)
         if entry is None:
             return None
-        if entry.config is not self._config() or entry.states != self._states.states():
+        if (entry.config is not self._config() or entry.states != self._states.states()
+                or entry.shared != self.shared_state()):
             self._drop_repeat(key)
             return None
         if entry.confirm:
@@ -214,10 +227,15 @@ class Service:
         """Keep the latest rollback per target, so a later 'resolved' can reply in its thread."""
         self._last_record[record.target] = record
 
+    def shared_state(self) -> SharedState:
+        """Run-time mutes and the breaker as this replica's watch sees them (empty without a store)."""
+        return self._shared.current() if self._shared is not None else NO_SHARED_STATE
+
     async def _decide(self, payload: WebhookPayload, config: Config) -> tuple[list[Decision], dict[str, TargetState]]:
         """decide(), with the decisions a stale watch could have produced confirmed by the API."""
         states = self._states.states()
-        decisions = decide(payload, config, states, self._clock())
+        shared = self.shared_state()
+        decisions = decide(payload, config, states, self._clock(), shared)
         doubtful = [d.target for d in decisions if d.kind in CONFIRMED]
         try:
             fresh = await self._confirmed(doubtful)
@@ -229,7 +247,7 @@ class Service:
             return decisions, states
         log.info("watch_behind_api", targets=[n for n, st in fresh.items() if states.get(n) != st])
         states = {**states, **fresh}
-        return decide(payload, config, states, self._clock()), states
+        return decide(payload, config, states, self._clock(), shared), states
 
     async def handle(self, payload: WebhookPayload, body: bytes | None = None) -> WebhookResult:
         config = self._config()
@@ -264,6 +282,8 @@ class Service:
                 broken.append(d.reason)
             else:
                 bound.info("decided", reason=d.reason, rule=d.rule, phase=str(d.phase) if d.phase else None)
+            if d.kind is DecisionKind.BREAKER_OPEN:
+                await self._open_breaker(d, target, bound)
             self.metrics.decisions.labels(d.target, d.kind.value).inc()
             self.metrics.alerts.labels(d.kind.value, alert_reason(d)).inc(len(d.alerts))
             if d.kind in NOTIFIED and self._first_time(d):
@@ -277,6 +297,30 @@ class Service:
         if body is not None and all(d.kind in QUIET for d in final):
             self._keep_repeat(body, config, states, result)
         return result
+
+    async def _open_breaker(self, d: Decision, target: Target, bound: Any) -> None:
+        """Write the open breaker to the shared state (every replica then stops too) and
+        tell people once: only the replica whose write opened it posts the loud message.
+        A failed write still posts (the count from the Leases keeps the breaker tripped
+        on every replica for the window) and is logged."""
+        before = self.shared_state().breaker
+        opened_here = not before.is_open
+        if self._shared is not None:
+            started = self._clock()
+            targets = [*sorted(d.details.get("breaker_targets", "").split(",")), d.target]
+            try:
+                names = [t for t in targets if t]
+                why = f"alerts called for rolling back {', '.join(names)} within settings.breaker.window_seconds"
+                state = await self._shared.open_breaker(names, why)
+            except Exception as e:
+                bound.error("breaker_not_recorded", error=str(e))
+            else:
+                # ours when it was closed as we saw it and the stored opening is not older
+                # than our write (another replica's earlier opening keeps its opened_at)
+                opened_here = opened_here and state.opened_at is not None and state.opened_at >= started
+        if opened_here:
+            bound.error("breaker_opened_by_decision", reason=d.reason)
+            self._notifier.decision(d, target, None)
 
     def _keep_repeat(self, body: bytes, config: Config, states: dict[str, TargetState],
                      result: WebhookResult) -> None:
@@ -293,7 +337,7 @@ class Service:
         key = body_digest(body)
         self._drop_repeat(key)
         confirm = tuple(d.target for d in final if d.kind in CONFIRMED)
-        self._repeats[key] = _Repeat(config, states, answer, confirm, counters, size)
+        self._repeats[key] = _Repeat(config, states, answer, confirm, counters, size, self.shared_state())
         self._repeat_bytes += size
         while self._repeat_bytes > self._repeat_budget:
             _, old = self._repeats.popitem(last=False)

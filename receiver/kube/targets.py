@@ -92,6 +92,8 @@ def state_of(
         rollback_running=running,
         recent_rollbacks=finished,
         last_rollback_finished=finished[0] if finished else None,
+        recent_alert_starts=tuple(sorted({r.id: r.started_at for r in records
+                                          if r.trigger == "alert" and not r.dry_run}.values(), reverse=True)),
     )
 
 

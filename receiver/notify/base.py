@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from receiver.domain.messages import SlackMessage
 from receiver.domain.rollback import RollbackRecord, Step
 from receiver.metrics import Metrics
 
@@ -64,11 +65,22 @@ class DecisionEvent:
     record: RollbackRecord | None
 
 
-Event = RollbackEvent | DecisionEvent
+@dataclass(frozen=True, slots=True)
+class AnnounceEvent:
+    """A person's action (mute, unmute, breaker closed) or a mute's expiry: one message in
+    the target's channel (the default channel for every-target news)."""
+
+    target: str | None
+    message: SlackMessage
+
+
+Event = RollbackEvent | DecisionEvent | AnnounceEvent
 
 
 def event_fields(ev: Event) -> dict[str, object]:
     """What identifies an event in a log line (never any secret)."""
+    if isinstance(ev, AnnounceEvent):
+        return {"target": ev.target, "announcement": ev.message.text[:200]}
     if isinstance(ev, RollbackEvent):
         return {"rollback_id": ev.record.id, "target": ev.record.target,
                 "fingerprints": list(ev.record.fingerprints), "phase": ev.record.phase.value}
@@ -114,6 +126,9 @@ class QueuedNotifier:
 
     def decision(self, decision: Decision, target: Target, record: RollbackRecord | None = None) -> None:
         self._enqueue(DecisionEvent(decision, target, record))
+
+    def announce(self, target: str | None, msg: SlackMessage) -> None:
+        self._enqueue(AnnounceEvent(target, msg))
 
     def _enqueue(self, ev: Event) -> None:
         try:

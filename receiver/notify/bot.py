@@ -34,6 +34,7 @@ from receiver.domain.rollback import Phase, RollbackRecord, Step
 from receiver.metrics import Metrics
 from receiver.notify.base import (
     MAX_REMEMBERED,
+    AnnounceEvent,
     ConfigProvider,
     DecisionEvent,
     DeliveryPolicy,
@@ -309,7 +310,10 @@ class SlackBotNotifier(QueuedNotifier):
     # --- events --------------------------------------------------------------------
 
     async def deliver(self, ev: Event) -> None:
-        if isinstance(ev, RollbackEvent):
+        if isinstance(ev, AnnounceEvent):
+            target = self.target(ev.target) if ev.target else None
+            await self.post(log.bind(target=ev.target), self.channel_for(target), ev.message, "announcement")
+        elif isinstance(ev, RollbackEvent):
             await self._rollback(ev)
         else:
             await self._decision(ev)

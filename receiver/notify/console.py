@@ -16,6 +16,7 @@ from receiver.domain.rollback import Phase, RollbackRecord
 from receiver.metrics import Metrics
 from receiver.notify.base import (
     MAX_REMEMBERED,
+    AnnounceEvent,
     ConfigProvider,
     DecisionEvent,
     DeliveryPolicy,
@@ -70,7 +71,10 @@ class ConsoleNotifier(QueuedNotifier):
         self.console.print(Text.assemble(*parts))
 
     async def deliver(self, ev: Event) -> None:
-        if isinstance(ev, RollbackEvent):
+        if isinstance(ev, AnnounceEvent):
+            text = ev.message.text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+            self._line((_clock(), "dim"), " ", ("📢 ", "bold"), text)
+        elif isinstance(ev, RollbackEvent):
             self._rollback(ev.record, ev)
         else:
             self._decision(ev)

@@ -25,6 +25,7 @@ from receiver.notify.secrets import _secret, _settings_problem, slack_credential
 
 if TYPE_CHECKING:
     from receiver.domain.decisions import Decision
+    from receiver.domain.messages import SlackMessage
     from receiver.domain.settings import SlackSettings, Target
     from receiver.notify.bot import SlackBotNotifier
     from receiver.notify.console import ConsoleNotifier
@@ -62,6 +63,8 @@ class Notifier(Protocol):
 
     def decision(self, decision: Decision, target: Target, record: RollbackRecord | None = None) -> None: ...
 
+    def announce(self, target: str | None, msg: SlackMessage) -> None: ...
+
     async def start(self) -> None: ...
 
     async def close(self, timeout: float) -> None: ...  # noqa: ASYNC109 - the agreed interface
@@ -76,6 +79,9 @@ class NullNotifier:
         return None
 
     def decision(self, decision: Decision, target: Target, record: RollbackRecord | None = None) -> None:
+        return None
+
+    def announce(self, target: str | None, msg: SlackMessage) -> None:
         return None
 
     async def start(self) -> None:

@@ -21,6 +21,7 @@ from receiver.domain.rollback import Phase, RollbackRecord
 from receiver.metrics import Metrics
 from receiver.notify.base import (
     MAX_REMEMBERED,
+    AnnounceEvent,
     ConfigProvider,
     DecisionEvent,
     DeliveryPolicy,
@@ -124,7 +125,9 @@ class SlackWebhookNotifier(QueuedNotifier):
             return False
 
     async def deliver(self, ev: Event) -> None:
-        if isinstance(ev, RollbackEvent):
+        if isinstance(ev, AnnounceEvent):
+            await self.send(log.bind(target=ev.target), ev.message, "announcement")
+        elif isinstance(ev, RollbackEvent):
             await self._rollback(ev)
         else:
             await self._decision(ev)

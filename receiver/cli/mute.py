@@ -1,0 +1,159 @@
+"""`receiver mute TARGET|--all --for 2h|--until TIME --reason TEXT [--by NAME]` and
+`receiver unmute TARGET|--all [--by NAME]`: run-time mutes every replica obeys.
+
+They write the shared-state ConfigMap directly (no receiver needs to be running), through
+receiver.actions (the same checks, Event and Slack announcement as over HTTP or Slack).
+Exit 2 on bad input (nothing written), 1 when the cluster could not be written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import socket
+import sys
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, TextIO
+
+from receiver.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, cluster_retry, reach, unreachable
+
+if TYPE_CHECKING:
+    from receiver.actions import Actions, Done
+    from receiver.domain.settings import Config
+
+
+def default_by() -> str:
+    """$USER@host, as people are named in Slack and the Events."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+def _target_flags(parser: argparse.ArgumentParser, verb: str) -> None:
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("target", nargs="?", metavar="TARGET", help=f"a target name from the config file to {verb}")
+    which.add_argument("--all", action="store_true", help=f"{verb} every target (the global run-time mute)")
+    parser.add_argument("--by", default=None, metavar="NAME",
+                        help="who acts (shown in Slack and the Event); default: $USER@host")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    _target_flags(parser, "mute")
+    when = parser.add_mutually_exclusive_group(required=True)
+    when.add_argument("--for", dest="duration", metavar="DURATION", help="how long, e.g. 30m, 2h, 1h30m, 1d")
+    when.add_argument("--until", metavar="TIME", help="until when, RFC 3339 with a zone, e.g. 2026-11-27T18:00:00Z")
+    parser.add_argument("--reason", required=True, metavar="TEXT", help="why (shown in Slack)")
+
+
+def add_unmute_arguments(parser: argparse.ArgumentParser) -> None:
+    _target_flags(parser, "unmute")
+
+
+def load(args: argparse.Namespace) -> Config | None:
+    from receiver.domain.settings import ConfigError, load_config
+
+    try:
+        return load_config(args.config)
+    except ConfigError as e:
+        print(e, file=sys.stderr)
+        return None
+
+
+async def with_actions(args: argparse.Namespace, config: Config, out: TextIO,
+                       act: Callable[[Actions], Awaitable[Done]]) -> int:
+    """Reach the cluster as kubectl would, build the actions (Slack announcements
+    included), run ``act`` and print what it wrote."""
+    from receiver.actions import Actions
+    from receiver.kube import Kube, KubeError, new_api_client
+    from receiver.kube.client import KubeconfigError
+    from receiver.kube.shared_state import SharedStateStore
+    from receiver.notify.console import ConsoleNotifier
+    from receiver.notify.factory import NullNotifier, make_notifier
+
+    try:
+        api = await new_api_client(args.kubeconfig, args.context)
+    except KubeconfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        host = str(api.configuration.host)
+        retry = cluster_retry(args, sys.stderr, host)
+        if (err := await reach(api, retry)) is not None:
+            print(unreachable(host, err, args.request_timeout), file=sys.stderr)
+            return EXIT_FAILED
+        kube = Kube(api, retry)
+        store = SharedStateStore(kube, lambda: config)
+        notifier = make_notifier(config.slack, config=lambda: config)
+        if isinstance(notifier, ConsoleNotifier):  # the lines printed below are the console
+            notifier = NullNotifier()
+        actions = Actions(kube, lambda: config, store, notifier, identity=f"cli@{socket.gethostname()}")
+        await notifier.start()
+        try:
+            done = await act(actions)
+        except ValueError as e:
+            print(f"error: {e}; nothing was written", file=sys.stderr)
+            return EXIT_USAGE
+        except KubeError as e:
+            print(unreachable(host, e, args.request_timeout), file=sys.stderr)
+            return EXIT_FAILED
+        finally:
+            await notifier.close(10)
+        print(done.message, file=out)
+        if done.changed:
+            channel = "" if isinstance(notifier, NullNotifier) else " and announced in Slack"
+            print(f"written: ConfigMap {store.namespace}/{store.name}; recorded as an Event{channel}", file=out)
+        for warning in done.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+        return EXIT_OK
+    finally:
+        await api.close()
+
+
+def _quiet() -> None:
+    from receiver.logs import configure
+
+    configure(level="warning")  # the printed lines are the output; logs only for trouble
+
+
+def run(args: argparse.Namespace) -> int:
+    from receiver.actions import Actor, parse_duration, parse_time
+
+    _quiet()
+    config = load(args)
+    if config is None:
+        return EXIT_USAGE
+    try:  # bad input: exit 2 before the cluster is contacted
+        actor = Actor(default_by() if args.by is None else args.by, "cli")
+        until = parse_duration(args.duration) if args.duration is not None else parse_time(args.until)
+        if not args.reason.strip():
+            raise ValueError("--reason must not be empty")
+        if args.target is not None and config.target(args.target) is None:
+            names = ", ".join(sorted(t.name for t in config.targets))
+            raise ValueError(f"unknown target {args.target!r}; configured targets: {names}")
+    except ValueError as e:
+        print(f"error: {e}; nothing was written", file=sys.stderr)
+        return EXIT_USAGE
+    return asyncio.run(with_actions(args, config, sys.stdout, lambda actions: actions.mute(
+        None if args.all else args.target, until=until, reason=args.reason, actor=actor)))
+
+
+def run_unmute(args: argparse.Namespace) -> int:
+    from receiver.actions import Actor
+
+    _quiet()
+    config = load(args)
+    if config is None:
+        return EXIT_USAGE
+    try:
+        actor = Actor(default_by() if args.by is None else args.by, "cli")
+        if args.target is not None and config.target(args.target) is None:
+            names = ", ".join(sorted(t.name for t in config.targets))
+            raise ValueError(f"unknown target {args.target!r}; configured targets: {names}")
+    except ValueError as e:
+        print(f"error: {e}; nothing was written", file=sys.stderr)
+        return EXIT_USAGE
+    return asyncio.run(with_actions(args, config, sys.stdout, lambda actions: actions.unmute(
+        None if args.all else args.target, actor=actor)))
