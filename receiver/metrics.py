@@ -60,6 +60,8 @@ class Metrics:
     fights: Counter
     target_misconfigured: Gauge
     cache_bytes: Gauge
+    recoveries: Counter
+    alert_to_recovered: Histogram
     # labelled histogram children of request_latency, resolved once per (route, method)
     timers: dict[tuple[str, str], Any] = field(default_factory=dict, compare=False, repr=False)
 
@@ -156,6 +158,18 @@ class Metrics:
                 "Bytes held by an in-memory cache (repeat: answers to byte-identical re-sends; told: "
                 "decisions already posted to Slack), each kept under its budget.",
                 ["cache"],
+                registry=r,
+            ),
+            recoveries=Counter(
+                "receiver_recovery_total",
+                "Recovery watches after a rollback, by outcome (recovered, not_recovered, unknown).",
+                ["target", "outcome"],
+                registry=r,
+            ),
+            alert_to_recovered=Histogram(
+                "receiver_alert_to_recovered_seconds",
+                "From the alert starting to its metric back under the threshold (recovered rollbacks).",
+                buckets=(30, 60, 120, 180, 300, 600, 900, 1800, 3600),
                 registry=r,
             ),
         )

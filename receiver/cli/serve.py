@@ -361,9 +361,30 @@ async def start_receiver(
                             retry=retry, metrics=metrics)
         notifier = make_notifier(store.config.slack, env, on_thread=executor.set_slack_thread,
                                  config=lambda: store.config, metrics=metrics)
-        service = Service(lambda: store.config, watcher, executor, notifier, metrics=metrics)
+        probe, recovery = None, None
+        if (prom_settings := store.config.prometheus) is not None:
+            from receiver.intake.canary_probe import StableProbe
+            from receiver.prometheus.client import PrometheusClient
+            from receiver.rollback.recovery import RecoveryWatcher
+
+            prom = await stack.enter_async_context(PrometheusClient(prom_settings))
+            probe = StableProbe(prom, prom_settings.decision_wait_seconds)
+            recovery = RecoveryWatcher(prom, lambda: store.config, changes, executor.save_recovery, metrics=metrics)
+            stack.push_async_callback(recovery.close)
+            log.info("prometheus_configured", url=prom_settings.url)
+        else:
+            log.info("prometheus_not_configured",
+                     skipped="recovery confirmation and the is-it-the-canary check (config: prometheus.url)")
+        service = Service(lambda: store.config, watcher, executor, notifier, metrics=metrics, probe=probe)
         changes.subscribe(lambda record, _step: service.remember(record))  # a resolved alert finds its thread
         changes.subscribe(notifier.rollback_changed)
+        if recovery is not None:
+            watcher_of_recovery = recovery
+
+            def watch_recovery(record: RollbackRecord, _step: Step | None) -> None:
+                watcher_of_recovery.watch(record)  # starts only once, after a verified rollback
+
+            changes.subscribe(watch_recovery)
         await notifier.start()
         stack.push_async_callback(lambda: notifier.close(min(budget.grace, 5.0)))
         # running rollbacks get the grace, then are handed over with their Leases released
@@ -379,8 +400,11 @@ async def start_receiver(
             await watcher.start()
             resumed.extend(await executor.resume_unfinished())
             try:  # so an alert resolving after a restart still gets its follow-up in the right thread
-                for record in sorted(await executor.list_rollbacks(), key=lambda r: r.started_at):
+                past = sorted(await executor.list_rollbacks(), key=lambda r: r.started_at)
+                for record in past:
                     service.remember(record)
+                if recovery is not None:  # left watching by a receiver that stopped: settled as unknown
+                    await recovery.settle_abandoned(past)
             except Exception as e:  # the history is a nicety; never a reason not to start
                 log.warning("past_rollbacks_unreadable", error=repr(e))
             connected.set()

@@ -36,6 +36,7 @@ class DecisionKind(StrEnum):
     DISABLED = "disabled"
     HALTED = "halted"  # fight detection: too many rollbacks of this target within an hour
     MISCONFIGURED = "misconfigured"  # the target's canary or stable Deployment does not exist
+    NOT_CANARY = "not_canary"  # Prometheus: the stable is as sick as the canary, rolling back would not help
 
 
 class AlertReason(StrEnum):
