@@ -21,6 +21,7 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +33,7 @@ from receiver import logs
 from receiver.config.credentials import AdminAccess
 from receiver.config.store import ConfigStore
 from receiver.domain.rollback import RollbackRecord, Step
-from receiver.domain.settings import ConfigError
+from receiver.domain.settings import ConfigError, Target
 from receiver.http.app import Runtime, make_app
 from receiver.http.server import GuardedAppRunner
 from receiver.intake.deliveries import Service
@@ -375,7 +376,14 @@ async def start_receiver(
         else:
             log.info("prometheus_not_configured",
                      skipped="recovery confirmation and the is-it-the-canary check (config: prometheus.url)")
-        service = Service(lambda: store.config, watcher, executor, notifier, metrics=metrics, probe=probe)
+        from receiver.domain.canary_check import last_replicas_change
+
+        def canary_scaled_at(t: Target) -> datetime | None:
+            return last_replicas_change(watcher.deployment(t.namespace, t.canary))
+
+        # both pre-checks come with Prometheus: without it, decisions read exactly as before
+        service = Service(lambda: store.config, watcher, executor, notifier, metrics=metrics, probe=probe,
+                          canary_scaled_at=canary_scaled_at if probe is not None else None)
         changes.subscribe(lambda record, _step: service.remember(record))  # a resolved alert finds its thread
         changes.subscribe(notifier.rollback_changed)
         if recovery is not None:

@@ -10,9 +10,10 @@ behaviour: a rollback never waits on, nor is stopped by, a monitoring failure.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from receiver.domain.decisions import Decision, DecisionKind
 from receiver.domain.readings import Reading, Verdict
@@ -32,6 +33,26 @@ class StableCheck:
     stable: Reading | None = None
     canary: Reading | None = None
     skipped: str | None = None
+
+
+def last_replicas_change(deployment: Mapping[str, Any] | None) -> datetime | None:
+    """When the Deployment's replica count was last set: the newest managedFields entry owning
+    ``spec.replicas`` (``kubectl scale``, an apply, the receiver's own scale patch).
+
+    managedFields is what the API server keeps for every object, with no annotation to
+    install; its ``time`` is the manager's last change to any of its fields, so an entry
+    that also owns other fields may be later than the replica change itself (an alert is
+    then named "older" too eagerly, never too late). None when no entry says.
+    """
+    found: list[datetime] = []
+    for entry in ((deployment or {}).get("metadata") or {}).get("managedFields") or ():
+        spec = ((entry or {}).get("fieldsV1") or {}).get("f:spec") or {}
+        if "f:replicas" in spec and entry.get("time"):
+            try:
+                found.append(datetime.fromisoformat(str(entry["time"]).replace("Z", "+00:00")))
+            except ValueError:
+                continue
+    return max(found) if found else None
 
 
 def _started_before(decision: Decision, phase_started_at: datetime | None) -> bool:

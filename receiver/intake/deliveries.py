@@ -151,9 +151,11 @@ class Service:
         told_cache_bytes: int = TOLD_CACHE_BYTES,
         metrics: Metrics | None = None,
         probe: ProbePort | None = None,
+        canary_scaled_at: Callable[[Target], datetime | None] | None = None,
     ) -> None:
         self.metrics = metrics or Metrics.create()  # a private set unless the process's is given
         self._probe = probe  # None: Prometheus not configured, roll back without asking it
+        self._scaled_at = canary_scaled_at  # when the canary's replicas last changed (the phase began)
         self._config = config
         self._states = states
         self._executor = executor
@@ -306,7 +308,8 @@ class Service:
         out = list(decisions)
         for i, target, check in zip(acting, targets, checks, strict=True):
             assert target is not None  # decide only names configured targets
-            out[i] = before_acting(decisions[i], target, config.settings, check)
+            began = self._scaled_at(target) if self._scaled_at is not None else None
+            out[i] = before_acting(decisions[i], target, config.settings, check, phase_started_at=began)
         return out
 
     def _keep_repeat(self, body: bytes, config: Config, states: dict[str, TargetState],

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from receiver.domain.alerts import parse_payload
-from receiver.domain.canary_check import StableCheck, before_acting
+from receiver.domain.canary_check import StableCheck, before_acting, last_replicas_change
 from receiver.domain.decisions import Decision, DecisionKind, decide
 from receiver.domain.messages import not_canary_message, recovery_reply
 from receiver.domain.readings import judge
@@ -224,3 +224,16 @@ def test_check_config_says_when_prometheus_is_not_configured_and_where_it_is() -
     assert any(line.startswith(" - prometheus: not configured") for line in describe(bare, now=NOW, env={}))
     lines = describe(config(), now=NOW, env={})
     assert any(line.startswith(" - prometheus: http://prometheus:9090;") for line in lines)
+
+
+def test_the_phase_began_when_a_manager_last_set_the_canarys_replicas() -> None:
+    deployment = {"metadata": {"managedFields": [
+        {"manager": "kubectl-create", "time": "2026-11-20T09:00:00Z", "fieldsV1": {"f:spec": {"f:replicas": {}}}},
+        {"manager": "kubectl", "subresource": "scale", "time": "2026-11-27T03:00:00Z",
+         "fieldsV1": {"f:spec": {"f:replicas": {}}}},
+        {"manager": "kube-controller-manager", "time": "2026-11-27T03:59:00Z",
+         "fieldsV1": {"f:status": {"f:replicas": {}}}},
+    ]}}
+    assert last_replicas_change(deployment) == datetime(2026, 11, 27, 3, 0, tzinfo=UTC)
+    assert last_replicas_change({"metadata": {}}) is None
+    assert last_replicas_change(None) is None

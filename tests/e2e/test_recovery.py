@@ -18,7 +18,7 @@ import secrets
 import shutil
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -64,8 +64,8 @@ class World:
     token: str
     stop_prometheus: contextlib.AsyncExitStack
 
-    async def alert(self, *, expr: str = ERROR_RATE, value: str = "0.07",
-                    generator_url: str | None = None) -> dict[str, Any]:
+    async def alert(self, *, expr: str = ERROR_RATE, value: str = "0.07", generator_url: str | None = None,
+                    starts_at: datetime | None = None) -> dict[str, Any]:
         """POST one firing HighErrorRate for v2, as Alertmanager would; the JSON answer."""
         url = generator_url if generator_url is not None else f"{self.prom.url}/graph?g0.expr={quote(expr)}&g0.tab=1"
         labels = {"alertname": "HighErrorRate", "service": "finance-service", "version": "v2",
@@ -76,7 +76,7 @@ class World:
             "commonLabels": labels, "commonAnnotations": {}, "externalURL": "http://alertmanager:9093",
             "alerts": [{
                 "status": "firing", "labels": labels, "annotations": {"value": value},
-                "startsAt": datetime.now(UTC).isoformat(), "endsAt": "0001-01-01T00:00:00Z",
+                "startsAt": (starts_at or datetime.now(UTC)).isoformat(), "endsAt": "0001-01-01T00:00:00Z",
                 "generatorURL": url, "fingerprint": secrets.token_hex(8),
             }],
         }
@@ -260,3 +260,13 @@ async def test_an_expression_with_no_series_rolls_back_as_today_and_the_recovery
         record = await w.recovered_record()
         assert record.recovery is not None and record.recovery.outcome.value == "unknown"
         assert record.recovery.message == f"unknown: HighErrorRate on {STABLE}: no series"
+
+
+async def test_an_alert_that_started_before_the_canary_was_last_scaled_is_named_so_and_still_acts(
+    kube_sim: KubeSim, kubeconfig_path: Path, tmp_path: Path
+) -> None:
+    async with world(kube_sim, kubeconfig_path, tmp_path, v1_errors=0.005, v2_errors=0.07) as w:
+        answer = await w.alert(starts_at=datetime.now(UTC) - timedelta(hours=1))
+        decision = answer["decisions"][0]
+        assert decision["decision"] == "roll_back"  # settings.alerts_before_phase_may_trigger defaults to true
+        assert f"the alert started before {CANARY} last changed replicas" in decision["reason"]
