@@ -113,4 +113,4 @@ def before_acting(
             notes.append(f"not compared with the stable: {v.stable} has {s.describe(unit)}")
     if not notes:
         return decision
-    return replace(decision, reason=f"{decision.reason} [{'; '.join(notes)}]")
+    return replace(decision, reason=f"{decision.reason}; {'; '.join(notes)}")
