@@ -383,8 +383,11 @@ async def _prometheus_check(config: Config, request_timeout: float) -> CheckRow:
     """Prometheus answers an instant query (``vector(1)``) with the receiver's credentials."""
     if config.prometheus is None:
         return CheckRow("prometheus", "", "skip", "not configured (prometheus.url)")
+    from receiver import logs
     from receiver.prometheus.client import PrometheusClient
     from receiver.prometheus.errors import PrometheusError
+
+    logs.configure(level="error")  # the client's retry logs would mix into stdout (-o json); the row says why
 
     async with PrometheusClient(config.prometheus) as prom:
         try:

@@ -270,3 +270,17 @@ async def test_an_alert_that_started_before_the_canary_was_last_scaled_is_named_
         decision = answer["decisions"][0]
         assert decision["decision"] == "roll_back"  # settings.alerts_before_phase_may_trigger defaults to true
         assert f"the alert started before {CANARY} last changed replicas" in decision["reason"]
+
+
+async def test_prometheus_down_at_decision_time_rolls_back_within_the_bound_and_says_why(
+    kube_sim: KubeSim, kubeconfig_path: Path, tmp_path: Path
+) -> None:
+    async with world(kube_sim, kubeconfig_path, tmp_path, v1_errors=0.005, v2_errors=0.07) as w:
+        await w.stop_prometheus.aclose()
+        answer = await w.alert()  # the webhook answers after at most decision_wait_seconds (2 s) of asking
+        decision = answer["decisions"][0]
+        assert decision["decision"] == "roll_back"
+        assert "not compared with the stable: no answer from Prometheus within 2 s" in decision["reason"]
+        await w.sim.wait_for(lambda: spec_replicas(w.sim, CANARY) == 0, timeout=20)
+        record = await w.recovered_record()
+        assert record.recovery is not None and record.recovery.outcome.value == "unknown"
