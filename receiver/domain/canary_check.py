@@ -22,6 +22,10 @@ if TYPE_CHECKING:
     from receiver.domain.settings import Settings, Target
 
 
+#: The comparisons a reading can be judged by (readings.judge; ``==`` has no healthy side).
+JUDGED_OPS = frozenset({">", ">=", "<", "<="})
+
+
 @dataclass(frozen=True, slots=True)
 class StableCheck:
     """What Prometheus said about each version, or why it said nothing.

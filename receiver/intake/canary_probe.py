@@ -12,7 +12,7 @@ from typing import Protocol
 
 import structlog
 
-from receiver.domain.canary_check import StableCheck
+from receiver.domain.canary_check import JUDGED_OPS, StableCheck
 from receiver.domain.decisions import Decision
 from receiver.domain.promql import PromQLError, expr_from_generator_url, for_version, split_threshold
 from receiver.domain.readings import judge
@@ -40,12 +40,12 @@ class StableProbe:
             split = split_threshold(expr)
             if split is None:
                 return StableCheck(skipped=f"the alert's expression {expr!r} is not of the form <value> > <number>")
+            if split.op not in JUDGED_OPS:
+                return StableCheck(skipped=f"the alert's expression compares with {split.op!r}: no direction to judge")
             v = target.versions
             queries = [for_version(split.value, version, label=v.label) for version in (v.stable, v.canary)]
-            judged = judge([], split.threshold, split.op)  # validates op before any I/O
-        except (PromQLError, ValueError) as e:
+        except PromQLError as e:
             return StableCheck(skipped=str(e))
-        del judged
         try:
             stable, canary = await asyncio.gather(*(self.client.query(q, wait=self.wait) for q in queries))
         except PrometheusError as e:

@@ -30,11 +30,14 @@ from typing import Protocol
 
 import structlog
 
+from receiver.domain.canary_check import JUDGED_OPS
+from receiver.domain.messages import duration
 from receiver.domain.promql import PromQLError, expr_from_generator_url, for_version, split_threshold
 from receiver.domain.readings import judge
 from receiver.domain.recovery import RecoveryTracker
 from receiver.domain.rollback import OnChange, Phase, Recovery, RecoveryOutcome, RollbackRecord, Step
 from receiver.domain.settings import Config
+from receiver.domain.units import format_value
 from receiver.metrics import Metrics
 from receiver.prometheus.errors import PrometheusError
 from receiver.prometheus.results import QueryResult
@@ -159,9 +162,10 @@ class RecoveryWatcher:
             split = split_threshold(expr_from_generator_url(record.generator_url or ""))
             if split is None:
                 raise PromQLError("the alert's expression is not of the form <value> > <number>")
+            if split.op not in JUDGED_OPS:
+                raise PromQLError(f"the alert's expression compares with {split.op!r}: no direction to judge")
             expr = for_version(split.value, target.versions.stable, label=target.versions.label)
-            judge([], split.threshold, split.op)
-        except (PromQLError, ValueError) as e:
+        except PromQLError as e:
             rec = Recovery(RecoveryOutcome.UNKNOWN, f"unknown: cannot watch {subject}: {e}", started,
                            window, checked_at=self.clock())
             await self._finish(record, rec)
@@ -169,8 +173,9 @@ class RecoveryWatcher:
         interval = poll_interval(window)
         deadline = deadline_of(record, window)
         self.on_change(record, Step(
-            "recovery-watch", f"watching {subject} on {target.stable} until it stays "
-            f"{'under' if split.op.startswith('>') else 'over'} {split.threshold:g} for {window:g} s", self.clock()))
+            "recovery-watch", f"watching {subject} on {target.stable} in Prometheus until it stays "
+            f"{'under' if split.op.startswith('>') else 'over'} {format_value(split.threshold, record.unit)} "
+            f"for {duration(window)}", self.clock()))
         loop = asyncio.get_running_loop()
         while True:
             tick = loop.time()
