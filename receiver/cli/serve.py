@@ -372,10 +372,6 @@ async def start_receiver(
             probe = StableProbe(prom, prom_settings.decision_wait_seconds)
             recovery = RecoveryWatcher(prom, lambda: store.config, changes, executor.save_recovery, metrics=metrics)
             stack.push_async_callback(recovery.close)
-            log.info("prometheus_configured", url=prom_settings.url)
-        else:
-            log.info("prometheus_not_configured",
-                     skipped="recovery confirmation and the is-it-the-canary check (config: prometheus.url)")
         from receiver.domain.canary_check import last_replicas_change
 
         def canary_scaled_at(t: Target) -> datetime | None:
@@ -473,6 +469,11 @@ async def start_receiver(
         identity=identity,
         targets=[t.name for t in store.config.targets],
     )
+    if (prom_settings := store.config.prometheus) is not None:  # said once, after the line tools wait for
+        log.info("prometheus_configured", url=prom_settings.url)
+    else:
+        log.info("prometheus_not_configured",
+                 skipped="recovery confirmation and the is-it-the-canary check (config: prometheus.url)")
     if wait_for_cluster:
         try:
             await asyncio.shield(rx.connecting[1])
