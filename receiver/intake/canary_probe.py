@@ -51,6 +51,9 @@ class StableProbe:
         except PrometheusError as e:
             log.warning("canary_check_skipped", target=target.name, reason=e.reason)
             return StableCheck(skipped=e.reason)
+        except Exception as e:  # an answer nobody foresaw: act as without Prometheus, never fail the webhook
+            log.exception("canary_check_failed", target=target.name)
+            return StableCheck(skipped=f"the check failed: {type(e).__name__}: {e}")
         result = StableCheck(
             stable=judge([s.value for s in stable.samples], split.threshold, split.op),
             canary=judge([s.value for s in canary.samples], split.threshold, split.op),
