@@ -61,6 +61,8 @@ class Metrics:
     target_misconfigured: Gauge
     cache_bytes: Gauge
     breaker_open: Gauge
+    recoveries: Counter
+    alert_to_recovered: Histogram
     # labelled histogram children of request_latency, resolved once per (route, method)
     timers: dict[tuple[str, str], Any] = field(default_factory=dict, compare=False, repr=False)
 
@@ -164,6 +166,18 @@ class Metrics:
                 "1 while the blast-radius breaker is open: automatic rollback of the target is stopped "
                 "until a person closes it (the same on every replica: the state is in the cluster).",
                 ["target"],
+                registry=r,
+            ),
+            recoveries=Counter(
+                "receiver_recovery_total",
+                "Recovery watches after a rollback, by outcome (recovered, not_recovered, unknown).",
+                ["target", "outcome"],
+                registry=r,
+            ),
+            alert_to_recovered=Histogram(
+                "receiver_alert_to_recovered_seconds",
+                "From the alert starting to its metric back under the threshold (recovered rollbacks).",
+                buckets=(30, 60, 120, 180, 300, 600, 900, 1800, 3600),
                 registry=r,
             ),
         )

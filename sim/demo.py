@@ -2,9 +2,13 @@
 
 Starts the Kubernetes simulator seeded with finance-service at week 1 (v1 4 pods, v2 1
 pod), the fake Slack, the receiver with the shipped config.yaml, and Debian's
-Alertmanager when it is installed (else it posts Alertmanager's payload itself). Fires
-the error-rate alert, shows the rollback as it happens, the Slack thread as people would
-read it, then a muted target doing nothing but saying so. Everything it starts, it stops.
+Alertmanager when it is installed (else it posts Alertmanager's payload itself). With
+Debian's Prometheus installed it also runs two fake finance-service pods (v1 healthy,
+v2 failing 7 % of its requests) scraped by a real Prometheus, which the receiver asks
+before acting (is the stable as sick?) and after (did the error rate recover?), with a
+3-second recovery window. Fires the error-rate alert, shows the rollback as it happens,
+the recovery confirmation, the Slack thread as people would read it, then a muted target
+doing nothing but saying so. Everything it starts, it stops.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import yaml
@@ -34,9 +39,14 @@ from rich.text import Text
 
 from receiver import logs
 from receiver.domain.settings import Config, load_config
-from sim.monitoring import running_alertmanager
+from sim.monitoring import running_alertmanager, running_prometheus
 
 NS = "finance"
+#: The demo's recovery window: the shipped 5 minutes would outlast the demo.
+DEMO_RECOVERY_WINDOW = 3.0
+#: HighErrorRate's expression (deploy/prometheus/rules.yml) with 5 s windows over 1 s scrapes.
+ERROR_RATE = ('sum by (service, version) (rate(http_requests_total{code=~"5.."}[5s]))'
+              ' / sum by (service, version) (rate(http_requests_total[5s])) > 0.05')
 STABLE, CANARY = "finance-service-v1", "finance-service-v2"
 #: Where the shipped config.yaml is: a checkout, the current directory, or the image.
 SHIPPED_CONFIGS = (
@@ -56,6 +66,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--no-alertmanager", action="store_true", help="post the payload directly even if Alertmanager is installed"
     )
     p.add_argument("--ready-delay", type=float, default=1.5, help="seconds a simulated pod takes to become Ready")
+    p.add_argument(
+        "--no-prometheus", action="store_true", help="skip Prometheus (and the recovery check) even if installed"
+    )
 
 
 def _demo_config(base: Config, slack_api: str) -> dict[str, Any]:
@@ -71,12 +84,49 @@ def _demo_config(base: Config, slack_api: str) -> dict[str, Any]:
     return data
 
 
-def alert_body(name: str, value: str, summary: str) -> dict[str, Any]:
+def alert_body(name: str, value: str, summary: str, generator_url: str = "http://prometheus.example/graph"
+               ) -> dict[str, Any]:
     return {
         "labels": {"alertname": name, "service": "finance-service", "severity": "critical", "version": "v2"},
         "annotations": {"summary": summary, "value": value},
-        "generatorURL": "http://prometheus.example/graph",
+        "generatorURL": generator_url,
     }
+
+
+@contextlib.asynccontextmanager
+async def finance_service_in_prometheus(sim: Any, tmp: Path) -> Any:
+    """Fake v1 (0.5 % errors) and v2 (7 %) pods scraped by Debian's Prometheus; v2 stops
+    taking traffic once its Deployment is scaled to 0, as a Service would route. Yields
+    Prometheus' URL once it has an error rate for both versions."""
+    from sim.fake_service import start_fake_service
+
+    v1 = await start_fake_service("v1", requests_per_second=400)
+    v2 = await start_fake_service("v2", requests_per_second=100)
+    v1.set_error_ratio(0.005)
+    v2.set_error_ratio(0.07)
+
+    async def v2_follows_the_cluster() -> None:
+        await sim.wait_for(lambda: (sim.get("deployments", NS, CANARY) or {}).get("spec", {}).get("replicas") == 0,
+                           timeout=120)
+        v2.set_serving(False)
+
+    follower = asyncio.create_task(v2_follows_the_cluster())
+    rules = tmp / "rules.yml"
+    rules.write_text("groups: []\n")
+    try:
+        async with running_prometheus([v1.metrics_url, v2.metrics_url], rules, tmp) as prom:
+            value = ERROR_RATE.rsplit(">", 1)[0]
+            for _ in range(150):  # rate() needs two scrapes in its window: ~2 s
+                if {s["metric"].get("version") for s in await prom.query(value)} >= {"v1", "v2"}:
+                    break
+                await asyncio.sleep(0.1)
+            yield prom.url
+    finally:
+        follower.cancel()
+        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+            await follower
+        await v1.stop()
+        await v2.stop()
 
 
 def am_payload(alert: dict[str, Any], external_url: str = "http://127.0.0.1:9093") -> dict[str, Any]:
@@ -186,11 +236,21 @@ async def run_demo(args: argparse.Namespace, console: Console) -> int:
     kubeconfig = sim.write_kubeconfig(tmp / "kubeconfig")
     cfg_path = tmp / "config.yaml"
     cfg_data = _demo_config(base, slack.api_url)
+    outer = contextlib.AsyncExitStack()
+    prom_url = None
+    if shutil.which("prometheus") is not None and not args.no_prometheus:
+        prom_url = await outer.enter_async_context(finance_service_in_prometheus(sim, tmp))
+        cfg_data["prometheus"] = {"url": prom_url}
+        cfg_data.setdefault("settings", {})["recovery_window_seconds"] = DEMO_RECOVERY_WINDOW
     cfg_path.write_text(yaml.safe_dump(cfg_data, sort_keys=False))
     token = secrets.token_urlsafe(24)
     (tmp / "token").write_text(token)
     env = {"RECEIVER_WEBHOOK_TOKEN": token, "SLACK_BOT_TOKEN": slack.token}
-    rx = await start_receiver(cfg_path, "127.0.0.1:0", kubeconfig=kubeconfig, identity="demo-receiver", env=env)
+    try:
+        rx = await start_receiver(cfg_path, "127.0.0.1:0", kubeconfig=kubeconfig, identity="demo-receiver", env=env)
+    except BaseException:
+        await outer.aclose()
+        raise
     channel = target.slack_channel or "#rollbacks"
     use_am = shutil.which("prometheus-alertmanager") is not None and not args.no_alertmanager
     try:
@@ -227,9 +287,19 @@ async def run_demo(args: argparse.Namespace, console: Console) -> int:
                 )
                 console.print(f"[bold red]▶ HighErrorRate fires:[/] v2 error rate 7.0 % > 5 %, sent through {via}")
                 t0 = time.monotonic()
-                await fire(alert_body("HighErrorRate", "0.07", "finance-service v2 error rate 7.0 %"))
+                graph = (f"{prom_url}/graph?g0.expr={quote(ERROR_RATE)}&g0.tab=1" if prom_url
+                         else "http://prometheus.example/graph")
+                await fire(alert_body("HighErrorRate", "0.07", "finance-service v2 error rate 7.0 %", graph))
                 record = await _follow_rollback(console, rx, sim, target.replicas, within=40)
                 elapsed = time.monotonic() - t0
+                if prom_url and record is not None and record.phase.value == "succeeded":
+                    console.print()
+                    console.print(f"  watching the error rate of {STABLE} in Prometheus for "
+                                  f"{DEMO_RECOVERY_WINDOW:g} s (runbook step 4) ...")
+                    recovery = await _recovery_outcome(rx, record.id, within=4 * DEMO_RECOVERY_WINDOW + 5)
+                    console.print(f"  [bold]recovery:[/] {recovery or 'no outcome in time'}")
+                elif not prom_url:
+                    console.print("  (Debian's prometheus is not installed: no recovery confirmation)")
                 await slack.wait_for(lambda: _conversation_done(slack, channel), timeout=10)
                 console.print()
                 console.print(Panel(Group(*slack_lines(slack, channel)), title=f"Slack {channel}", border_style="blue"))
@@ -274,6 +344,7 @@ async def run_demo(args: argparse.Namespace, console: Console) -> int:
         return 0 if ok else 1
     finally:
         await rx.stop(grace=5)
+        await outer.aclose()
         await slack.stop()
         await sim.stop()
         shutil.rmtree(tmp, ignore_errors=True)
@@ -285,6 +356,17 @@ def _conversation_done(slack: Any, channel: str) -> bool:
     if not msgs or not any(w in msgs[0].text for w in ("rolled back in", "failed")):
         return False
     return any(r.text.startswith("verify") or "verify" in r.text for r in slack.thread(channel, msgs[0].ts)[1:])
+
+
+async def _recovery_outcome(rx: Any, rollback_id: str, within: float) -> str | None:
+    """The recovery watch's message once it is in the record, polled (bounded)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        for r in await rx.executor.list_rollbacks():
+            if r.id == rollback_id and r.recovery is not None and r.recovery.outcome.finished:
+                return str(r.recovery.message)
+        await asyncio.sleep(0.2)
+    return None
 
 
 def _ready(sim: Any, name: str) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 
@@ -27,5 +28,8 @@ def test_the_demo_rolls_back_shows_the_slack_thread_and_the_muted_target_then_ex
     assert "Slack #rollbacks" in out and "rolled back in" in out
     assert "Muted: would have rolled back finance-service" in out and "alice" in out
     assert "still at 1 replica" in out
+    if shutil.which("prometheus", path="/usr/bin:/bin"):  # Debian's Prometheus: the recovery is confirmed
+        assert "recovery: recovered: HighErrorRate" in out and "on finance-service-v1 for 3 s" in out
+        assert "the stable v1 is healthy" in out
     after = subprocess.run(["pgrep", "-f", "receiver-demo-"], capture_output=True, text=True).stdout.split()
     assert set(after) <= set(before), "the demo left a process behind (Alertmanager?)"

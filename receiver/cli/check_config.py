@@ -293,7 +293,17 @@ def describe(config: Config, *, now: datetime, env: dict[str, str] | os._Environ
         + (f", default channel {config.slack.default_channel}" if config.slack.mode != "off" else ""),
     ]
     lines += _auth_text(config, env)
+    lines.append(_prometheus_text(config))
     return lines
+
+
+def _prometheus_text(config: Config) -> str:
+    p = config.prometheus
+    if p is None:
+        return (" - prometheus: not configured (no recovery confirmation after a rollback, no "
+                "'is it really the canary?' check before one)")
+    return (f" - prometheus: {p.url}; before a rollback the stable is asked for up to {p.decision_wait_seconds:g} s; "
+            f"after one, recovery is watched for {config.settings.recovery_window_seconds:g} s by default")
 
 
 # --- --cluster ---------------------------------------------------------------------------
@@ -399,8 +409,26 @@ async def cluster_checks(
     bounds each request, as kubectl's flag does."""
     rows = await _kube_checks(config, kubeconfig, context, request_timeout)
     rows += await _slack_checks(config.slack, config, os.environ if env is None else env, request_timeout)
-    rows.append(CheckRow("prometheus", "", "skip", "not configured (the config has no Prometheus section yet)"))
+    rows.append(await _prometheus_check(config, request_timeout))
     return rows
+
+
+async def _prometheus_check(config: Config, request_timeout: float) -> CheckRow:
+    """Prometheus answers an instant query (``vector(1)``) with the receiver's credentials."""
+    if config.prometheus is None:
+        return CheckRow("prometheus", "", "skip", "not configured (prometheus.url)")
+    from receiver import logs
+    from receiver.prometheus.client import PrometheusClient
+    from receiver.prometheus.errors import PrometheusError
+
+    logs.configure(level="error")  # the client's retry logs would mix into stdout (-o json); the row says why
+
+    async with PrometheusClient(config.prometheus) as prom:
+        try:
+            await prom.query("vector(1)", wait=min(request_timeout, 10.0))
+        except PrometheusError as e:
+            return CheckRow("prometheus", "", "fail", f"{config.prometheus.url}: {e.reason}")
+    return CheckRow("prometheus", "", "ok", f"{config.prometheus.url} answers queries")
 
 
 async def _kube_checks(

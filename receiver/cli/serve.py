@@ -33,7 +33,7 @@ from receiver import logs
 from receiver.config.credentials import AdminAccess
 from receiver.config.store import ConfigStore
 from receiver.domain.rollback import RollbackRecord, Step
-from receiver.domain.settings import Config, ConfigError
+from receiver.domain.settings import Config, ConfigError, Target
 from receiver.http.app import Runtime, make_app
 from receiver.http.handlers import CLUSTER_OBJECTS
 from receiver.http.server import GuardedAppRunner
@@ -370,14 +370,38 @@ async def start_receiver(
                             retry=retry, metrics=metrics)
         notifier = make_notifier(store.config.slack, env, on_thread=executor.set_slack_thread,
                                  config=lambda: store.config, metrics=metrics)
+        probe, recovery = None, None
+        if (prom_settings := store.config.prometheus) is not None:
+            from receiver.intake.canary_probe import StableProbe
+            from receiver.prometheus.client import PrometheusClient
+            from receiver.rollback.recovery import RecoveryWatcher
+
+            prom = await stack.enter_async_context(PrometheusClient(prom_settings))
+            probe = StableProbe(prom, prom_settings.decision_wait_seconds)
+            recovery = RecoveryWatcher(prom, lambda: store.config, changes, executor.save_recovery, metrics=metrics)
+            stack.push_async_callback(recovery.close)
+        from receiver.domain.canary_check import last_replicas_change
+
+        def canary_scaled_at(t: Target) -> datetime | None:
+            return last_replicas_change(watcher.deployment(t.namespace, t.canary))
+
         shared = SharedStateStore(Kube(api, retry, metrics=metrics), lambda: store.config)
         stack.push_async_callback(shared.stop)  # its watch starts once the cluster answers
         shared.subscribe(lambda state: breaker_gauge(metrics, store.config, state.breaker.is_open))
-        service = Service(lambda: store.config, watcher, executor, notifier, metrics=metrics, shared=shared)
+        # both pre-checks come with Prometheus: without it, decisions read exactly as before
+        service = Service(lambda: store.config, watcher, executor, notifier, metrics=metrics, shared=shared,
+                          probe=probe, canary_scaled_at=canary_scaled_at if probe is not None else None)
         actions = Actions(Kube(api, retry, metrics=metrics), lambda: store.config, shared, notifier, executor,
                           identity=identity)
         changes.subscribe(lambda record, _step: service.remember(record))  # a resolved alert finds its thread
         changes.subscribe(notifier.rollback_changed)
+        if recovery is not None:
+            watcher_of_recovery = recovery
+
+            def watch_recovery(record: RollbackRecord, _step: Step | None) -> None:
+                watcher_of_recovery.watch(record)  # starts only once, after a verified rollback
+
+            changes.subscribe(watch_recovery)
         await notifier.start()
         stack.push_async_callback(lambda: notifier.close(min(budget.grace, 5.0)))
         # running rollbacks get the grace, then are handed over with their Leases released
@@ -398,8 +422,11 @@ async def start_receiver(
             await watcher.start()
             resumed.extend(await executor.resume_unfinished())
             try:  # so an alert resolving after a restart still gets its follow-up in the right thread
-                for record in sorted(await executor.list_rollbacks(), key=lambda r: r.started_at):
+                past = sorted(await executor.list_rollbacks(), key=lambda r: r.started_at)
+                for record in past:
                     service.remember(record)
+                if recovery is not None:  # left watching by a receiver that stopped: settled as unknown
+                    await recovery.settle_abandoned(past)
             except Exception as e:  # the history is a nicety; never a reason not to start
                 log.warning("past_rollbacks_unreadable", error=repr(e))
             connected.set()
@@ -465,6 +492,11 @@ async def start_receiver(
         identity=identity,
         targets=[t.name for t in store.config.targets],
     )
+    if (prom_settings := store.config.prometheus) is not None:  # said once, after the line tools wait for
+        log.info("prometheus_configured", url=prom_settings.url)
+    else:
+        log.info("prometheus_not_configured",
+                 skipped="recovery confirmation and the is-it-the-canary check (config: prometheus.url)")
     if wait_for_cluster:
         try:
             await asyncio.shield(rx.connecting[1])

@@ -41,6 +41,7 @@ class DecisionKind(StrEnum):
     MISCONFIGURED = "misconfigured"  # the target's canary or stable Deployment does not exist
     WARNED = "warned"  # a warning-level alert (rollback="warn"): people are told, nothing is changed
     BREAKER_OPEN = "breaker_open"  # blast-radius breaker: too many targets rolled back at once
+    NOT_CANARY = "not_canary"  # Prometheus: the stable is as sick as the canary, rolling back would not help
 
 
 class AlertReason(StrEnum):

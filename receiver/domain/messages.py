@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from receiver.domain.decisions import Decision, DecisionKind
-from receiver.domain.rollback import Phase, RollbackRecord, Step
+from receiver.domain.rollback import Phase, RecoveryOutcome, RollbackRecord, Step
 from receiver.domain.units import format_value
 
 if TYPE_CHECKING:
@@ -456,6 +456,8 @@ def decision_message(decision: Decision, target: Target, mention: str = "") -> S
         return message(text, section(body), context(links))
     if kind is DecisionKind.BREAKER_OPEN:
         return breaker_opened(decision, target, mention)
+    if kind is DecisionKind.NOT_CANARY:
+        return not_canary_message(decision, target, mention)
     return None
 
 
@@ -499,6 +501,47 @@ def breaker_opened(decision: Decision, target: Target, mention: str = "") -> Sla
 def announcement(text: str, emoji: str = ":information_source:") -> SlackMessage:
     """A person's action (mute, unmute, breaker closed) or a mute's expiry, as one line."""
     return message(text, section(f"{emoji} {esc(text)}"))
+
+
+def not_canary_message(decision: Decision, target: Target, mention: str = "") -> SlackMessage:
+    """ "v1 and v2 both at 7 % errors: rolling back would not help": pages, nothing was changed."""
+    v = target.versions
+    name = esc(_decision_alertname(decision) or decision.rule or "the alert")
+    stable = esc(decision.details.get("stable_value", "?"))
+    canary = esc(decision.details.get("canary_value", "?"))
+    lead = f"{mention} " if mention else ""
+    headline = f"{esc(v.stable)} and {esc(v.canary)} both sick on {name}: rolling back would not help"
+    body = (f"{lead}:rotating_light: *{headline}.*\n"
+            f"*{esc(v.stable)}* (`{esc(target.stable)}`): {stable} · *{esc(v.canary)}* (`{esc(target.canary)}`): "
+            f"{canary}\nNothing was changed. The cause is probably shared (a dependency, the database, "
+            "the infrastructure): look there, not at the new version.")
+    plain = (f"{v.stable} and {v.canary} both sick on {_decision_alertname(decision) or 'the alert'} "
+             f"({v.stable} {decision.details.get('stable_value', '?')}, {v.canary} "
+             f"{decision.details.get('canary_value', '?')}): rolling back {target.name} would not help")
+    return message(f"{lead}{esc(plain)}", section(body),
+                   context(_decision_links(decision, target), esc(decision.reason)))
+
+
+def recovery_reply(record: RollbackRecord, mention: str = "") -> SlackMessage | None:
+    """The recovery watch's outcome, for the rollback's thread; None while still watching.
+
+    "NOT recovered" starts with the on-call mention and is meant to be broadcast to the
+    channel (reply_broadcast): the rollback did not help, a person must look now.
+    """
+    rec = record.recovery
+    if rec is None or not rec.outcome.finished:
+        return None
+    if rec.outcome is RecoveryOutcome.RECOVERED:
+        return message(esc(rec.message), section(f":large_green_circle: *{esc(rec.message)}*"),
+                       context(f"rollback `{esc(record.id)}` · read from Prometheus"))
+    if rec.outcome is RecoveryOutcome.NOT_RECOVERED:
+        lead = f"{mention} " if mention else ""
+        body = (f"{lead}:rotating_light: *{esc(rec.message)}*\nThe canary is out and the metric is still "
+                "over its threshold: look for a shared cause (a dependency, the database, the infrastructure).")
+        return message(f"{lead}{esc(rec.message)}", section(body),
+                       context(f"rollback `{esc(record.id)}` · read from Prometheus"))
+    return message(esc(rec.message), section(f":grey_question: *{esc(rec.message)}*"),
+                   context(f"rollback `{esc(record.id)}` · check the dashboard by hand"))
 
 
 def resolved_followup(decision: Decision, record: RollbackRecord | None) -> SlackMessage | None:

@@ -53,6 +53,44 @@ class Progress:
     not_ready: tuple[str, ...] = ()  # "finance-service-v1-abc: CrashLoopBackOff (restarts 3)"
 
 
+class RecoveryOutcome(StrEnum):
+    """Did taking the canary out help? (runbook step 4, read from Prometheus)."""
+
+    WATCHING = "watching"  # the metric is being watched (or will be once the rollback is verified)
+    RECOVERED = "recovered"  # back on the healthy side of the threshold for the whole window
+    NOT_RECOVERED = "not_recovered"  # still crossed at the end: the canary was probably not the cause
+    UNKNOWN = "unknown"  # Prometheus could not answer, or the expression cannot be judged
+
+    @property
+    def finished(self) -> bool:
+        return self is not RecoveryOutcome.WATCHING
+
+
+@dataclass(frozen=True, slots=True)
+class Recovery:
+    """The recovery watch's state and outcome, kept in the record (and so in the Lease)."""
+
+    outcome: RecoveryOutcome
+    message: str = ""  # "recovered: error rate 0.4 % for 5 min, 6 min after the alert"
+    alert_started_at: datetime | None = None
+    window_seconds: float | None = None
+    value: float | None = None  # the last value read for the stable version
+    checked_at: datetime | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"outcome": self.outcome.value, "message": self.message,
+                "alert_started_at": self.alert_started_at.isoformat() if self.alert_started_at else None,
+                "window_seconds": self.window_seconds, "value": self.value,
+                "checked_at": self.checked_at.isoformat() if self.checked_at else None}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Recovery:
+        def when(key: str) -> datetime | None:
+            return datetime.fromisoformat(data[key]) if data.get(key) else None
+        return cls(RecoveryOutcome(data["outcome"]), str(data.get("message") or ""), when("alert_started_at"),
+                   data.get("window_seconds"), data.get("value"), when("checked_at"))
+
+
 @dataclass(frozen=True, slots=True)
 class RollbackRecord:
     """Everything known about one rollback. Immutable: each change makes a new record."""
@@ -87,6 +125,7 @@ class RollbackRecord:
     #: The target's rollout phase when the alert was decided, as people read it:
     #: "week 1 (canary 1 of 5)"; None for manual rollbacks and records written before it existed.
     rollout_phase: str | None = None
+    recovery: Recovery | None = None  # None: Prometheus not configured, or a manual rollback
 
     def with_step(self, step: Step) -> RollbackRecord:
         return replace(self, steps=(*self.steps, step))
@@ -143,6 +182,8 @@ class RollbackRecord:
             "slack_ts": self.slack_ts,
             "dry_run": self.dry_run,
             "rollout_phase": self.rollout_phase,
+            # only when set: a record without it reads the same in older receivers
+            **({"recovery": self.recovery.to_json()} if self.recovery is not None else {}),
         }
 
     @classmethod
@@ -162,6 +203,8 @@ class RollbackRecord:
         p = dict(d.get("progress") or {})
         p["not_ready"] = tuple(p.get("not_ready", ()))
         d["progress"] = Progress(**p)
+        if d.get("recovery") is not None:
+            d["recovery"] = Recovery.from_json(d["recovery"])
         return cls(**d)
 
 

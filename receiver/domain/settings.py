@@ -29,6 +29,7 @@ from receiver.domain.phases import (
     unknown_phase_keys,
     unreachable_phases,
 )
+from receiver.domain.prometheus_settings import PrometheusSettings
 
 
 class Strict(BaseModel):
@@ -116,6 +117,9 @@ class Rule(Strict):
         description="How the value is shown: ratio 0.072 -> 7.2 %, ms, seconds, count.",
     )
     description: str = Field(default="", description="Free text for humans.")
+    recovery_window_seconds: float | None = Field(
+        default=None, gt=0, description="Overrides settings.recovery_window_seconds for alerts of this rule."
+    )
 
     _check = field_validator("matchers")(_check_matchers)
 
@@ -144,6 +148,20 @@ class Rule(Strict):
         return tuple(m for text in self.matchers for m in parse_matchers(text))
 
 
+class Versions(Strict):
+    """How Prometheus tells the stable from the canary: ``{version="v1"}`` vs ``{version="v2"}``."""
+
+    label: str = Field(default="version", pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$", description="The label name.")
+    stable: str = Field(default="v1", min_length=1, description="Its value on the stable's series.")
+    canary: str = Field(default="v2", min_length=1, description="Its value on the canary's series.")
+
+    @model_validator(mode="after")
+    def _distinct(self) -> Versions:
+        if self.stable == self.canary:
+            raise ValueError("stable and canary must have different label values")
+        return self
+
+
 class Target(Strict):
     """A service the receiver may roll back. Only these are ever touched."""
 
@@ -167,6 +185,13 @@ class Target(Strict):
         default=None, description="Overrides settings.phases for this target (e.g. a target of 3 replicas)."
     )
     mute: Mute | None = None
+    versions: Versions = Field(
+        default_factory=lambda: Versions(),
+        description="The label telling the versions apart in Prometheus, and its value for each Deployment.",
+    )
+    recovery_window_seconds: float | None = Field(
+        default=None, gt=0, description="Overrides the rule's and settings.recovery_window_seconds."
+    )
 
     _check = field_validator("matchers")(_check_matchers)
 
@@ -242,6 +267,16 @@ class Settings(Strict):
         description="The rollout's phases, as canary pods out of `of` (default 5): the guide's "
         "week-1..week-4 at 1, 3, 4, 5. A target's phase is read from its canary's spec replicas.",
     )
+    recovery_window_seconds: float = Field(
+        default=300, gt=0,
+        description="After a rollback, the alert's metric must stay under the rule's threshold this long "
+        "to count as recovered (needs prometheus); overridable per rule and per target.",
+    )
+    alerts_before_phase_may_trigger: bool = Field(
+        default=True,
+        description="False: an alert that started before the canary last changed replicas does not roll "
+        "back (it is about the previous split); either way the reason names it.",
+    )
 
 
 class SlackSettings(Strict):
@@ -295,6 +330,10 @@ class Config(Strict):
     targets: list[Target] = Field(min_length=1)
     slack: SlackSettings = SlackSettings()
     auth: AuthSettings = AuthSettings()
+    prometheus: PrometheusSettings | None = Field(
+        default=None,
+        description="Where to query Prometheus; absent: no recovery confirmation, no 'is it the canary?' check.",
+    )
 
     @model_validator(mode="after")
     def _unique_names(self) -> Config:
@@ -323,6 +362,13 @@ class Config(Strict):
 
     def target(self, name: str) -> Target | None:
         return next((t for t in self.targets if t.name == name), None)
+
+    def recovery_window(self, target: Target, rule: str | None) -> float:
+        """Seconds of health that count as recovered: the target's, else the rule's, else settings'."""
+        found = next((r for r in self.rules if r.name == rule), None)
+        return (target.recovery_window_seconds
+                or (found.recovery_window_seconds if found else None)
+                or self.settings.recovery_window_seconds)
 
     def warnings(self) -> list[str]:
         """Valid but probably not meant: each line names where (shown by check-config, logged at load)."""

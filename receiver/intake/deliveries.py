@@ -19,6 +19,7 @@ from typing import Any, Protocol, runtime_checkable
 import structlog
 
 from receiver.domain.alerts import WebhookPayload
+from receiver.domain.canary_check import StableCheck, before_acting
 from receiver.domain.decisions import Decision, DecisionKind, TargetState, decide
 from receiver.domain.rollback import RollbackRecord
 from receiver.domain.settings import Config, Target
@@ -30,7 +31,8 @@ log = structlog.get_logger(__name__)
 
 #: Decisions that people are told about in Slack (the rest are silent no-ops).
 NOTIFIED = frozenset({DecisionKind.MUTED, DecisionKind.DRY_RUN, DecisionKind.HALTED, DecisionKind.RESOLVED,
-                      DecisionKind.MISCONFIGURED, DecisionKind.WARNED})
+                      DecisionKind.MISCONFIGURED, DecisionKind.WARNED,
+                      DecisionKind.NOT_CANARY})
 #: Decisions that change nothing and tell no one: a repeat of the same body may reuse them.
 QUIET = frozenset(
     {DecisionKind.ALREADY_ROLLED_BACK, DecisionKind.IN_PROGRESS, DecisionKind.NO_RULE_MATCHED, DecisionKind.DISABLED}
@@ -68,6 +70,12 @@ class ConfirmingStates(Protocol):
 class ExecutorPort(Protocol):
     async def claim(self, decision: Decision, target: Target) -> RollbackRecord | None: ...
     def start(self, record: RollbackRecord) -> asyncio.Task[RollbackRecord]: ...
+
+
+class ProbePort(Protocol):
+    """Asks Prometheus whether the stable is as sick (bounded; never raises)."""
+
+    async def check(self, decision: Decision, target: Target) -> StableCheck: ...
 
 
 class NotifierPort(Protocol):
@@ -154,9 +162,13 @@ class Service:
         told_cache_bytes: int = TOLD_CACHE_BYTES,
         metrics: Metrics | None = None,
         shared: SharedStatePort | None = None,
+            probe: ProbePort | None = None,
+        canary_scaled_at: Callable[[Target], datetime | None] | None = None,
     ) -> None:
         self.metrics = metrics or Metrics.create()  # a private set unless the process's is given
         self._shared = shared
+        self._probe = probe  # None: Prometheus not configured, roll back without asking it
+        self._scaled_at = canary_scaled_at  # when the canary's replicas last changed (the phase began)
         self._config = config
         self._states = states
         self._executor = executor
@@ -252,6 +264,7 @@ class Service:
     async def handle(self, payload: WebhookPayload, body: bytes | None = None) -> WebhookResult:
         config = self._config()
         decisions, states = await self._decide(payload, config)
+        decisions = await self._before_acting(decisions, config)
         records: list[RollbackRecord] = []
         failures: list[str] = []
         broken: list[str] = []
@@ -321,6 +334,28 @@ class Service:
         if opened_here:
             bound.error("breaker_opened_by_decision", reason=d.reason)
             self._notifier.decision(d, target, None)
+
+    async def _before_acting(self, decisions: list[Decision], config: Config) -> list[Decision]:
+        """Roll-back decisions checked against Prometheus ("is it really the canary?").
+
+        All targets are asked at once, each bounded by prometheus.decision_wait_seconds, and
+        before any Lease is claimed: a slow Prometheus delays a rollback by the bound at most.
+        """
+        acting = [i for i, d in enumerate(decisions) if d.kind is DecisionKind.ROLL_BACK]
+        if not acting:
+            return decisions
+        targets = [config.target(decisions[i].target) for i in acting]
+        probe = self._probe
+        checks: list[StableCheck | None] = [None] * len(acting)
+        if probe is not None:
+            checks = list(await asyncio.gather(
+                *(probe.check(decisions[i], t) for i, t in zip(acting, targets, strict=True) if t)))
+        out = list(decisions)
+        for i, target, check in zip(acting, targets, checks, strict=True):
+            assert target is not None  # decide only names configured targets
+            began = self._scaled_at(target) if self._scaled_at is not None else None
+            out[i] = before_acting(decisions[i], target, config.settings, check, phase_started_at=began)
+        return out
 
     def _keep_repeat(self, body: bytes, config: Config, states: dict[str, TargetState],
                      result: WebhookResult) -> None:

@@ -326,6 +326,11 @@ class TargetWatcher:
             for m in mirrors:
                 await m.synced.wait()
 
+    def deployment(self, namespace: str, name: str) -> Obj | None:
+        """The watch's copy of a Deployment; None when absent or not synced yet."""
+        m = self._deploys.get(namespace)
+        return m.get(name) if m is not None and m.synced.is_set() else None
+
     def states(self) -> dict[str, TargetState]:
         config = self.config_provider()
         self._ensure_mirrors(config)

@@ -361,11 +361,15 @@ class SlackBotNotifier(QueuedNotifier):
                 continue
             th.posted.add(key)  # at most once: a lost reply is logged, never repeated
             reply = messages.step_reply(rec, step)
+            if step.name == "recovery" and (told := messages.recovery_reply(rec, self.slack_settings().oncall_mention)):
+                reply = told  # the recovery outcome; NOT recovered is broadcast to the channel
             if th.ts is None:
                 bound.info("slack_step_not_posted", reason="thread unknown", step=step.name, text=reply.text)
                 continue
             await self.post(bound, th.channel or "", reply, "step", thread_ts=th.ts,
-                            metadata=metadata(STEP_EVENT, rec.id, step=key))
+                            metadata=metadata(STEP_EVENT, rec.id, step=key),
+                            **({"reply_broadcast": True} if step.name == "recovery" and rec.recovery
+                               and rec.recovery.outcome.value == "not_recovered" else {}))
 
         if rec.phase is Phase.FAILED and not th.failure_sent:
             th.failure_sent = True

@@ -142,7 +142,10 @@ class SlackWebhookNotifier(QueuedNotifier):
                 self._started.popitem(last=False)
             if not rec.phase.finished:
                 await self.send(bound, messages.parent(rec, target), "start")
-        if ev.step is not None and (ev.step.warning or not ev.step.ok):
+        if ev.step is not None and ev.step.name == "recovery" and (
+                told := messages.recovery_reply(rec, self.slack_settings().oncall_mention)):
+            await self.send(bound, told, "recovery")  # recovered too: runbook step 4 is news
+        elif ev.step is not None and (ev.step.warning or not ev.step.ok):
             await self.send(bound, messages.step_reply(rec, ev.step), "step")
         if rec.phase.finished and not self._started[rec.id]:
             self._started[rec.id] = True

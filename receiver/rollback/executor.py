@@ -20,7 +20,7 @@ import structlog
 from kubernetes_asyncio.client import ApiClient
 
 from receiver.domain.decisions import Decision
-from receiver.domain.rollback import OnChange, Phase, RollbackRecord, Step
+from receiver.domain.rollback import OnChange, Phase, Recovery, RecoveryOutcome, RollbackRecord, Step
 from receiver.domain.settings import Config, Target
 from receiver.kube import Kube, KubeError, Obj, RetryPolicy
 from receiver.kube.lease import (
@@ -113,6 +113,10 @@ def new_record(decision: Decision | None, target: Target, config: Config, now: d
         slack_channel=None,
         dry_run=dry_run,
         rollout_phase=str(decision.phase) if decision and decision.phase else None,
+        # with Prometheus, an alert's rollback is followed by a recovery watch (rollback/recovery.py)
+        recovery=Recovery(RecoveryOutcome.WATCHING, "", alert.starts_at,
+                          config.recovery_window(target, decision.rule if decision else None))
+        if alert is not None and config.prometheus is not None and not dry_run else None,
     )
 
 
@@ -441,6 +445,40 @@ class Executor:
                 if not e.not_found:
                     raise
         raise RecordError(f"rollback {rollback_id} not found in any target's lease")
+
+    async def save_recovery(self, record: RollbackRecord) -> bool:
+        """Write ``record.recovery`` into its Lease (current record and history copies).
+
+        False, writing nothing, when the stored record's recovery is already settled: another
+        replica (or an earlier life of this one) told it first.
+        """
+        config = self.config_provider()
+        target = config.target(record.target)
+        if target is None:
+            return False
+        settled = False
+
+        def mine(r: RollbackRecord | None) -> bool:
+            return r is not None and r.id == record.id
+
+        def fix(r: RollbackRecord) -> RollbackRecord:
+            return replace(r, recovery=record.recovery) if r.id == record.id else r
+
+        def change(lease: Obj) -> Obj | None:
+            nonlocal settled
+            current = record_from_lease(lease)
+            history = history_from_lease(lease)
+            stored = [r for r in (current, *history) if mine(r)]
+            if not stored:
+                return None
+            if any(r is not None and r.recovery is not None and r.recovery.outcome.finished for r in stored):
+                settled = True
+                return None
+            return with_records(lease, fix(current) if current is not None and mine(current) else None,
+                                [fix(r) for r in history])
+
+        written = await update_lease(self.kube, lease_namespace(config, target), lease_name(target), change)
+        return written is not None or not settled  # not found (history trimmed): still tell it
 
     async def list_rollbacks(self) -> list[RollbackRecord]:
         """Running and recent rollbacks, from the Leases (the same from any replica)."""

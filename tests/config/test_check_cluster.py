@@ -46,10 +46,12 @@ class Setup:
     slack: FakeSlack
     tmp: Path
 
-    def config(self, **target: Any) -> Path:
+    def config(self, prometheus: dict[str, Any] | None = None, **target: Any) -> Path:
         """The shipped config, Slack in bot mode against the fake, target fields overridden."""
         doc = yaml.safe_load((ROOT / "config.yaml").read_text())
         doc["targets"][0].update(target)
+        if prometheus is not None:
+            doc["prometheus"] = prometheus
         doc["slack"] = {"mode": "bot", "api_url": f"{self.slack.url}/api/", "default_channel": "#rollbacks"}
         path = self.tmp / "config.yaml"
         path.write_text(yaml.safe_dump(doc))
@@ -105,13 +107,27 @@ async def test_the_shipped_config_and_role_pass_every_check_in_a_kubectl_like_ta
     assert ["slack-auth", "-", "ok",
             "auth.test: rollback-bot in Fake Workspace (token from env SLACK_BOT_TOKEN)"] in cells
     assert ["slack-channel", "finance-service", "ok", "#rollbacks exists (id C0ROLLBACK)"] in cells
-    assert ["prometheus", "-", "skip", "not configured (the config has no Prometheus section yet)"] in cells
+    assert ["prometheus", "-", "skip", "not configured (prometheus.url)"] in cells
     assert setup.slack.calls("conversations.list")
     assert SLACK_TOKEN not in out + err
     # nothing was changed: only reads and access reviews reached the API
     assert {(r.method, r.resource) for r in setup.sim.requests if r.resource} == {
         ("GET", "deployments"), ("POST", "selfsubjectaccessreviews")
     }
+
+
+async def test_a_prometheus_that_does_not_answer_fails_its_row_with_the_reason(setup: Setup) -> None:
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    path = setup.config(prometheus={"url": f"http://127.0.0.1:{port}"})
+    code, out, _ = await setup.run(str(path), "--cluster", "-o", "json", "--request-timeout", "1s")
+    assert code == 1
+    ((result, detail),) = rows(out)[("prometheus", "")]
+    assert result == "fail"
+    assert detail.startswith(f"http://127.0.0.1:{port}: no answer from Prometheus within 1 s")
 
 
 async def test_a_missing_canary_and_a_role_without_scale_fail_with_exit_1(setup: Setup) -> None:

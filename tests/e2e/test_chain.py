@@ -23,9 +23,9 @@ import yaml
 
 from receiver.cli.serve import RunningReceiver, start_receiver
 from receiver.domain.settings import load_config
+from sim.fake_service import FakeServiceHandle, start_fake_service
 from sim.kube import KubeSim
 from sim.slack import FakeSlack
-from tests.e2e.fake_service import FakeServiceHandle, start_fake_service
 from tests.e2e.prom import Prometheus, alertmanager_config, running_alertmanager, running_prometheus
 from tests.e2e.rules_fast import RULES, fast_rules
 

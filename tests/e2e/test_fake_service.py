@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.fake_service import FakeServiceHandle, start_fake_service
+from sim.fake_service import FakeServiceHandle, start_fake_service
 from tests.e2e.prom import Prometheus, running_prometheus
 from tests.e2e.rules_fast import RULES, fast_rules
 

@@ -22,8 +22,8 @@ import pytest_asyncio
 import yaml
 
 from receiver.domain.prometheus_settings import PrometheusSettings
+from sim.fake_service import FakeServiceHandle, start_fake_service
 from sim.monitoring import Alertmanager, Prometheus, running_alertmanager, running_prometheus
-from tests.e2e.fake_service import FakeServiceHandle, start_fake_service
 from tests.e2e.rules_fast import RULES, fast_rules
 
 READY_WITHIN = 30.0
