@@ -12,11 +12,13 @@ cluster) are defined once here, as parent parsers, so they read and default alik
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import math
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
@@ -26,6 +28,7 @@ from receiver.cli import simulator
 if TYPE_CHECKING:
     from kubernetes_asyncio.client import ApiClient
 
+    from receiver.kube import Kube
     from receiver.kube.errors import KubeError
     from receiver.kube.retry import OnRetry, RetryPolicy
 
@@ -164,6 +167,53 @@ def unreachable(host: str, err: KubeError, timeout: float) -> str:
     return f"error: {err}"
 
 
+class CommandExit(Exception):
+    """Ends a command with this exit status; what went wrong is already printed."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """What a command talks to once the API server answered."""
+
+    api: ApiClient
+    retry: RetryPolicy
+    host: str
+    kube: Kube
+
+
+@contextlib.asynccontextmanager
+async def cluster(args: argparse.Namespace, err: TextIO | None = None) -> AsyncIterator[Cluster]:
+    """Reach the cluster for one command as kubectl would: a kubeconfig problem exits 2, an
+    API server that does not answer (before or inside the block) exits 1 with kubectl's
+    sentence, each retry printed as it happens; the client is closed after."""
+    from receiver.kube import Kube, KubeError, new_api_client
+    from receiver.kube.client import KubeconfigError
+
+    out = sys.stderr if err is None else err
+    try:
+        api = await new_api_client(args.kubeconfig, args.context)
+    except KubeconfigError as e:
+        print(f"error: {e}", file=out)
+        raise CommandExit(EXIT_USAGE) from None
+    host = str(api.configuration.host)
+    try:
+        retry = cluster_retry(args, out, host)
+        if (problem := await reach(api, retry)) is not None:
+            print(unreachable(host, problem, args.request_timeout), file=out)
+            raise CommandExit(EXIT_FAILED)
+        try:
+            yield Cluster(api, retry, host, Kube(api, retry))
+        except KubeError as e:
+            print(unreachable(host, e, args.request_timeout), file=out)
+            raise CommandExit(EXIT_FAILED) from None
+    finally:
+        await api.close()
+
+
 async def reach(api: ApiClient, policy: RetryPolicy) -> KubeError | None:
     """GET /version, as kubectl does first: None when the API server answers."""
     from kubernetes_asyncio.client import VersionApi
@@ -189,7 +239,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(missing, file=sys.stderr)  # before parsing: the simulator's own flags are unknown here
         return EXIT_USAGE
     args = build_parser(only=chosen_command(words)).parse_args(words)
-    return int(args._run(args))
+    try:
+        return int(args._run(args))
+    except CommandExit as e:
+        return e.code
 
 
 if __name__ == "__main__":

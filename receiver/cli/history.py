@@ -15,10 +15,8 @@ import sys
 from datetime import UTC, datetime
 from typing import TextIO
 
-from receiver.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, cluster_retry, reach, unreachable
+from receiver.cli import EXIT_OK, EXIT_USAGE, cluster
 from receiver.cli.status import load
-from receiver.kube import Kube, KubeError, new_api_client
-from receiver.kube.client import KubeconfigError
 from receiver.logs import configure as configure_logs
 from receiver.status.views import HistoryEntry, HistoryView, build_history, lease_records, parse_since, read_objects
 
@@ -88,24 +86,8 @@ async def history(args: argparse.Namespace, out: TextIO) -> int:
     config = load(args)
     if config is None:
         return EXIT_USAGE
-    try:
-        api = await new_api_client(args.kubeconfig, args.context)
-    except KubeconfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_USAGE
-    try:
-        host = str(api.configuration.host)
-        retry = cluster_retry(args, sys.stderr, host)
-        if (err := await reach(api, retry)) is not None:
-            print(unreachable(host, err, args.request_timeout), file=sys.stderr)
-            return EXIT_FAILED
-        try:
-            objects = await read_objects(Kube(api, retry), config)
-        except KubeError as e:
-            print(unreachable(host, e, args.request_timeout), file=sys.stderr)
-            return EXIT_FAILED
-    finally:
-        await api.close()
+    async with cluster(args) as c:
+        objects = await read_objects(c.kube, config)
     view = build_history(lease_records(config, objects), target=args.target, since=since)
     print(render(view, args.output), file=out, flush=True)
     return EXIT_OK

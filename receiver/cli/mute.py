@@ -16,7 +16,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, TextIO
 
-from receiver.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, cluster_retry, reach, unreachable
+from receiver.cli import EXIT_OK, EXIT_USAGE, cluster
 
 if TYPE_CHECKING:
     from receiver.actions import Actions, Done
@@ -67,38 +67,22 @@ async def with_actions(args: argparse.Namespace, config: Config, out: TextIO,
     """Reach the cluster as kubectl would, build the actions (Slack announcements
     included), run ``act`` and print what it wrote."""
     from receiver.actions import Actions
-    from receiver.kube import Kube, KubeError, new_api_client
-    from receiver.kube.client import KubeconfigError
     from receiver.kube.shared_state import SharedStateStore
     from receiver.notify.console import ConsoleNotifier
     from receiver.notify.factory import NullNotifier, make_notifier
 
-    try:
-        api = await new_api_client(args.kubeconfig, args.context)
-    except KubeconfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_USAGE
-    try:
-        host = str(api.configuration.host)
-        retry = cluster_retry(args, sys.stderr, host)
-        if (err := await reach(api, retry)) is not None:
-            print(unreachable(host, err, args.request_timeout), file=sys.stderr)
-            return EXIT_FAILED
-        kube = Kube(api, retry)
-        store = SharedStateStore(kube, lambda: config)
+    async with cluster(args) as c:
+        store = SharedStateStore(c.kube, lambda: config)
         notifier = make_notifier(config.slack, config=lambda: config)
         if isinstance(notifier, ConsoleNotifier):  # the lines printed below are the console
             notifier = NullNotifier()
-        actions = Actions(kube, lambda: config, store, notifier, identity=f"cli@{socket.gethostname()}")
+        actions = Actions(c.kube, lambda: config, store, notifier, identity=f"cli@{socket.gethostname()}")
         await notifier.start()
         try:
             done = await act(actions)
         except ValueError as e:
             print(f"error: {e}; nothing was written", file=sys.stderr)
             return EXIT_USAGE
-        except KubeError as e:
-            print(unreachable(host, e, args.request_timeout), file=sys.stderr)
-            return EXIT_FAILED
         finally:
             await notifier.close(10)
         print(done.message, file=out)
@@ -108,8 +92,6 @@ async def with_actions(args: argparse.Namespace, config: Config, out: TextIO,
         for warning in done.warnings:
             print(f"warning: {warning}", file=sys.stderr)
         return EXIT_OK
-    finally:
-        await api.close()
 
 
 def _quiet() -> None:

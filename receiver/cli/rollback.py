@@ -14,16 +14,14 @@ import socket
 import sys
 from typing import TYPE_CHECKING, TextIO
 
-from receiver.cli import cluster_retry, reach, unreachable
+from receiver.cli import Cluster, cluster
 from receiver.domain.rollback import Phase, RollbackRecord, Step
 from receiver.domain.settings import Config, ConfigError, Target, load_config
-from receiver.kube import KubeError, new_api_client
-from receiver.kube.client import KubeconfigError
 from receiver.logs import configure as configure_logs
 from receiver.rollback.executor import Executor, RecordError, RollbackBusy
 
 if TYPE_CHECKING:
-    from kubernetes_asyncio.client import ApiClient
+    pass
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BUSY = 0, 1, 2, 3
 
@@ -73,30 +71,18 @@ async def rollback(args: argparse.Namespace, out: TextIO) -> int:
         print(f"unknown target {args.target!r}; configured: {names}", file=sys.stderr)
         return EXIT_USAGE
     by = args.by or getpass.getuser()
-    try:
-        api = await new_api_client(args.kubeconfig, args.context)
-    except KubeconfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_USAGE
-    try:
-        return await _rollback(args, config, target, by, api, out)
-    finally:
-        await api.close()
+    async with cluster(args) as c:
+        return await _rollback(args, config, target, by, c, out)
 
 
 async def _rollback(args: argparse.Namespace, config: Config, target: Target, by: str,
-                    api: ApiClient, out: TextIO) -> int:
+                    c: Cluster, out: TextIO) -> int:
     from receiver.actions import Actions, Actor
-    from receiver.kube import Kube
     from receiver.kube.shared_state import SharedStateStore
     from receiver.notify.console import ConsoleNotifier
     from receiver.notify.factory import NullNotifier, make_notifier
 
-    host = str(api.configuration.host)
-    retry = cluster_retry(args, sys.stderr, host)
-    if (err := await reach(api, retry)) is not None:
-        print(unreachable(host, err, args.request_timeout), file=sys.stderr)
-        return EXIT_FAILED
+    api, retry, kube = c.api, c.retry, c.kube
     printer = Printer(out)
     # Slack hears of a manual rollback like of any other (parent, thread, outcome); the
     # console notifier is left out: the progress lines below are the console.
@@ -116,7 +102,6 @@ async def _rollback(args: argparse.Namespace, config: Config, target: Target, by
 
     executor = Executor(api, lambda: config, f"manual-{by}@{socket.gethostname()}"[:128],
                         on_change=on_change, retry=retry)
-    kube = Kube(api, retry)
     # the same door as HTTP and Slack: the same checks, and the mute it goes past said
     actions = Actions(kube, lambda: config, SharedStateStore(kube, lambda: config),
                       slack if slack is not None else NullNotifier(), executor,
@@ -133,9 +118,6 @@ async def _rollback(args: argparse.Namespace, config: Config, target: Target, by
     except RollbackBusy as e:
         print(e, file=sys.stderr)
         return EXIT_BUSY
-    except KubeError as e:
-        print(unreachable(host, e, args.request_timeout), file=sys.stderr)
-        return EXIT_FAILED
     except RecordError as e:
         print(f"cannot start the rollback: {e}", file=sys.stderr)
         return EXIT_FAILED

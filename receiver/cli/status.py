@@ -20,10 +20,9 @@ from typing import TextIO
 
 import yaml
 
-from receiver.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, cluster_retry, reach, unreachable
+from receiver.cli import EXIT_OK, EXIT_USAGE, cluster
 from receiver.domain.settings import Config, ConfigError, load_config
-from receiver.kube import Kube, KubeError, new_api_client
-from receiver.kube.client import KubeconfigError
+from receiver.kube import Kube
 from receiver.logs import configure as configure_logs
 from receiver.status.views import (
     DeploymentView,
@@ -126,30 +125,13 @@ async def status(args: argparse.Namespace, out: TextIO) -> int:
     config = load(args)
     if config is None:
         return EXIT_USAGE
-    try:
-        api = await new_api_client(args.kubeconfig, args.context)
-    except KubeconfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_USAGE
-    try:
-        host = str(api.configuration.host)
-        retry = cluster_retry(args, sys.stderr, host)
-        if (err := await reach(api, retry)) is not None:
-            print(unreachable(host, err, args.request_timeout), file=sys.stderr)
-            return EXIT_FAILED
-        kube = Kube(api, retry)
-        try:
-            if args.watch:
-                return await watch(kube, config, args, out)
-            objects = await read_objects(kube, config)
-        except KubeError as e:
-            print(unreachable(host, e, args.request_timeout), file=sys.stderr)
-            return EXIT_FAILED
-        print(render(build_status(config, objects, datetime.now(UTC), args.target), args.output),
-              file=out, flush=True)
-        return EXIT_OK
-    finally:
-        await api.close()
+    async with cluster(args) as c:
+        if args.watch:
+            return await watch(c.kube, config, args, out)
+        objects = await read_objects(c.kube, config)
+    print(render(build_status(config, objects, datetime.now(UTC), args.target), args.output),
+          file=out, flush=True)
+    return EXIT_OK
 
 
 async def watch(kube: Kube, config: Config, args: argparse.Namespace, out: TextIO) -> int:
