@@ -34,7 +34,8 @@ EXIT_CODES = """exit status:
   0  success
   1  the command ran and failed (rollback not verified, cluster unreachable, invalid file)
   2  usage or configuration error (bad flag, bad config, kubeconfig, port in use)
-  3  rollback only: another rollback of the target is running (nothing was changed)"""
+  1  promote: the gate was not passed (or not measured) and --force was not given
+  3  rollback / promote: another rollback or promotion of the target is running (nothing was changed)"""
 DEFAULT_REQUEST_TIMEOUT = "30s"
 
 # name -> (module, help, shared flag groups: "config", "cluster")
@@ -45,6 +46,8 @@ COMMANDS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "demo": ("receiver.cli.demo", "run the whole chain on a simulated cluster, live in the terminal", ()),
     "sim": ("receiver.cli.sim", "serve a simulated Kubernetes API (and fake Slack) on loopback", ()),
     "rollback": ("receiver.cli.rollback", "roll a target back now, with live progress", ("config", "cluster")),
+    "promote": ("receiver.cli.promote", "move a target one rollout phase forward after the weekly gate",
+                ("config", "cluster")),
 }
 
 

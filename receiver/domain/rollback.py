@@ -13,6 +13,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+KIND_ROLLBACK = "rollback"
+KIND_PROMOTION = "promotion"
+
 
 class Phase(StrEnum):
     """Where a rollback is; shown on the Slack parent message."""
@@ -84,6 +87,11 @@ class RollbackRecord:
     slack_channel: str | None = None  # channel id of the parent message
     slack_ts: str | None = None  # ts of the parent message
     dry_run: bool = False
+    kind: str = "rollback"  # "rollback" or "promotion": one record shape, one Lease, one thread
+
+    @property
+    def is_promotion(self) -> bool:
+        return self.kind == KIND_PROMOTION
 
     def with_step(self, step: Step) -> RollbackRecord:
         return replace(self, steps=(*self.steps, step))
@@ -139,6 +147,7 @@ class RollbackRecord:
             "slack_channel": self.slack_channel,
             "slack_ts": self.slack_ts,
             "dry_run": self.dry_run,
+            "kind": self.kind,
         }
 
     @classmethod
@@ -155,6 +164,9 @@ class RollbackRecord:
         p = dict(d.get("progress") or {})
         p["not_ready"] = tuple(p.get("not_ready", ()))
         d["progress"] = Progress(**p)
+        d["kind"] = d.get("kind") or KIND_ROLLBACK  # records written before promotions existed
+        if d["kind"] not in (KIND_ROLLBACK, KIND_PROMOTION):
+            raise ValueError(f"unknown record kind {d['kind']!r}")
         return cls(**d)
 
 

@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from receiver.domain.matchers import Matcher, equality_selects, parse_matchers, suspicious
+from receiver.domain.promotion import PromotionSettings
 
 
 class Strict(BaseModel):
@@ -192,6 +193,9 @@ class Settings(Strict):
         default=15, ge=2, description="A dead receiver's rollback is taken over after this."
     )
     max_body_bytes: int = Field(default=1_048_576, ge=1024, description="Larger webhooks get 413.")
+    promotion: PromotionSettings = Field(
+        default=PromotionSettings(), description="`receiver promote`: the weekly gate's soak window and criteria."
+    )
 
 
 class SlackSettings(Strict):

@@ -363,7 +363,7 @@ class SlackBotNotifier(QueuedNotifier):
             await self.post(bound, th.channel or "", reply, "step", thread_ts=th.ts,
                             metadata=metadata(STEP_EVENT, rec.id, step=key))
 
-        if rec.phase is Phase.FAILED and not th.failure_sent:
+        if rec.phase is Phase.FAILED and not th.failure_sent and not rec.is_promotion:
             th.failure_sent = True
             mention = self.slack_settings().oncall_mention
             msg = messages.failure_broadcast(rec, mention, target)

@@ -60,6 +60,18 @@ def _ignore(record: RollbackRecord, step: Step | None) -> None:
     return None
 
 
+def _preempts(lease: Obj | None, fresh: Callable[[], RollbackRecord | None]) -> bool:
+    """A rollback's claim on a Lease whose live record is an unfinished promotion."""
+    try:
+        current = record_from_lease(lease)
+    except RecordError:
+        return False
+    if current is None or not current.is_promotion or current.phase.finished:
+        return False
+    claim = fresh()
+    return claim is not None and not claim.is_promotion
+
+
 class RollbackBusy(Exception):
     """Another rollback of the target holds its Lease (manual trigger refused)."""
 
@@ -173,6 +185,8 @@ class Executor:
 
         def choose(lease: Obj | None) -> RollbackRecord | None:
             h = holder(lease)
+            if not resume_only and _preempts(lease, fresh):
+                return fresh()  # a rollback takes a promotion's Lease: the promotion stops
             if lease is not None and h and not is_expired(
                 lease, identity=self.identity, observations=self.observations,
                 now=self.clock(), duration=duration,
@@ -190,7 +204,10 @@ class Executor:
             except RecordError as e:
                 log.warning("lease_record_unreadable", lease=name, error=str(e))
                 current = None
-            if current is not None and not current.phase.finished and not current.dry_run:
+            if current is not None and not current.phase.finished and not current.dry_run \
+                    and not current.is_promotion:  # a promotion is a person's: never resumed
+                if not resume_only and fresh().is_promotion:
+                    return None  # a dead holder's rollback comes first: the adopter resumes it
                 self._resumed.add(current.id)
                 return current  # a dead holder's rollback: continue it, same id and thread
             return None if resume_only else fresh()
@@ -275,6 +292,19 @@ class Executor:
                                "(its Lease is held); nothing was changed")
         return await self.start(record)
 
+    async def run_promotion(self, target: Target, fresh: RollbackRecord,
+                            make_run: Callable[..., Run]) -> RollbackRecord:
+        """Claim the target's Lease for a promotion record and run ``make_run``'s steps.
+
+        RollbackBusy when a rollback (or another promotion) holds the Lease. A rollback
+        claiming the Lease meanwhile takes it over; the promotion then stops at its next
+        Lease check and the record is returned unfinished (receiver.rollback.promotion)."""
+        record = await self._acquire(target, lambda: fresh)
+        if record is None or record.id != fresh.id:
+            raise RollbackBusy(f"a rollback or promotion of {target.name} is running "
+                               "(its Lease is held); nothing was changed")
+        return await self._run(record, make_run)
+
     async def resume_unfinished(self) -> list[asyncio.Task[RollbackRecord]]:
         """Continue every unfinished rollback whose holder died (or was us).
 
@@ -296,7 +326,7 @@ class Executor:
 
     # -- running -------------------------------------------------------------------------
 
-    async def _run(self, record: RollbackRecord) -> RollbackRecord:
+    async def _run(self, record: RollbackRecord, make_run: Callable[..., Run] = Run) -> RollbackRecord:
         target = self.config_provider().target(record.target)
         if target is None:  # removed from config.yaml since the claim: touch nothing
             failed = replace(record, phase=Phase.FAILED, finished_at=self.clock(),
@@ -308,7 +338,7 @@ class Executor:
         held = self._held.get(target.name) if not record.dry_run else None
         if held is not None and held.record.id == record.id:
             record = held.record  # may carry what was added since the claim (Slack thread)
-        run = Run(RunContext(kube=self.kube, watches=self.watches, identity=self.identity,
+        run = make_run(RunContext(kube=self.kube, watches=self.watches, identity=self.identity,
                              on_change=self.on_change, clock=self.clock),
                   config=self.config_provider(), target=target, record=record, held=held,
                   resumed=record.id in self._resumed, prefetched=self._fresh_reads(record.id),
