@@ -219,8 +219,8 @@ def _state_trail(record: RollbackRecord) -> str:
     if record.phase.finished:
         took = record.duration_seconds
         if record.phase is Phase.SUCCEEDED:
-            done = "promoted" if record.is_promotion else "rolled back"
-            last = f":white_check_mark: *{done}" + (f" in {duration(took)}*" if took is not None else "*")
+            what = "promoted" if record.is_promotion else "rolled back"
+            last = f":white_check_mark: *{what}" + (f" in {duration(took)}*" if took is not None else "*")
         else:
             last = ":x: *failed" + (f" after {duration(took)}*" if took is not None else "*")
     else:

@@ -14,16 +14,18 @@ a full count of 5 is canary 1 -> 3, stable 4 -> 2, applied stable-last.
 from __future__ import annotations
 
 import math
-from fractions import Fraction
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 from enum import StrEnum
+from fractions import Fraction
 from string import Template
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from receiver.domain.phases import DEFAULT_KEY, PhaseSpec, RolloutPhase, threshold_for
+from receiver.domain.rollback import Phase, RollbackRecord
 
 DEFAULT_SOAK_SECONDS = 24 * 3600
 
@@ -191,6 +193,15 @@ def window_text(seconds: int) -> str:
     if seconds % 60 == 0:
         return f"{seconds // 60} min"
     return f"{seconds} s"
+
+
+STOPPED = "stopped: a rollback took over the target's Lease; the rollback's outcome is the target's state now"
+
+
+def stopped_by_rollback(record: RollbackRecord, at: datetime) -> RollbackRecord:
+    """A promotion a rollback pre-empted, as it is kept in the target's history."""
+    return replace(record, phase=Phase.FAILED, finished_at=record.finished_at or at,
+                   error=record.error or STOPPED)
 
 
 class PlanError(ValueError):

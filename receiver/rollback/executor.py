@@ -20,6 +20,7 @@ import structlog
 from kubernetes_asyncio.client import ApiClient
 
 from receiver.domain.decisions import Decision
+from receiver.domain.promotion import stopped_by_rollback
 from receiver.domain.rollback import OnChange, Phase, RollbackRecord, Step
 from receiver.domain.settings import Config, Target
 from receiver.kube import Kube, KubeError, Obj, RetryPolicy
@@ -182,10 +183,13 @@ class Executor:
         ns, name = lease_namespace(config, target), lease_name(target)
 
         duration = config.settings.lease_duration_seconds
+        preempted: list[RollbackRecord] = []
 
         def choose(lease: Obj | None) -> RollbackRecord | None:
             h = holder(lease)
+            preempted.clear()
             if not resume_only and _preempts(lease, fresh):
+                preempted.extend(r for r in [record_from_lease(lease)] if r is not None)
                 return fresh()  # a rollback takes a promotion's Lease: the promotion stops
             if lease is not None and h and not is_expired(
                 lease, identity=self.identity, observations=self.observations,
@@ -241,6 +245,8 @@ class Executor:
             with contextlib.suppress(BaseException):
                 await reads
             return None
+        for promotion in preempted:  # kept in the history the rollback writes when it ends
+            held.history = with_history(held.history, stopped_by_rollback(promotion, self.clock()))
         held.start()
         try:
             stable_r, canary_r = await reads

@@ -18,7 +18,6 @@ import asyncio
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -27,7 +26,15 @@ import structlog
 from receiver.domain.kube_views import DeploymentView
 from receiver.domain.phases import RolloutPhase
 from receiver.domain.prometheus_settings import PrometheusSettings
-from receiver.domain.promotion import Criterion, PromotionPlan, PromotionSettings, Review, Row, judge
+from receiver.domain.promotion import (
+    Criterion,
+    PromotionPlan,
+    PromotionSettings,
+    Review,
+    Row,
+    judge,
+    stopped_by_rollback,
+)
 from receiver.domain.rollback import KIND_PROMOTION, Phase, RollbackRecord
 from receiver.domain.rollout import Verification
 from receiver.domain.settings import Config, Target
@@ -218,9 +225,7 @@ async def promote(executor: Executor, config: Config, target: Target, plan: Prom
     record = await executor.run_promotion(target, fresh, make_run)
     if record.phase.finished:
         return record
-    stopped = replace(record, phase=Phase.FAILED, finished_at=executor.clock(),
-                      error="stopped: a rollback took over the target's Lease; the rollback's "
-                            "outcome is the target's state now")
+    stopped = stopped_by_rollback(record, executor.clock())
     await _keep_in_history(executor, config, target, stopped)
     try:
         executor.on_change(stopped, None)
