@@ -63,7 +63,6 @@ __all__ = ["PromotionBusy", "PromotionRun", "measure", "new_promotion", "promote
 PromotionBusy = RollbackBusy
 """Another rollback or promotion holds the target's Lease; nothing was changed."""
 
-QUERY_WAIT_SECONDS = 20.0
 
 
 async def measure(prometheus: PrometheusSettings | None, promotion: PromotionSettings, target: Target,
@@ -83,7 +82,7 @@ async def measure(prometheus: PrometheusSettings | None, promotion: PromotionSet
     try:
         async def one(c: Criterion) -> Row:
             try:
-                result = await prom.query(c.expr(selector, window), wait=QUERY_WAIT_SECONDS)
+                result = await prom.query(c.expr(selector, window), wait=prometheus.request_timeout_seconds)
             except PrometheusError as e:
                 return judge(c, phase, None, e.reason)
             return judge(c, phase, [s.value for s in result.samples])
