@@ -21,13 +21,15 @@ from receiver.domain.rollback import Phase
 from receiver.kube.lease import history_from_lease, record_from_lease
 from receiver.rollback.promotion import measure, promote
 from sim.kube import KubeSim
+from sim.slack import FakeSlack
 from tests.executor.conftest import CANARY, NS, STABLE, MakeExecutor, decision, make_config
+from tests.executor.test_manual_cli import slack_config_file, slack_conversation
 
 FULL = 5
 
 
-async def receiver(kubeconfig: Path, *args: str) -> tuple[int, str, str]:
-    env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
+async def receiver(kubeconfig: Path, *args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig), **(env or {})}
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "receiver", "promote", *args, env=env,
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
@@ -189,3 +191,24 @@ def _phases() -> tuple[Any, ...]:
     from receiver.domain.phases import DEFAULT_PHASES
 
     return DEFAULT_PHASES
+
+
+async def test_the_review_goes_to_slack_with_the_promotion_and_a_refusal_too(
+    kube_sim: KubeSim, kubeconfig_path: Path, tmp_path: Path, fake_slack: FakeSlack
+) -> None:
+    path = slack_config_file(tmp_path, fake_slack)
+    env = {"SLACK_BOT_TOKEN": fake_slack.token}
+    code, _, _ = await receiver(kubeconfig_path, "finance-service", "--config", str(path), "--yes", env=env)
+    assert code == 1
+    [refused] = await slack_conversation(fake_slack)
+    assert "Promotion of finance-service not done" in refused["text"]
+    assert "not measured" in " ".join(r["text"] for r in refused["replies"])
+
+    code, _, err = await receiver(kubeconfig_path, "finance-service", "--config", str(path), *FORCE, env=env)
+    assert code == 0, err
+    promoted = [m for m in await slack_conversation(fake_slack) if m["ts"] != refused["ts"]]
+    assert len(promoted) == 1
+    assert "finance-service promoted" in promoted[0]["text"]
+    timeline = " ".join(r["text"] for r in promoted[0]["replies"])
+    assert "gate" in timeline and "forced: dashboards reviewed by hand" in promoted[0]["text"] + timeline
+    assert f"{CANARY} scaled 1 -&gt; 3" in timeline and f"{STABLE} scaled 4 -&gt; 2" in timeline
