@@ -102,10 +102,16 @@ class PromotionSettings(BaseModel):
         default=DEFAULT_SOAK_SECONDS, ge=1,
         description="Window the gate measures over (the guide's weeks are a week long; 24 h by default).",
     )
-    criteria: tuple[Criterion, ...] = Field(
-        default=DEFAULT_CRITERIA, min_length=1,
-        description="The gate's criteria; default: the rollout guide's weekly bar.",
+    criteria: tuple[Criterion, ...] | None = Field(
+        default=None, min_length=1,
+        description="The gate's criteria (name, query with $selector and $window, levels per phase, "
+        "unit, op); default (null): the rollout guide's weekly bar, see README 'Promotion'.",
     )
+
+    @property
+    def gate(self) -> tuple[Criterion, ...]:
+        """The criteria in force: the configured ones, else the guide's."""
+        return self.criteria or DEFAULT_CRITERIA
 
 
 class Result(StrEnum):

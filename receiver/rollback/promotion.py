@@ -71,7 +71,7 @@ async def measure(prometheus: PrometheusSettings | None, promotion: PromotionSet
 
     Without Prometheus every row is "not measured"; a query that fails says why in
     its row, and counts as not measured (a gate never passes on missing numbers)."""
-    criteria: Sequence[Criterion] = promotion.criteria
+    criteria: Sequence[Criterion] = promotion.gate
     window = promotion.soak_seconds
     if prometheus is None:
         rows = tuple(judge(c, phase, None, "no prometheus configured") for c in criteria)
