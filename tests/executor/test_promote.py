@@ -212,3 +212,38 @@ async def test_the_review_goes_to_slack_with_the_promotion_and_a_refusal_too(
     timeline = " ".join(r["text"] for r in promoted[0]["replies"])
     assert "gate" in timeline and "forced: dashboards reviewed by hand" in promoted[0]["text"] + timeline
     assert f"{CANARY} scaled 1 -&gt; 3" in timeline and f"{STABLE} scaled 4 -&gt; 2" in timeline
+
+
+async def confirm_on_a_terminal(kubeconfig: Path, answer: bytes, *args: str) -> tuple[int, str]:
+    """Run promote with a pseudo-terminal as stdin, answering the question with ``answer``."""
+    import pty
+
+    leader, follower = pty.openpty()
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "receiver", "promote", *args, env=env,
+        stdin=follower, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )
+    os.close(follower)
+    assert proc.stdout is not None
+    seen = b""
+    while b"[y/N]" not in seen:
+        chunk = await asyncio.wait_for(proc.stdout.read(4096), 30)
+        assert chunk, seen.decode()
+        seen += chunk
+    os.write(leader, answer)
+    rest, _ = await asyncio.wait_for(proc.communicate(), 30)
+    os.close(leader)
+    return proc.returncode or 0, (seen + rest).decode()
+
+
+async def test_on_a_terminal_the_promotion_asks_first_and_only_yes_moves_the_split(
+    kube_sim: KubeSim, kubeconfig_path: Path, tmp_path: Path
+) -> None:
+    args = ("finance-service", "--config", str(config_file(tmp_path)), "--force", "--reason", "by hand")
+    code, out = await confirm_on_a_terminal(kubeconfig_path, b"n\n", *args)
+    assert code == 1 and "Promote finance-service to week 2? [y/N]" in out and "Not promoted" in out
+    assert spec(kube_sim, CANARY) == 1
+    code, out = await confirm_on_a_terminal(kubeconfig_path, b"y\n", *args)
+    assert code == 0, out
+    assert (spec(kube_sim, CANARY), spec(kube_sim, STABLE)) == (3, 2)
