@@ -61,10 +61,11 @@ def _ignore(record: RollbackRecord, step: Step | None) -> None:
     return None
 
 
-def _preempts(lease: Obj | None, fresh: Callable[[], RollbackRecord | None]) -> bool:
+def _preempts(lease: Obj | None, fresh: Callable[[], RollbackRecord | None],
+              current: RollbackRecord | None = None) -> bool:
     """A rollback's claim on a Lease whose live record is an unfinished promotion."""
     try:
-        current = record_from_lease(lease)
+        current = current or record_from_lease(lease)
     except RecordError:
         return False
     if current is None or not current.is_promotion or current.phase.finished:
@@ -172,9 +173,20 @@ class Executor:
     ) -> RollbackRecord | None:
         lock = self._claim_locks.setdefault(target.name, asyncio.Lock())
         async with lock:
+            mine = self._held.get(target.name)
+            if mine is not None and not resume_only and _preempts(None, fresh, mine.record):
+                await self._stop_promotion(target.name, mine)
             if target.name in self._held:
                 return None  # claimed or running here already
             return await self._acquire_unlocked(target, fresh, resume_only=resume_only)
+
+    async def _stop_promotion(self, name: str, held: HeldLease) -> None:
+        """A rollback claims a target whose promotion runs in this process: stop it as if
+        another replica took its Lease, and wait (briefly) until it let go of it."""
+        held.lost.set()
+        run = next((r for r in self._runs.values() if r.record.id == held.record.id), None)
+        if run is not None and run.owner is not None and run.owner is not asyncio.current_task():
+            await asyncio.wait([run.owner], timeout=5)  # the promotion's caller, once it let go
 
     async def _acquire_unlocked(
         self, target: Target, fresh: Callable[[], RollbackRecord], *, resume_only: bool

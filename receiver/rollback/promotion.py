@@ -45,6 +45,7 @@ from receiver.kube.lease import (
     holder,
     lease_name,
     lease_namespace,
+    record_from_lease,
     update_lease,
     with_history,
     with_records,
@@ -128,7 +129,8 @@ class PromotionRun(Run):
         if self.held is None:
             return
         lease = await self.kube.read_lease(self.held.namespace, self.held.name)
-        if holder(lease) != self.identity:
+        current = record_from_lease(lease)
+        if holder(lease) != self.identity or current is None or current.id != self.record.id:
             self.held.lost.set()
             raise LeaseLost(f"lease {self.held.namespace}/{self.held.name} now held by {holder(lease)}")
 

@@ -247,3 +247,24 @@ async def test_on_a_terminal_the_promotion_asks_first_and_only_yes_moves_the_spl
     code, out = await confirm_on_a_terminal(kubeconfig_path, b"y\n", *args)
     assert code == 0, out
     assert (spec(kube_sim, CANARY), spec(kube_sim, STABLE)) == (3, 2)
+
+
+async def test_an_alert_pre_empts_a_promotion_running_in_the_same_receiver(
+    kube_sim: KubeSim, make_executor: MakeExecutor
+) -> None:
+    config = make_config(verification_timeout_seconds=30)
+    target = config.targets[0]
+    kube_sim.set_pod_behavior(NS, CANARY, "never-ready")
+    executor = make_executor("receiver-a", config)
+    plan = plan_promotion(phase_of(1, FULL), 4, _phases())
+    review = await measure(None, config.settings.promotion, target, plan.current)
+    running = asyncio.create_task(promote(executor, config, target, plan, review,
+                                          requested_by="alice", force_reason="test"))
+    await kube_sim.wait_for(lambda: spec(kube_sim, CANARY) == 3, timeout=10)
+
+    claimed = await executor.claim(decision(), target)
+    assert claimed is not None
+    rolled = await executor.start(claimed)
+    stopped = await asyncio.wait_for(running, 20)
+    assert rolled.phase is Phase.SUCCEEDED and stopped.phase is Phase.FAILED
+    assert (spec(kube_sim, CANARY), spec(kube_sim, STABLE)) == (0, FULL)
