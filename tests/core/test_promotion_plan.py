@@ -90,3 +90,4 @@ def test_a_record_written_before_promotions_existed_reads_as_a_rollback() -> Non
     record = RollbackRecord.from_json(json.loads(json.dumps(old)))
     assert record.kind == "rollback" and not record.is_promotion
     assert RollbackRecord.from_json({**old, "kind": "promotion"}).is_promotion
+

@@ -17,7 +17,7 @@ import yaml
 
 from receiver.domain.phases import phase_of
 from receiver.domain.promotion import plan_promotion
-from receiver.domain.rollback import Phase
+from receiver.domain.rollback import Phase, RollbackRecord
 from receiver.kube.lease import history_from_lease, record_from_lease
 from receiver.rollback.promotion import measure, promote
 from sim.kube import KubeSim
@@ -268,3 +268,34 @@ async def test_an_alert_pre_empts_a_promotion_running_in_the_same_receiver(
     stopped = await asyncio.wait_for(running, 20)
     assert rolled.phase is Phase.SUCCEEDED and stopped.phase is Phase.FAILED
     assert (spec(kube_sim, CANARY), spec(kube_sim, STABLE)) == (0, FULL)
+
+
+def _lease_with(record: RollbackRecord, history: list[RollbackRecord]) -> dict[str, object]:
+    from datetime import UTC, datetime
+
+    from receiver.kube import micro_time
+    from receiver.kube.lease import with_records
+
+    lease = {"metadata": {"name": "rollback-t", "namespace": "n"},
+             "spec": {"holderIdentity": "promote-alice", "leaseDurationSeconds": 60,
+                      "renewTime": micro_time(datetime.now(UTC))}}
+    return with_records(lease, record, history)
+
+
+def test_a_running_promotion_is_no_running_rollback_so_an_alert_is_still_acted_on() -> None:
+    from dataclasses import replace
+    from datetime import UTC, datetime
+
+    from receiver.kube.targets import state_of
+
+    now = datetime.now(UTC)
+    target = make_config().targets[0]
+    base = RollbackRecord(id="p1", target=target.name, namespace="n", stable="s", canary="c",
+                          replicas=5, phase=Phase.SCALING, started_at=now, trigger="manual",
+                          reason="promotion", kind="promotion")
+    done = [replace(base, id=f"p{i}", phase=Phase.SUCCEEDED, finished_at=now) for i in range(2, 6)]
+    state = state_of(target, None, None, True, _lease_with(base, done), True, now)
+    assert state.rollback_running is None
+    assert state.recent_rollbacks == ()  # promotions do not count towards max_rollbacks_per_hour
+    rollback = replace(base, id="r1", kind="rollback")
+    assert state_of(target, None, None, True, _lease_with(rollback, []), True, now).rollback_running == "r1"
