@@ -37,7 +37,8 @@ EXIT_CODES = """exit status:
   0  success
   1  the command ran and failed (rollback not verified, cluster unreachable, invalid file)
   2  usage or configuration error (bad flag, bad config, kubeconfig, port in use)
-  3  rollback only: another rollback of the target is running (nothing was changed)"""
+  1  promote: the gate was not passed (or not measured) and --force was not given
+  3  rollback / promote: another rollback or promotion of the target is running (nothing was changed)"""
 DEFAULT_REQUEST_TIMEOUT = "30s"
 
 # name -> (module, help, shared flag groups: "config", "cluster")
@@ -54,6 +55,8 @@ COMMANDS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "mute": ("receiver.cli.mute", "mute a target (or --all) for a while, on every replica", ("config", "cluster")),
     "unmute": ("receiver.cli.unmute", "remove a run-time mute", ("config", "cluster")),
     "breaker": ("receiver.cli.breaker", "close the blast-radius breaker (automatic rollbacks resume)",
+                ("config", "cluster")),
+    "promote": ("receiver.cli.promote", "move a target one rollout phase forward after the weekly gate",
                 ("config", "cluster")),
 }
 

@@ -168,6 +168,8 @@ def _am_link(external_url: str | None, alertname: str | None) -> str | None:
 
 def describe_why(record: RollbackRecord) -> str:
     """Plain text: "HighErrorRate 7.2 % > 5 % (rule error-rate)" or the manual request."""
+    if record.is_promotion:
+        return record.reason
     if record.trigger == "manual":
         who = record.requested_by or "someone"
         return f"manual rollback requested by {who}" + (f": {record.reason}" if record.reason else "")
@@ -203,7 +205,8 @@ def describe_state(record: RollbackRecord) -> str:
     """Plain text: "verifying (4/5 ready)", "rolled back in 42 s", "failed after 3 min: …"."""
     took = record.duration_seconds
     if record.phase is Phase.SUCCEEDED:
-        return "rolled back" + (f" in {duration(took)}" if took is not None else "")
+        done = "promoted" if record.is_promotion else "rolled back"
+        return done + (f" in {duration(took)}" if took is not None else "")
     if record.phase is Phase.FAILED:
         text = "failed" + (f" after {duration(took)}" if took is not None else "")
         return text + (f": {record.error}" if record.error else "")
@@ -221,7 +224,8 @@ def _state_trail(record: RollbackRecord) -> str:
     if record.phase.finished:
         took = record.duration_seconds
         if record.phase is Phase.SUCCEEDED:
-            last = ":white_check_mark: *rolled back" + (f" in {duration(took)}*" if took is not None else "*")
+            what = "promoted" if record.is_promotion else "rolled back"
+            last = f":white_check_mark: *{what}" + (f" in {duration(took)}*" if took is not None else "*")
         else:
             last = ":x: *failed" + (f" after {duration(took)}*" if took is not None else "*")
     else:
@@ -241,6 +245,9 @@ def _pods(record: RollbackRecord) -> str:
 
 def _title(record: RollbackRecord) -> str:
     dry = "Dry run: " if record.dry_run else ""
+    if record.is_promotion:
+        return {Phase.SUCCEEDED: f"✅ {record.target} promoted", Phase.FAILED: f"❌ Promotion of {record.target} "
+                "not done"}.get(record.phase, f"⏩ Promoting {record.target}")
     if record.phase is Phase.SUCCEEDED:
         return f"✅ {dry}{record.target} rolled back to {record.stable}"
     if record.phase is Phase.FAILED:

@@ -13,6 +13,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+KIND_ROLLBACK = "rollback"
+KIND_PROMOTION = "promotion"
+
 
 class Phase(StrEnum):
     """Where a rollback is; shown on the Slack parent message."""
@@ -126,6 +129,11 @@ class RollbackRecord:
     #: "week 1 (canary 1 of 5)"; None for manual rollbacks and records written before it existed.
     rollout_phase: str | None = None
     recovery: Recovery | None = None  # None: Prometheus not configured, or a manual rollback
+    kind: str = "rollback"  # "rollback" or "promotion": one record shape, one Lease, one thread
+
+    @property
+    def is_promotion(self) -> bool:
+        return self.kind == KIND_PROMOTION
 
     def with_step(self, step: Step) -> RollbackRecord:
         return replace(self, steps=(*self.steps, step))
@@ -184,6 +192,7 @@ class RollbackRecord:
             "rollout_phase": self.rollout_phase,
             # only when set: a record without it reads the same in older receivers
             **({"recovery": self.recovery.to_json()} if self.recovery is not None else {}),
+            "kind": self.kind,
         }
 
     @classmethod
@@ -205,6 +214,9 @@ class RollbackRecord:
         d["progress"] = Progress(**p)
         if d.get("recovery") is not None:
             d["recovery"] = Recovery.from_json(d["recovery"])
+        d["kind"] = d.get("kind") or KIND_ROLLBACK  # records written before promotions existed
+        if d["kind"] not in (KIND_ROLLBACK, KIND_PROMOTION):
+            raise ValueError(f"unknown record kind {d['kind']!r}")
         return cls(**d)
 
 

@@ -30,6 +30,7 @@ from receiver.domain.phases import (
     unreachable_phases,
 )
 from receiver.domain.prometheus_settings import PrometheusSettings
+from receiver.domain.promotion import PromotionSettings
 
 
 class Strict(BaseModel):
@@ -276,6 +277,9 @@ class Settings(Strict):
         default=True,
         description="False: an alert that started before the canary last changed replicas does not roll "
         "back (it is about the previous split); either way the reason names it.",
+    )
+    promotion: PromotionSettings = Field(
+        default=PromotionSettings(), description="`receiver promote`: the weekly gate's soak window and criteria."
     )
 
 

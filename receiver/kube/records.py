@@ -14,6 +14,7 @@ from receiver.domain.rollback import Phase, RollbackRecord
 from receiver.kube.lease import DOMAIN
 
 ANN_LAST = f"{DOMAIN}/last-rollback"
+ANN_LAST_PROMOTION = f"{DOMAIN}/last-promotion"
 
 
 def last_rollback_annotation(record: RollbackRecord) -> str:
@@ -40,5 +41,6 @@ def recent_finish_times(records: list[RollbackRecord]) -> tuple[datetime, ...]:
         r.id: r.finished_at
         for r in records
         if r.phase in (Phase.SUCCEEDED, Phase.FAILED) and not r.dry_run and r.finished_at
+        and not r.is_promotion
     }
     return tuple(sorted((t for t in times.values() if t), reverse=True))

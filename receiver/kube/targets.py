@@ -78,8 +78,8 @@ def state_of(
         current, history = (records_of or read_records)(lease)
         if current is not None and lease is not None:
             gone = expired(lease) if expired is not None else lease_expired(lease, now)
-            if not current.phase.finished and not gone:
-                running = current.id
+            if not current.phase.finished and not gone and not current.is_promotion:
+                running = current.id  # a promotion is no rollback: an alert pre-empts it
             records.append(current)
         records.extend(history)
     finished = recent_finish_times(records)
@@ -373,7 +373,7 @@ class TargetWatcher:
             lease = leases.get(lease_name(t))
             current, _ = self._records(lease)
             if lease is not None and current is not None and not current.phase.finished \
-                    and not current.dry_run and self.lease_expired(lease):
+                    and not current.dry_run and not current.is_promotion and self.lease_expired(lease):
                 out.append(t.name)
         return out
 

@@ -371,7 +371,7 @@ class SlackBotNotifier(QueuedNotifier):
                             **({"reply_broadcast": True} if step.name == "recovery" and rec.recovery
                                and rec.recovery.outcome.value == "not_recovered" else {}))
 
-        if rec.phase is Phase.FAILED and not th.failure_sent:
+        if rec.phase is Phase.FAILED and not th.failure_sent and not rec.is_promotion:
             th.failure_sent = True
             mention = self.slack_settings().oncall_mention
             msg = messages.failure_broadcast(rec, mention, target)

@@ -20,6 +20,7 @@ import structlog
 from kubernetes_asyncio.client import ApiClient
 
 from receiver.domain.decisions import Decision
+from receiver.domain.promotion import stopped_by_rollback
 from receiver.domain.rollback import OnChange, Phase, Recovery, RecoveryOutcome, RollbackRecord, Step
 from receiver.domain.settings import Config, Target
 from receiver.kube import Kube, KubeError, Obj, RetryPolicy
@@ -58,6 +59,19 @@ def _utcnow() -> datetime:
 
 def _ignore(record: RollbackRecord, step: Step | None) -> None:
     return None
+
+
+def _preempts(lease: Obj | None, fresh: Callable[[], RollbackRecord | None],
+              current: RollbackRecord | None = None) -> bool:
+    """A rollback's claim on a Lease whose live record is an unfinished promotion."""
+    try:
+        current = current or record_from_lease(lease)
+    except RecordError:
+        return False
+    if current is None or not current.is_promotion or current.phase.finished:
+        return False
+    claim = fresh()
+    return claim is not None and not claim.is_promotion
 
 
 class RollbackBusy(Exception):
@@ -166,9 +180,20 @@ class Executor:
     ) -> RollbackRecord | None:
         lock = self._claim_locks.setdefault(target.name, asyncio.Lock())
         async with lock:
+            mine = self._held.get(target.name)
+            if mine is not None and not resume_only and _preempts(None, fresh, mine.record):
+                await self._stop_promotion(target.name, mine)
             if target.name in self._held:
                 return None  # claimed or running here already
             return await self._acquire_unlocked(target, fresh, resume_only=resume_only)
+
+    async def _stop_promotion(self, name: str, held: HeldLease) -> None:
+        """A rollback claims a target whose promotion runs in this process: stop it as if
+        another replica took its Lease, and wait (briefly) until it let go of it."""
+        held.lost.set()
+        run = next((r for r in self._runs.values() if r.record.id == held.record.id), None)
+        if run is not None and run.owner is not None and run.owner is not asyncio.current_task():
+            await asyncio.wait([run.owner], timeout=5)  # the promotion's caller, once it let go
 
     async def _acquire_unlocked(
         self, target: Target, fresh: Callable[[], RollbackRecord], *, resume_only: bool
@@ -177,9 +202,14 @@ class Executor:
         ns, name = lease_namespace(config, target), lease_name(target)
 
         duration = config.settings.lease_duration_seconds
+        preempted: list[RollbackRecord] = []
 
         def choose(lease: Obj | None) -> RollbackRecord | None:
             h = holder(lease)
+            preempted.clear()
+            if not resume_only and _preempts(lease, fresh):
+                preempted.extend(r for r in [record_from_lease(lease)] if r is not None)
+                return fresh()  # a rollback takes a promotion's Lease: the promotion stops
             if lease is not None and h and not is_expired(
                 lease, identity=self.identity, observations=self.observations,
                 now=self.clock(), duration=duration,
@@ -197,7 +227,10 @@ class Executor:
             except RecordError as e:
                 log.warning("lease_record_unreadable", lease=name, error=str(e))
                 current = None
-            if current is not None and not current.phase.finished and not current.dry_run:
+            if current is not None and not current.phase.finished and not current.dry_run \
+                    and not current.is_promotion:  # a promotion is a person's: never resumed
+                if not resume_only and fresh().is_promotion:
+                    return None  # a dead holder's rollback comes first: the adopter resumes it
                 self._resumed.add(current.id)
                 return current  # a dead holder's rollback: continue it, same id and thread
             return None if resume_only else fresh()
@@ -231,6 +264,8 @@ class Executor:
             with contextlib.suppress(BaseException):
                 await reads
             return None
+        for promotion in preempted:  # kept in the history the rollback writes when it ends
+            held.history = with_history(held.history, stopped_by_rollback(promotion, self.clock()))
         held.start()
         try:
             stable_r, canary_r = await reads
@@ -282,6 +317,19 @@ class Executor:
                                "(its Lease is held); nothing was changed")
         return await self.start(record)
 
+    async def run_promotion(self, target: Target, fresh: RollbackRecord,
+                            make_run: Callable[..., Run]) -> RollbackRecord:
+        """Claim the target's Lease for a promotion record and run ``make_run``'s steps.
+
+        RollbackBusy when a rollback (or another promotion) holds the Lease. A rollback
+        claiming the Lease meanwhile takes it over; the promotion then stops at its next
+        Lease check and the record is returned unfinished (receiver.rollback.promotion)."""
+        record = await self._acquire(target, lambda: fresh)
+        if record is None or record.id != fresh.id:
+            raise RollbackBusy(f"a rollback or promotion of {target.name} is running "
+                               "(its Lease is held); nothing was changed")
+        return await self._run(record, make_run)
+
     async def resume_unfinished(self) -> list[asyncio.Task[RollbackRecord]]:
         """Continue every unfinished rollback whose holder died (or was us).
 
@@ -303,7 +351,7 @@ class Executor:
 
     # -- running -------------------------------------------------------------------------
 
-    async def _run(self, record: RollbackRecord) -> RollbackRecord:
+    async def _run(self, record: RollbackRecord, make_run: Callable[..., Run] = Run) -> RollbackRecord:
         target = self.config_provider().target(record.target)
         if target is None:  # removed from config.yaml since the claim: touch nothing
             failed = replace(record, phase=Phase.FAILED, finished_at=self.clock(),
@@ -315,7 +363,7 @@ class Executor:
         held = self._held.get(target.name) if not record.dry_run else None
         if held is not None and held.record.id == record.id:
             record = held.record  # may carry what was added since the claim (Slack thread)
-        run = Run(RunContext(kube=self.kube, watches=self.watches, identity=self.identity,
+        run = make_run(RunContext(kube=self.kube, watches=self.watches, identity=self.identity,
                              on_change=self.on_change, clock=self.clock),
                   config=self.config_provider(), target=target, record=record, held=held,
                   resumed=record.id in self._resumed, prefetched=self._fresh_reads(record.id),

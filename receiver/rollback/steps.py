@@ -60,7 +60,16 @@ class RunContext:
 
 
 class Run:
-    """The state of one running rollback; the Executor owns and drives it."""
+    """The state of one running rollback; the Executor owns and drives it.
+
+    A promotion (receiver.rollback.promotion) is a subclass with its own ``execute``
+    and these four class attributes: the same pre-flight, scaling, Lease checks,
+    records, Events and annotations."""
+
+    ANNOTATION = ANN_LAST
+    EVENT_ACTION = "Rollback"
+    EVENT_REASONS = ("RolledBack", "RollbackFailed")
+    EVENT_SLUG = "rollback"
 
     def __init__(
         self,
@@ -242,7 +251,8 @@ class Run:
         if canary is None or canary.spec_replicas == 0 or self.held is None:
             return
         prev = next((r for r in self.held.history
-                     if r.phase is Phase.SUCCEEDED and not r.dry_run and r.id != self.record.id),
+                     if r.phase is Phase.SUCCEEDED and not r.dry_run and r.id != self.record.id
+                     and not r.is_promotion),
                     None)
         if prev is None or prev.finished_at is None:
             return
@@ -346,10 +356,11 @@ class Run:
         outcome = "succeeded" if phase is Phase.SUCCEEDED else "failed"
         if not self.record.dry_run:
             await self.record_in_cluster()
-        self.kube.metrics.rollbacks_finished.labels(self.target.name, outcome).inc()
-        self.kube.metrics.rollback_duration.labels(self.target.name, outcome).observe(
-            time.monotonic() - self.started)
-        log.info("rollback_finished", outcome=outcome, error=error,
+        if not self.record.is_promotion:
+            self.kube.metrics.rollbacks_finished.labels(self.target.name, outcome).inc()
+            self.kube.metrics.rollback_duration.labels(self.target.name, outcome).observe(
+                time.monotonic() - self.started)
+        log.info(f"{self.record.kind}_finished", outcome=outcome, error=error,
                  duration=round(time.monotonic() - self.started, 3))
         if self.held is not None:
             history = with_history(self.held.history, self.record)
@@ -366,16 +377,11 @@ class Run:
         ann = last_rollback_annotation(self.record)
         ok = self.record.phase is Phase.SUCCEEDED
         ns, t = self.target.namespace, self.target
-        notes = {
-            t.canary: f"Rolled back by {self.identity} ({self.record.id}): {self.record.reason}",
-            t.stable: (f"Serving again after rollback {self.record.id}: "
-                       f"{self.record.progress.stable_ready}/{t.replicas} Ready"
-                       if ok else f"Rollback {self.record.id} failed: {self.record.error}"),
-        }
+        notes = self.outcome_notes(ok)
         calls: list[Coroutine[Any, Any, object]] = []
         for name in (t.canary, t.stable):
             if not self.already_recorded(name):
-                calls.append(self.kube.annotate_deployment(ns, name, {ANN_LAST: ann}))
+                calls.append(self.kube.annotate_deployment(ns, name, {self.ANNOTATION: ann}))
             calls.append(self.post_event(self.event_body(name, notes[name], ok)))
         results = await asyncio.gather(*calls, return_exceptions=True)
         problems = sorted({str(r) for r in results if isinstance(r, KubeError)
@@ -387,12 +393,22 @@ class Run:
             self.step("record", "could not record the outcome on the Deployments: "
                       + "; ".join(problems), since=t0, warning=True)
 
+    def outcome_notes(self, ok: bool) -> dict[str, str]:
+        """The Event note per Deployment."""
+        t = self.target
+        return {
+            t.canary: f"Rolled back by {self.identity} ({self.record.id}): {self.record.reason}",
+            t.stable: (f"Serving again after rollback {self.record.id}: "
+                       f"{self.record.progress.stable_ready}/{t.replicas} Ready"
+                       if ok else f"Rollback {self.record.id} failed: {self.record.error}"),
+        }
+
     def already_recorded(self, name: str) -> bool:
         """A receiver that died after annotating this outcome left it on the Deployment."""
         seen = self.seen.get(name)
         ann = (seen.annotations if seen is not None else None) or {}
         try:
-            last = json.loads(ann.get(ANN_LAST) or "{}")
+            last = json.loads(ann.get(self.ANNOTATION) or "{}")
         except ValueError:
             return False
         return isinstance(last, dict) and (last.get("id"), last.get("outcome")) == (
@@ -411,7 +427,7 @@ class Run:
                 raise
 
     def event_body(self, name: str, note: str, ok: bool) -> Obj:
-        suffix = f".rollback-{self.record.id}-{'succeeded' if ok else 'failed'}"
+        suffix = f".{self.EVENT_SLUG}-{self.record.id}-{'succeeded' if ok else 'failed'}"
         return {
             "apiVersion": "events.k8s.io/v1",
             "kind": "Event",
@@ -420,8 +436,8 @@ class Run:
             "eventTime": micro_time(self.clock()),
             "reportingController": REPORTING_CONTROLLER,
             "reportingInstance": self.identity[:128],
-            "action": "Rollback",
-            "reason": "RolledBack" if ok else "RollbackFailed",
+            "action": self.EVENT_ACTION,
+            "reason": self.EVENT_REASONS[0] if ok else self.EVENT_REASONS[1],
             "note": note[:1024],
             "type": "Normal" if ok else "Warning",
             "regarding": {"apiVersion": "apps/v1", "kind": "Deployment",

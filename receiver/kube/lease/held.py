@@ -19,6 +19,7 @@ from receiver.kube.lease.codec import (
     history_from_lease,
     holder,
     lease_body,
+    record_from_lease,
 )
 from receiver.kube.optimistic import ConflictPersisted, modify
 
@@ -145,6 +146,9 @@ class HeldLease:
                     self.lost.set()  # whoever asked for this write: the steps stop too
                     raise LeaseLost(
                         f"lease {self.namespace}/{self.name} now held by {holder(lease)}")
+                if _other_record(lease, record.id):  # another run held it and let go since
+                    self.lost.set()
+                    raise LeaseLost(f"lease {self.namespace}/{self.name} carries another record now")
                 self.lease = lease  # someone touched it (e.g. annotated): write on top
             body = lease_body(
                 self.namespace, self.name, self.target, self.identity, self.duration,
@@ -180,6 +184,16 @@ class HeldLease:
         self.record = record
         self.history = history
         await self._write(record, history, release=True)
+
+
+def _other_record(lease: Obj, record_id: str) -> bool:
+    """Whether the Lease carries another run's record (e.g. a rollback that pre-empted a
+    promotion and finished before the promotion's next renewal)."""
+    try:
+        current = record_from_lease(lease)
+    except RecordError:
+        return False
+    return current is not None and current.id != record_id
 
 
 def _written_by_us(lease: Obj, body: Obj, identity: str) -> bool:
