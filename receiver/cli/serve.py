@@ -42,6 +42,8 @@ from receiver.metrics import Metrics
 if TYPE_CHECKING:
     from kubernetes_asyncio.client import ApiClient
 
+    from receiver.http.slack_actions import ActionsPort
+    from receiver.http.slack_door import SlackDoor
     from receiver.kube.targets import TargetWatcher
     from receiver.notify.factory import Notifier
     from receiver.rollback.executor import Executor
@@ -237,6 +239,7 @@ class RunningReceiver:
     # checks the API server, then starts what needs the cluster (watches, resuming)
     connecting: list[asyncio.Task[None]] = field(default_factory=list)
     budget: ShutdownBudget = field(default_factory=ShutdownBudget)
+    slack: SlackDoor | None = None  # Slack actions, when set up
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stop taking webhooks, give running rollbacks ``grace`` s, hand over the rest."""
@@ -315,6 +318,7 @@ async def start_receiver(
     wait_for_cluster: bool = True,
     request_timeout: float | None = None,
     metrics: Metrics | None = None,
+    actions: ActionsPort | None = None,
 ) -> RunningReceiver:
     """Build and start every part; raises ConfigError before listening if config is bad,
     KubeconfigError if the cluster cannot be found, CannotListen if the port is taken.
@@ -327,6 +331,7 @@ async def start_receiver(
     """
     from receiver.http.health import SLACK_CHECK
     from receiver.kube import Kube, RetryPolicy, new_api_client
+    from receiver.http.slack_door import build_slack_door, slack_secrets
     from receiver.kube.lease import LeaseObservations
     from receiver.notify.factory import make_notifier, slack_credentials_problem
     from receiver.rollback.executor import Executor, TargetWatcher
@@ -335,6 +340,7 @@ async def start_receiver(
     store = ConfigStore(config_path, insecure=insecure, env=env, metrics=metrics)
     if (slack_problem := slack_credentials_problem(store.config, os.environ if env is None else env)) is not None:
         raise ConfigError(slack_problem)  # before any client exists: nothing to close
+    slack_actions = slack_secrets(store.config, os.environ if env is None else env)  # ConfigError if half set up
     identity = identity or os.environ.get("POD_NAME") or socket.gethostname()
     host, port = parse_listen(listen)
     retry = RetryPolicy()
@@ -402,6 +408,14 @@ async def start_receiver(
         app = make_app(runtime)
         app[SLACK_CHECK] = getattr(notifier, "problem", lambda: None)  # lasting Slack failures: /health degraded
         app.middlewares.append(cluster_gate(link, connected, store))
+        # Slack actions (buttons, /rollback): Socket Mode or POST /slack/events, one dispatcher
+        slack_door = build_slack_door(slack_actions, lambda: store.config, getattr(notifier, "client", None),
+                                      actions=actions, list_rollbacks=executor.list_rollbacks,
+                                      acknowledge=getattr(notifier, "acknowledge", None))
+        if slack_door is not None:
+            notifier.actions_enabled = True  # type: ignore[attr-defined]  # the bot: messages carry buttons
+            if slack_door.events is not None:
+                app.router.add_post("/slack/events", slack_door.events.handle)
         # the background work below starts once listening, and stops right after the listener
         background = await stack.enter_async_context(contextlib.AsyncExitStack())
         # header/body read timeouts and a connection cap, as a reverse proxy would (http/server.py);
@@ -415,6 +429,9 @@ async def start_receiver(
         except OSError as e:
             why = (e.strerror or str(e)).rsplit(": ", 1)[-1].lower()  # "address already in use"
             raise CannotListen(f"cannot listen on {listen}: {why}") from e
+        if slack_door is not None:
+            await slack_door.start()
+            stack.push_async_callback(slack_door.close)  # before the listener: no Slack request meanwhile
         adopter = asyncio.create_task(adopt_orphans(store, watcher, executor, connected), name="adopt-orphans")
         background.push_async_callback(_cancel, adopter)
         if watch_config:
@@ -434,7 +451,8 @@ async def start_receiver(
     bound_host, bound_port = sock.getsockname()[:2]
     url = f"http://{bound_host}:{bound_port}"
     rx = RunningReceiver(url, store, service, runner, executor, watcher, notifier, api, metrics, stack,
-                         tasks=resumed, adopter=adopter, link=link, connecting=connecting, budget=budget)
+                         tasks=resumed, adopter=adopter, link=link, connecting=connecting, budget=budget,
+                         slack=slack_door)
     log.info(
         "receiver_listening",
         url=url,

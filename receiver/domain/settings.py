@@ -247,7 +247,8 @@ class AlertmanagerSettings(Strict):
     """Where people reach Alertmanager (for the silence link on Slack messages)."""
 
     external_url: str | None = Field(
-        default=None, pattern=r"^https?://", description="e.g. https://alertmanager.example.com; enables the silence link."
+        default=None, pattern=r"^https?://",
+        description="e.g. https://alertmanager.example.com; enables the silence link.",
     )
 
 

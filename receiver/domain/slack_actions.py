@@ -170,6 +170,10 @@ def _user(raw: Any) -> SlackUser | None:
     return SlackUser(raw["id"], str(name))
 
 
+def _obj(raw: Any) -> dict[str, Any]:
+    return raw if isinstance(raw, dict) else {}
+
+
 def _value(raw: Any) -> dict[str, str]:
     try:
         data = json.loads(raw) if isinstance(raw, str) else None
@@ -187,9 +191,9 @@ def parse_interaction(payload: Mapping[str, Any]) -> SlackRequest | Refusal:
     if not isinstance(actions, list) or not actions or not isinstance(actions[0], dict):
         return Refusal("the interaction carries no action")
     first = actions[0]
-    container = payload.get("container") if isinstance(payload.get("container"), dict) else {}
-    channel_obj = payload.get("channel") if isinstance(payload.get("channel"), dict) else {}
-    message = payload.get("message") if isinstance(payload.get("message"), dict) else {}
+    container = _obj(payload.get("container"))
+    channel_obj = _obj(payload.get("channel"))
+    message = _obj(payload.get("message"))
     channel = str(channel_obj.get("id") or container.get("channel_id") or "")
     message_ts = str(container.get("message_ts") or message.get("ts") or "") or None
     thread_ts = str(message.get("thread_ts") or "") or message_ts
@@ -234,7 +238,7 @@ def parse_command(form: Mapping[str, Any]) -> SlackRequest | Refusal:
                         response_url if isinstance(response_url, str) else None)
 
 
-def _target_arg(word: str, *, allow_all: bool = False) -> str | None | Refusal:
+def _target_arg(word: str, *, allow_all: bool = False) -> str | Refusal | None:
     if allow_all and word.lower() == GLOBAL:
         return None
     if not _TARGET.match(word):
