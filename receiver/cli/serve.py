@@ -330,8 +330,8 @@ async def start_receiver(
     when none is given, e.g. one per test) and /metrics serves it.
     """
     from receiver.http.health import SLACK_CHECK
-    from receiver.kube import Kube, RetryPolicy, new_api_client
     from receiver.http.slack_door import build_slack_door, slack_secrets
+    from receiver.kube import Kube, RetryPolicy, new_api_client
     from receiver.kube.lease import LeaseObservations
     from receiver.notify.factory import make_notifier, slack_credentials_problem
     from receiver.rollback.executor import Executor, TargetWatcher
