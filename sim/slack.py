@@ -770,6 +770,36 @@ def _metadata(raw: Any) -> dict[str, Any] | None:
     return {"event_type": raw["event_type"], "event_payload": payload if isinstance(payload, dict) else {}}
 
 
+MAX_ACTIONS, MAX_BUTTON_TEXT, MAX_URL, MAX_VALUE, MAX_ACTION_ID = 25, 75, 3000, 2000, 255
+
+
+def _actions_problems(b: dict[str, Any], where: str) -> list[str]:
+    """An actions block: 1 to 25 elements; buttons within Slack's text, url, value and id limits."""
+    els = b.get("elements") or []
+    problems = []
+    if not els or len(els) > MAX_ACTIONS:
+        problems.append(f"must provide 1 to {MAX_ACTIONS} items {where}/elements")
+    ids = [e.get("action_id") for e in els if isinstance(e, dict) and e.get("action_id")]
+    if len(ids) != len(set(ids)):
+        problems.append(f"action_id values must be unique {where}/elements")
+    for j, e in enumerate(els):
+        at = f"{where}/elements/{j}"
+        if not isinstance(e, dict) or e.get("type") != "button":
+            continue
+        text = e.get("text") if isinstance(e.get("text"), dict) else {}
+        if text.get("type") != "plain_text" or not 0 < len(str(text.get("text", ""))) <= MAX_BUTTON_TEXT:
+            problems.append(f"button text must be plain_text of 1 to {MAX_BUTTON_TEXT} characters {at}/text")
+        if len(str(e.get("url", ""))) > MAX_URL or len(str(e.get("value", ""))) > MAX_VALUE:
+            problems.append(f"button url or value too long {at}")
+        if len(str(e.get("action_id", ""))) > MAX_ACTION_ID:
+            problems.append(f"action_id too long {at}")
+        confirm = e.get("confirm")
+        if confirm is not None and not (isinstance(confirm, dict) and all(
+                isinstance(confirm.get(k), dict) for k in ("title", "text", "confirm", "deny"))):
+            problems.append(f"confirm needs title, text, confirm and deny {at}/confirm")
+    return problems
+
+
 def block_problems(blocks: list[Any]) -> list[str]:
     """What Slack would reject in these blocks (the limits of the Block Kit reference)."""
     problems: list[str] = []
@@ -805,7 +835,9 @@ def block_problems(blocks: list[Any]) -> list[str]:
                 problems.append(f"must provide at least 1 item {where}/elements")
             if len(els) > MAX_CONTEXT:
                 problems.append(f"must provide no more than {MAX_CONTEXT} items {where}/elements")
-        elif kind not in ("divider", "actions", "image", "rich_text", "input", "file", "video"):
+        elif kind == "actions":
+            problems += _actions_problems(b, where)
+        elif kind not in ("divider", "image", "rich_text", "input", "file", "video"):
             problems.append(f"unknown block type {kind} {where}")
     return problems
 

@@ -404,10 +404,15 @@ def _decision_links(decision: Decision, target: Target) -> str:
     items = [
         _am_link(decision.external_url, _decision_alertname(decision)),
         link(gen, "Source graph"),
-        link(target.runbook_url, "Runbook"),
+        link(_alert_runbook(decision) or target.runbook_url, "Runbook"),
         link(target.dashboard_url, "Dashboard"),
     ]
     return " · ".join(i for i in items if i)
+
+
+def _alert_runbook(decision: Decision) -> str | None:
+    """The alert's own runbook_url annotation (preferred over the target's)."""
+    return next((a.annotations["runbook_url"] for a in decision.alerts if a.annotations.get("runbook_url")), None)
 
 
 def muted_until(decision: Decision) -> str:
