@@ -197,6 +197,7 @@ class FakeSlack:
         app.router.add_post("/_sim/respond/{n}", self._respond)
         app.router.add_get("/_sim/socket", self._socket)
         app.router.add_get("/_sim/ephemeral", self._ephemeral_view)
+        app.router.add_post("/_sim/request_url", self._set_request_url)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await runner.setup()
         site = web.TCPSite(runner, host, port or self._port, reuse_address=True)
@@ -333,9 +334,10 @@ class FakeSlack:
         if "url" in button:
             payload["actions"][0]["url"] = button["url"]
         self._responders[n] = (user, msg.channel)
+        start = len(self.ephemeral)
         delivery = await self._deliver("interactive", payload, form={"payload": json.dumps(payload)})
         if delivery.acked and "url" not in button:
-            delivery.answers = await self._answers(user, n)
+            delivery.answers = await self._answers(user, n, start)
         return delivery
 
     async def command(self, user: str, channel: str, text: str, command: str = "/rollback") -> Delivery:
@@ -349,6 +351,7 @@ class FakeSlack:
                 "user_name": self.users.get(user, user), "command": command, "text": text, "api_app_id": "A0FAKE",
                 "response_url": f"{self.url}/_sim/respond/{n}", "trigger_id": f"{n}.{int(time.time())}.fake"}
         self._responders[n] = (user, cid)
+        start = len(self.ephemeral)
         delivery = await self._deliver("slash_commands", form, form=form)
         if delivery.acked:
             if delivery.body.strip().startswith("{"):  # an immediate answer in the ack
@@ -358,12 +361,12 @@ class FakeSlack:
                         delivery.answers = [Ephemeral(user, cid, str(data.get("text") or ""),
                                                       list(data.get("blocks") or []), "ack", n)]
                         return delivery
-            delivery.answers = await self._answers(user, n)
+            delivery.answers = await self._answers(user, n, start)
         return delivery
 
-    async def _answers(self, user: str, n: int) -> list[Ephemeral]:
-        """The app's answers to interaction ``n`` (waits for the first, up to ANSWER_TIMEOUT)."""
-        start = len(self.ephemeral)
+    async def _answers(self, user: str, n: int, start: int) -> list[Ephemeral]:
+        """The app's answers to interaction ``n`` (waits for the first, up to ANSWER_TIMEOUT);
+        ``start``: how many ephemeral messages there were before it was delivered."""
 
         def mine() -> list[Ephemeral]:
             return [e for e in self.ephemeral[start:] if e.request == n or (e.request is None and e.user == user)]
@@ -489,6 +492,15 @@ class FakeSlack:
             return web.json_response({"error": "missing user or channel"}, status=400)
         d = await self.command(str(data["user"]), str(data["channel"]), str(data.get("text") or ""))
         return web.json_response(d.to_json())
+
+    async def _set_request_url(self, request: web.Request) -> web.StreamResponse:
+        """Where HTTP-mode interactions go, e.g. {"url": "http://127.0.0.1:8080/slack/events"}."""
+        data = await self._body(request)
+        url = str(data.get("url") or "")
+        if not url.startswith(("http://", "https://")):
+            return web.json_response({"error": "url must be http(s)"}, status=400)
+        self.request_url = url
+        return web.json_response({"request_url": url})
 
     async def _ephemeral_view(self, request: web.Request) -> web.StreamResponse:
         user = request.query.get("user")
@@ -786,7 +798,8 @@ def _actions_problems(b: dict[str, Any], where: str) -> list[str]:
         at = f"{where}/elements/{j}"
         if not isinstance(e, dict) or e.get("type") != "button":
             continue
-        text = e.get("text") if isinstance(e.get("text"), dict) else {}
+        raw_text = e.get("text")
+        text: dict[str, Any] = raw_text if isinstance(raw_text, dict) else {}
         if text.get("type") != "plain_text" or not 0 < len(str(text.get("text", ""))) <= MAX_BUTTON_TEXT:
             problems.append(f"button text must be plain_text of 1 to {MAX_BUTTON_TEXT} characters {at}/text")
         if len(str(e.get("url", ""))) > MAX_URL or len(str(e.get("value", ""))) > MAX_VALUE:

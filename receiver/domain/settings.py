@@ -132,7 +132,10 @@ class Target(Strict):
     replicas: int = Field(ge=1, description="Full replica count the stable is scaled to.")
     slack_channel: str | None = Field(default=None, description="Overrides slack.default_channel.")
     runbook_url: str | None = Field(default=None, description="Linked from the Slack message.")
-    dashboard_url: str | None = Field(default=None, description="Linked from the Slack message.")
+    dashboard_url: str | None = Field(
+        default=None, description="Linked from the Slack message; {from} and {to} become the incident's "
+        "time range (epoch ms, as Grafana's from/to)."
+    )
     step_order: StepOrder | None = Field(default=None, description="Overrides settings.step_order.")
     mute: Mute | None = None
 
