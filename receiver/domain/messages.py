@@ -518,8 +518,9 @@ DASHBOARD_MARGIN_SECONDS = 15 * 60
 
 @dataclass(frozen=True, slots=True)
 class Extras:
-    """What the bot adds to messages: link buttons always, action buttons when Slack actions
-    are set up; who acknowledged the rollback; Alertmanager's URL for the silence link."""
+    """What the bot adds to messages: the links (as buttons when Slack actions are set up,
+    since a link button's click is an interaction too), action buttons, who acknowledged
+    the rollback, Alertmanager's URL for the silence link."""
 
     actions: bool = False
     acked_by: str | None = None  # a Slack user id
@@ -581,18 +582,23 @@ def _confirm_rollback(target: Target | None, name: str) -> tuple[str, str, str]:
 
 
 def parent_extras(record: RollbackRecord, target: Target | None, extras: Extras) -> list[Block]:
-    """Link buttons, who took it, and (with Slack actions) the action buttons."""
+    """Links (buttons with Slack actions, else mrkdwn links), who took it, the action buttons."""
     labels = {"alertname": record.alertname} if record.alertname else {}
     if labels and target is not None:  # the target's equality matchers narrow the silence to it
         labels.update({m.name: m.value for m in target.parsed if m.op == "="})
-    out: list[Block | None] = [actions_block(
-        "links",
-        url_button("runbook", "Runbook", extras.runbook_url or (target.runbook_url if target else None)),
-        url_button("graph", "Prometheus graph", record.generator_url),
-        url_button("dashboard", "Dashboard",
-                   dashboard_url(target.dashboard_url if target else None, record.started_at, record.finished_at)),
-        url_button("silence", "Silence in Alertmanager", silence_url(extras.alertmanager_url, labels)),
-    )]
+    links = [
+        ("runbook", "Runbook", extras.runbook_url or (target.runbook_url if target else None)),
+        ("graph", "Prometheus graph", record.generator_url),
+        ("dashboard", "Dashboard",
+         dashboard_url(target.dashboard_url if target else None, record.started_at, record.finished_at)),
+        ("silence", "Silence in Alertmanager", silence_url(extras.alertmanager_url, labels)),
+    ]
+    out: list[Block | None]
+    if extras.actions:
+        out = [actions_block("links", *(url_button(name, label, url) for name, label, url in links))]
+    else:  # no interactivity endpoint: a link button's click would show an error in Slack
+        plain = [_am_link(record.external_url, record.alertname), *(link(url, label) for _, label, url in links)]
+        out = [context(" · ".join(x for x in plain if x))]
     if extras.acked_by:
         out.append(context(f":raising_hand: acknowledged by <@{esc(extras.acked_by)}>"))
     if extras.actions:

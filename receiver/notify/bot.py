@@ -202,7 +202,7 @@ class SlackBotNotifier(QueuedNotifier):
         self._acked: OrderedDict[str, str] = OrderedDict()  # rollback id -> Slack user id who took it
 
     def extras(self, rollback_id: str | None = None) -> messages.Extras:
-        """Link buttons always; action buttons when Slack actions are wired; who acknowledged."""
+        """Links (buttons when Slack actions are wired), action buttons, who acknowledged."""
         am = self._config().alertmanager.external_url if self._config is not None else None
         return messages.Extras(actions=self.actions_enabled, alertmanager_url=am,
                                acked_by=self._acked.get(rollback_id) if rollback_id else None)
