@@ -96,6 +96,7 @@ class Ephemeral:
     blocks: list[dict[str, Any]]
     via: str  # "chat.postEphemeral" or "response_url"
     request: int | None = None  # the click/command it answers (response_url only)
+    ts: str = ""  # a click on its buttons names it by this
 
 
 @dataclass
@@ -113,7 +114,8 @@ class Delivery:
     def to_json(self) -> dict[str, Any]:
         return {"via": self.via, "acked": self.acked, "status": self.status, "body": self.body,
                 "error": self.error,
-                "answers": [{"text": a.text, "blocks": a.blocks, "via": a.via} for a in self.answers]}
+                "answers": [{"text": a.text, "blocks": a.blocks, "via": a.via, "ts": a.ts}
+                            for a in self.answers]}
 
 
 @dataclass
@@ -306,11 +308,16 @@ class FakeSlack:
     # --- interactivity: clicks, slash commands, Socket Mode, ephemeral answers ------------
 
     async def click(self, user: str, channel: str, ts: str, action_id: str) -> Delivery:
-        """A person clicks ``action_id`` on message ``ts`` (a confirm dialog counts as confirmed)."""
+        """A person clicks ``action_id`` on message ``ts`` (a confirm dialog counts as confirmed);
+        ``ts`` may also name an ephemeral message that person was shown."""
         cid = self.channel_id(channel)
         msg = self._by_ts.get((cid or "", ts))
+        ephemeral = msg is None
         if msg is None:
-            return Delivery("none", False, error="message_not_found")
+            seen = next((e for e in self.ephemeral if e.ts == ts and e.user == user and e.channel == cid), None)
+            if seen is None:
+                return Delivery("none", False, error="message_not_found")
+            msg = Msg(seen.channel, ts, seen.text, seen.blocks, via="ephemeral")
         found = _find_button(msg, action_id)
         if found is None:
             return Delivery("none", False, error="no such button on that message")
@@ -322,15 +329,17 @@ class FakeSlack:
             "team": {"id": TEAM["team_id"], "domain": "fake"},
             "user": {"id": user, "username": self.users.get(user, user), "name": self.users.get(user, user),
                      "team_id": TEAM["team_id"]},
-            "container": {"type": "message", "message_ts": ts, "channel_id": msg.channel, "is_ephemeral": False},
+            "container": {"type": "message", "message_ts": ts, "channel_id": msg.channel,
+                          "is_ephemeral": ephemeral},
             "channel": {"id": msg.channel, "name": self._name(msg.channel)},
-            "message": shown,
             "trigger_id": f"{n}.{int(time.time())}.fake",
             "response_url": f"{self.url}/_sim/respond/{n}",
             "actions": [{"type": "button", "action_id": action_id, "block_id": block_id,
                          "text": button.get("text"), "value": button.get("value", ""),
                          "action_ts": f"{time.time():.6f}"}],
         }
+        if not ephemeral:  # Slack sends no message for a click on an ephemeral one
+            payload["message"] = shown
         if "url" in button:
             payload["actions"][0]["url"] = button["url"]
         self._responders[n] = (user, msg.channel)
@@ -421,8 +430,10 @@ class FakeSlack:
         text, blocks, err = self._content(body)
         if err:
             return err
-        self.ephemeral.append(Ephemeral(user, cid, text, blocks, "chat.postEphemeral"))
-        return {"ok": True, "message_ts": self._new_ts()}
+        ts = self._new_ts()
+        self.ephemeral.append(Ephemeral(user, cid, text, blocks, "chat.postEphemeral", ts=ts))
+        self._notify()
+        return {"ok": True, "message_ts": ts}
 
     async def _respond(self, request: web.Request) -> web.StreamResponse:
         """A response_url: an ephemeral answer to the user (or in_channel: a channel message)."""
@@ -440,7 +451,7 @@ class FakeSlack:
             self._history[cid].append(msg)
             self._by_ts[(cid, msg.ts)] = msg
         else:
-            self.ephemeral.append(Ephemeral(user, cid, text, blocks, "response_url", n))
+            self.ephemeral.append(Ephemeral(user, cid, text, blocks, "response_url", n, ts=self._new_ts()))
         self._notify()
         return web.Response(text="ok")
 

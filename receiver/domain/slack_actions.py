@@ -196,7 +196,8 @@ def parse_interaction(payload: Mapping[str, Any]) -> SlackRequest | Refusal:
     message = _obj(payload.get("message"))
     channel = str(channel_obj.get("id") or container.get("channel_id") or "")
     message_ts = str(container.get("message_ts") or message.get("ts") or "") or None
-    thread_ts = str(message.get("thread_ts") or "") or message_ts
+    # a click on a private (ephemeral) message has no thread to tell: the channel is told
+    thread_ts = None if container.get("is_ephemeral") else (str(message.get("thread_ts") or "") or message_ts)
     action = _button_action(str(first.get("action_id") or ""), _value(first.get("value")))
     response_url = payload.get("response_url")
     return SlackRequest("button", user, channel, action, response_url if isinstance(response_url, str) else None,

@@ -212,3 +212,17 @@ async def test_a_refusal_by_the_actions_door_is_said_and_nothing_is_told_in_the_
 
     assert "Not done: another replica holds the Lease of finance-service" in texts(d)
     assert len(fake_slack.thread(CHANNEL, parent.ts)) == before
+
+
+async def test_rollback_target_then_the_confirmed_button_rolls_it_back(
+    fake_slack: FakeSlack, slack_door: DoorFactory
+) -> None:
+    door = await slack_door(socket=True)
+    [confirm] = (await fake_slack.command(ALICE, CHANNEL, "payments")).answers
+
+    d = await fake_slack.click(ALICE, CHANNEL, confirm.ts, ids.ROLLBACK_CONFIRMED)
+    await door.dispatcher.drained()
+
+    assert [(c[0], c[1]) for c in door.actions.calls] == [("rollback", "payments")]
+    assert "rollback of `payments` started by <@U0ALICE> from Slack" in texts(d)
+    assert fake_slack.messages(CHANNEL)[-1].text.startswith(":rewind: rollback of `payments` started")
