@@ -411,7 +411,9 @@ async def start_receiver(
         # Slack actions (buttons, /rollback): Socket Mode or POST /slack/events, one dispatcher
         slack_door = build_slack_door(slack_actions, lambda: store.config, getattr(notifier, "client", None),
                                       actions=actions, list_rollbacks=executor.list_rollbacks,
-                                      acknowledge=getattr(notifier, "acknowledge", None))
+                                      acknowledge=getattr(notifier, "acknowledge", None),
+                                      set_problem=getattr(notifier, "set_problem", None),
+                                      clear_problem=getattr(notifier, "clear_problems", None))
         if slack_door is not None:
             notifier.actions_enabled = True  # type: ignore[attr-defined]  # the bot: messages carry buttons
             if slack_door.events is not None:

@@ -29,6 +29,7 @@ from receiver.http.slack_socket import start_socket_mode
 
 log = structlog.get_logger(__name__)
 
+SOCKET_PROBLEM = "socket_mode"
 #: Socket Mode connection retries at start (Slack unreachable): from 1 s up to this.
 MAX_RETRY_SECONDS = 30.0
 
@@ -76,8 +77,12 @@ class SlackDoor:
     def __init__(self, secrets: SlackSecrets, config: Callable[[], Config], web: AsyncWebClient, *,
                  actions: ActionsPort | None, views: ViewsPort | None,
                  find_rollback: Callable[[str], Awaitable[RollbackRecord | None]],
-                 acknowledge: Callable[[str, str], bool] | None) -> None:
+                 acknowledge: Callable[[str, str], bool] | None,
+                 set_problem: Callable[[str, str], object] | None = None,
+                 clear_problem: Callable[[str], object] | None = None) -> None:
         self.secrets = secrets
+        self._set_problem = set_problem
+        self._clear_problem = clear_problem
         self.web = web
         self.dispatcher = SlackDispatcher(config, web, actions=actions, views=views, find_rollback=find_rollback,
                                           acknowledge=acknowledge)
@@ -85,6 +90,7 @@ class SlackDoor:
                        if secrets.signing_secret else None)
         self.socket: SocketModeClient | None = None
         self.connected = asyncio.Event()
+        self.settled = asyncio.Event()  # the first connection attempt is over (connected or refused)
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -99,13 +105,22 @@ class SlackDoor:
             try:
                 self.socket = await start_socket_mode(self.secrets.app_token, self.web, self.dispatcher)
                 self.connected.set()
+                self.settled.set()
+                if self._clear_problem is not None:
+                    self._clear_problem(SOCKET_PROBLEM)
                 return
             except SlackApiError as e:
-                log.error("slack_socket_mode_refused", error=str(e.response.get("error")),
+                error = str(e.response.get("error"))
+                log.error("slack_socket_mode_refused", error=error,
                           fix="check the xapp- app-level token (scope connections:write) and Socket Mode "
                               "being enabled for the app")
+                if self._set_problem is not None:  # /health degraded, receiver_slack_up 0: a person must act
+                    self._set_problem(SOCKET_PROBLEM, f"Socket Mode refused ({error}): buttons and /rollback "
+                                                      "do not work; check the app-level token")
+                self.settled.set()
                 return
             except Exception as e:
+                self.settled.set()
                 log.warning("slack_socket_mode_unreachable", error=repr(e), retry_seconds=delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, MAX_RETRY_SECONDS)
@@ -123,7 +138,9 @@ class SlackDoor:
 def build_slack_door(secrets: SlackSecrets, config: Callable[[], Config], web: AsyncWebClient | None, *,
                      actions: ActionsPort | None,
                      list_rollbacks: Callable[[], Awaitable[list[RollbackRecord]]],
-                     acknowledge: Callable[[str, str], bool] | None) -> SlackDoor | None:
+                     acknowledge: Callable[[str, str], bool] | None,
+                     set_problem: Callable[[str, str], object] | None = None,
+                     clear_problem: Callable[[str], object] | None = None) -> SlackDoor | None:
     """None when Slack actions are off (or there is no bot client to answer with)."""
     if secrets.transport == "off" or web is None:
         return None
@@ -132,4 +149,5 @@ def build_slack_door(secrets: SlackSecrets, config: Callable[[], Config], web: A
         return next((r for r in await list_rollbacks() if r.id == rollback_id), None)
 
     return SlackDoor(secrets, config, web, actions=actions, views=RecordViews(list_rollbacks, config),
-                     find_rollback=find, acknowledge=acknowledge)
+                     find_rollback=find, acknowledge=acknowledge, set_problem=set_problem,
+                     clear_problem=clear_problem)

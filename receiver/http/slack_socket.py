@@ -21,7 +21,11 @@ log = structlog.get_logger(__name__)
 
 async def start_socket_mode(app_token: str, web: AsyncWebClient, dispatcher: SlackDispatcher,
                             *, ping_interval: float = 5.0) -> SocketModeClient:
-    """Connect (raises slack_sdk's SlackApiError if apps.connections.open refuses the token)."""
+    """Connect (raises slack_sdk's SlackApiError if apps.connections.open refuses the token).
+
+    The token is tried once first: the client's own connect() retries every error for
+    ever, so a revoked token would otherwise never be reported."""
+    await web.apps_connections_open(app_token=app_token)
     client = SocketModeClient(app_token=app_token, web_client=web, ping_interval=ping_interval)
 
     async def listener(sm: SocketModeClient, req: SocketModeRequest) -> None:

@@ -80,3 +80,18 @@ async def test_a_half_set_up_slack_actions_is_refused_at_start(
     with pytest.raises(ConfigError, match=said):
         await start_receiver(config(tmp_path, fake_slack, **slack), kubeconfig=tmp_path / "none",
                              watch_config=False, env={**ENV, **env})
+
+
+async def test_a_refused_app_token_degrades_slack_in_health(
+    kube_sim: KubeSim, kubeconfig_path: Path, tmp_path: Path, fake_slack: FakeSlack
+) -> None:
+    rx = await start_receiver(config(tmp_path, fake_slack), kubeconfig=kubeconfig_path, watch_config=False,
+                              env={**ENV, "SLACK_APP_TOKEN": "xapp-1-revoked"})
+    try:
+        assert rx.slack is not None
+        await rx.slack.settled.wait()
+        problem = rx.notifier.problem()  # type: ignore[attr-defined]
+    finally:
+        await rx.stop(grace=0)
+    assert "Socket Mode refused (invalid_auth)" in problem
+    assert not fake_slack.socket_connected()
