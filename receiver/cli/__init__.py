@@ -45,6 +45,9 @@ COMMANDS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "demo": ("receiver.cli.demo", "run the whole chain on a simulated cluster, live in the terminal", ()),
     "sim": ("receiver.cli.sim", "serve a simulated Kubernetes API (and fake Slack) on loopback", ()),
     "rollback": ("receiver.cli.rollback", "roll a target back now, with live progress", ("config", "cluster")),
+    "status": ("receiver.cli.status", "show each target's phase, replicas, mute, rollback and breaker",
+               ("config", "cluster")),
+    "history": ("receiver.cli.history", "list past rollbacks with their timelines", ("config", "cluster")),
 }
 
 

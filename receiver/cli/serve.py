@@ -34,10 +34,12 @@ from receiver.config.store import ConfigStore
 from receiver.domain.rollback import RollbackRecord, Step
 from receiver.domain.settings import ConfigError
 from receiver.http.app import Runtime, make_app
+from receiver.http.handlers import CLUSTER_OBJECTS
 from receiver.http.server import GuardedAppRunner
 from receiver.intake.deliveries import Service
 from receiver.kube.retry import reach_problem
 from receiver.metrics import Metrics
+from receiver.status.views import read_objects
 
 if TYPE_CHECKING:
     from kubernetes_asyncio.client import ApiClient
@@ -407,6 +409,7 @@ async def start_receiver(
         )
         app = make_app(runtime)
         app[SLACK_CHECK] = getattr(notifier, "problem", lambda: None)  # lasting Slack failures: /health degraded
+        app[CLUSTER_OBJECTS] = lambda: read_objects(watcher.kube, store.config)  # GET /targets
         app.middlewares.append(cluster_gate(link, connected, store))
         # Slack actions (buttons, /rollback): Socket Mode or POST /slack/events, one dispatcher
         slack_door = build_slack_door(slack_actions, lambda: store.config, getattr(notifier, "client", None),

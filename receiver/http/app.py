@@ -62,6 +62,7 @@ def make_app(runtime: Runtime) -> web.Application:
     app.router.add_post("/webhook", handlers.webhook)
     app.router.add_post("/-/reload", handlers.reload)
     app.router.add_get("/rollbacks", handlers.rollbacks)
+    app.router.add_get("/targets", handlers.targets)
     app.router.add_get("/health/live", health.live)
     app.router.add_get("/health/ready", health.ready)
     app.router.add_get("/health", health.full)

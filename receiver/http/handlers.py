@@ -1,4 +1,4 @@
-"""POST /webhook, POST /-/reload, GET /rollbacks.
+"""POST /webhook, POST /-/reload, GET /rollbacks, GET /targets.
 
 HTTP codes follow Alertmanager's retry rule: 2xx delivered, 5xx retried, 4xx never
 retried. So a payload that will never be valid gets 4xx naming the problem, and 503 is
@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import gc
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -21,8 +22,13 @@ from receiver.config.credentials import AdminAccess
 from receiver.domain.alerts import PayloadError, parse_payload
 from receiver.http.runtime import REJECTIONS, RUNTIME
 from receiver.intake.deliveries import IntentNotRecorded, Misconfigured, NotConfirmed
+from receiver.kube import KubeError
+from receiver.status.views import ClusterObjects, build_history, build_status, parse_since, unknown_target
 
 log = structlog.get_logger(__name__)
+#: Reads the targets' Deployments and Leases for GET /targets (set by serve; absent = 503).
+ReadObjects = Callable[[], Awaitable[ClusterObjects]]
+CLUSTER_OBJECTS: web.AppKey[ReadObjects] = web.AppKey("cluster_objects")
 
 
 def error(status: int, message: str, **extra: Any) -> web.Response:
@@ -135,5 +141,35 @@ async def reload(request: web.Request) -> web.Response:
 async def rollbacks(request: web.Request) -> web.Response:
     if (denied := admin_denied(request)) is not None:
         return denied
-    records = await request.app[RUNTIME].list_rollbacks()
-    return web.json_response({"rollbacks": [r.to_json() for r in records]})
+    rt = request.app[RUNTIME]
+    config = rt.store.config
+    target = request.query.get("target") or None
+    if (problem := unknown_target(config, target)) is not None:
+        return error(400, problem)
+    since = None
+    if "since" in request.query:
+        try:
+            since = parse_since(request.query["since"], datetime.now(UTC))
+        except ValueError as e:
+            return error(400, str(e))
+    view = build_history(await rt.list_rollbacks(), target=target, since=since)
+    return web.json_response(view.model_dump(mode="json"))
+
+
+async def targets(request: web.Request) -> web.Response:
+    """Each target's status, read from the cluster like `receiver status -o json`."""
+    if (denied := admin_denied(request)) is not None:
+        return denied
+    config = request.app[RUNTIME].store.config
+    target = request.query.get("target") or None
+    if (problem := unknown_target(config, target)) is not None:
+        return error(400, problem)
+    read = request.app.get(CLUSTER_OBJECTS)
+    if read is None:
+        return error(503, "this receiver has no cluster view")
+    try:
+        objects = await read()
+    except KubeError as e:
+        return error(503, f"cannot read the cluster: {e}")
+    view = build_status(config, objects, datetime.now(UTC), target)
+    return web.json_response(view.model_dump(mode="json"))

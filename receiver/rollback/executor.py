@@ -145,6 +145,8 @@ class Executor:
         # not our own fresh Lease mistaken for a dead holder's unfinished rollback
         self._claim_locks: dict[str, asyncio.Lock] = {}
         self._runs: dict[str, Run] = {}  # rollback id -> run in this process
+        self._idle = asyncio.Event()  # set while no rollback runs here and no Lease is held by one
+        self._idle.set()
         self._tasks: dict[str, asyncio.Task[RollbackRecord]] = {}
         self._slots = _Slots(lambda: self.config_provider().settings.max_concurrent_rollbacks)
         self._closing = False
@@ -315,6 +317,7 @@ class Executor:
                   owner=asyncio.current_task())
         self._resumed.discard(record.id)
         self._runs[record.id] = run
+        self._idle.clear()
         self.metrics.rollbacks_running.inc()
         if not record.steps:
             self.metrics.rollbacks_started.labels(target.name).inc()
@@ -351,6 +354,8 @@ class Executor:
                 self._lease_cache[(held.namespace, held.name)] = held.lease
                 if self._held.get(target.name) is held:
                     del self._held[target.name]
+            if not self._runs:
+                self._idle.set()
 
     async def _crashed(self, run: Run, held: HeldLease | None, err: Exception) -> RollbackRecord:
         """End a rollback that raised something unexpected: FAILED, recorded, released."""
@@ -453,6 +458,10 @@ class Executor:
         for rid, run in self._runs.items():
             out[rid] = run.record  # fresher than the last coalesced write
         return sorted(out.values(), key=lambda r: r.started_at, reverse=True)
+
+    async def wait_idle(self) -> None:
+        """Until no rollback runs in this process and its Lease is let go (a next claim can win)."""
+        await self._idle.wait()
 
     @property
     def running(self) -> int:

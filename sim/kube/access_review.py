@@ -15,7 +15,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from . import errors
+from . import errors, protobuf
 from .auth import AccessRule, allowed
 from .patch import media_type
 from .resources import SELF_SUBJECT_ACCESS_REVIEWS
@@ -24,79 +24,13 @@ GROUP = SELF_SUBJECT_ACCESS_REVIEWS.group
 KIND = SELF_SUBJECT_ACCESS_REVIEWS.kind
 
 
-PROTOBUF = "application/vnd.kubernetes.protobuf"
-_MAGIC = b"k8s\x00"
-# k8s.io/api/authorization/v1/generated.proto field numbers
-_RESOURCE_ATTRS = ("namespace", "verb", "group", "version", "resource", "subresource", "name")
-_NON_RESOURCE_ATTRS = ("path", "verb")
-
-
-def _varint(buf: bytes, i: int) -> tuple[int, int]:
-    shift = value = 0
-    while True:
-        if i >= len(buf):
-            raise ValueError("truncated varint")
-        b = buf[i]
-        i += 1
-        value |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return value, i
-        shift += 7
-
-
-def _fields(buf: bytes) -> dict[int, bytes]:
-    """Length-delimited fields of one protobuf message (the last of each number wins)."""
-    out: dict[int, bytes] = {}
-    i = 0
-    while i < len(buf):
-        key, i = _varint(buf, i)
-        number, wire = key >> 3, key & 7
-        if wire == 0:
-            _, i = _varint(buf, i)
-        elif wire == 1:
-            i += 8
-        elif wire == 5:
-            i += 4
-        elif wire == 2:
-            size, i = _varint(buf, i)
-            if i + size > len(buf):
-                raise ValueError("truncated field")
-            out[number] = buf[i : i + size]
-            i += size
-        else:
-            raise ValueError(f"unsupported wire type {wire}")
-    return out
-
-
-def _strings(buf: bytes, names: tuple[str, ...]) -> dict[str, str]:
-    f = _fields(buf)
-    return {name: f[n].decode() for n, name in enumerate(names, 1) if f.get(n)}
-
-
-def _from_protobuf(body: bytes) -> dict[str, Any]:
-    """The review kubectl sends (client-go's typed clients speak protobuf): the runtime.Unknown
-    envelope, then SelfSubjectAccessReview {1: metadata, 2: spec {1: resourceAttributes,
-    2: nonResourceAttributes}}; only the attributes matter here."""
-    if not body.startswith(_MAGIC):
-        raise ValueError("no k8s protobuf magic")
-    envelope = _fields(body[len(_MAGIC) :])
-    type_meta = _strings(envelope.get(1, b""), ("apiVersion", "kind"))
-    spec_fields = _fields(_fields(envelope.get(2, b"")).get(2, b""))
-    spec: dict[str, Any] = {}
-    if 1 in spec_fields:
-        spec["resourceAttributes"] = _strings(spec_fields[1], _RESOURCE_ATTRS)
-    if 2 in spec_fields:
-        spec["nonResourceAttributes"] = _strings(spec_fields[2], _NON_RESOURCE_ATTRS)
-    return {**type_meta, "metadata": {}, "spec": spec}
-
-
 def parse(body: bytes | None, content_type: str | None) -> Any:
     """The review from JSON or Kubernetes protobuf; 400 as the API server words it otherwise."""
     if not body:
         raise errors.bad_request("the body of the request was empty")
     try:
-        if media_type(content_type) == PROTOBUF:
-            return _from_protobuf(body)
+        if media_type(content_type) == protobuf.PROTOBUF:
+            return protobuf.decode(body)
         return json.loads(body)
     except (ValueError, UnicodeDecodeError) as e:
         raise errors.bad_request(f"couldn't get version/kind; json parse error: {e}") from None

@@ -102,7 +102,36 @@ def config_map(buf: bytes) -> dict[str, Any]:
     return obj
 
 
-DECODERS = {("v1", "ConfigMap"): config_map}
+# k8s.io/api/authorization/v1/generated.proto field numbers
+_RESOURCE_ATTRS = ("namespace", "verb", "group", "version", "resource", "subresource", "name")
+_NON_RESOURCE_ATTRS = ("path", "verb")
+
+
+def _strings(buf: bytes, names: tuple[str, ...]) -> dict[str, str]:
+    """A message of string fields numbered 1.. in the order of ``names`` (empty ones left out)."""
+    found = {n: _bytes(v).decode() for n, v in fields(buf) if isinstance(v, bytes)}
+    return {name: found[n] for n, name in enumerate(names, 1) if found.get(n)}
+
+
+def self_subject_access_review(buf: bytes) -> dict[str, Any]:
+    """SelfSubjectAccessReview {1: metadata, 2: spec {1: resourceAttributes, 2:
+    nonResourceAttributes}}, as `kubectl auth can-i` sends it; only the attributes matter."""
+    spec: dict[str, Any] = {}
+    for n, v in fields(buf):
+        if n != 2:
+            continue
+        for k, attrs in fields(_bytes(v)):
+            if k == 1:
+                spec["resourceAttributes"] = _strings(_bytes(attrs), _RESOURCE_ATTRS)
+            elif k == 2:
+                spec["nonResourceAttributes"] = _strings(_bytes(attrs), _NON_RESOURCE_ATTRS)
+    return {"metadata": {}, "spec": spec}
+
+
+DECODERS = {
+    ("v1", "ConfigMap"): config_map,
+    ("authorization.k8s.io/v1", "SelfSubjectAccessReview"): self_subject_access_review,
+}
 
 
 def decode(body: bytes) -> dict[str, Any]:

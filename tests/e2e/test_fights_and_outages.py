@@ -6,6 +6,7 @@ test_chain.py), so these tests can shape the cluster and Slack between deliverie
 
 from __future__ import annotations
 
+import asyncio
 import html
 import secrets
 from collections.abc import AsyncIterator, Callable
@@ -94,6 +95,8 @@ async def rolled_back(s: Setup) -> None:
     """The rollback is verified and its Lease released (as the receiver's watch sees it)."""
     await s.sim.wait_for(lambda: s.spec(CANARY) == 0 and s.ready(STABLE) == 5, timeout=10)
     await s.rx.watcher.wait_for(lambda: s.rx.watcher.states()["finance-service"].rollback_running is None, 10)
+    async with asyncio.timeout(10):  # the record says finished a moment before the run lets its Lease go
+        await s.rx.executor.wait_idle()
 
 
 async def gitops_reverts(s: Setup) -> None:

@@ -26,7 +26,8 @@ def client_for(aiohttp_client: Callable[..., Awaitable[TestClient]], config_file
     async def make(global_mute: str, target_mute: str) -> TestClient:
         text = BASE_CONFIG.replace("  max_body_bytes: 65536\n", f"  max_body_bytes: 65536\n{global_mute}")
         store = ConfigStore(config_file(text.replace("    replicas: 5\n", f"    replicas: 5\n{target_mute}")), env=ENV)
-        service = Service(lambda: store.config, FakeStates(), FakeExecutor(lambda: store.config), FakeNotifier(), metrics=store.metrics)
+        service = Service(lambda: store.config, FakeStates(), FakeExecutor(lambda: store.config), FakeNotifier(),
+                          metrics=store.metrics)
 
         async def none() -> list:
             return []
