@@ -416,7 +416,8 @@ async def start_receiver(
                                       actions=actions, list_rollbacks=executor.list_rollbacks,
                                       acknowledge=getattr(notifier, "acknowledge", None),
                                       set_problem=getattr(notifier, "set_problem", None),
-                                      clear_problem=getattr(notifier, "clear_problems", None))
+                                      clear_problem=getattr(notifier, "clear_problems", None),
+                                      read_objects=lambda: read_objects(watcher.kube, store.config))
         if slack_door is not None:
             notifier.actions_enabled = True  # type: ignore[attr-defined]  # the bot: messages carry buttons
             if slack_door.events is not None:

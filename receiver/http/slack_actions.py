@@ -44,6 +44,7 @@ from receiver.domain.slack_actions import (
     kind_of,
     spoken,
 )
+from receiver.status.views import ClusterObjects, build_history, build_status, lease_records
 
 log = structlog.get_logger(__name__)
 
@@ -103,6 +104,42 @@ class RecordViews:
             return f"No rollbacks of `{messages.esc(target)}` recorded."
         lines = [f"• {r.started_at:%Y-%m-%d %H:%M} UTC `{r.id}`: {messages.esc(messages.describe_state(r))} "
                  f"({messages.esc(messages.describe_why(r))})" for r in records[:10]]
+        return f"*Rollbacks of `{messages.esc(target)}`* (newest first)\n" + "\n".join(lines)
+
+
+class ClusterViews:
+    """``/rollback status`` and ``history`` from the shared view module (receiver/status):
+    the same as `receiver status` / `receiver history` and GET /targets, /rollbacks."""
+
+    def __init__(self, read: Callable[[], Awaitable[ClusterObjects]], config: Callable[[], Config],
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self._read = read
+        self._config = config
+        self._clock = clock
+
+    async def status(self, target: str | None) -> str:
+        view = build_status(self._config(), await self._read(), self._clock(), target)
+        lines = []
+        for t in view.targets:
+            parts = [t.phase.text if t.phase else "canary unreadable",
+                     f"canary {t.canary.ready if t.canary.ready is not None else '?'}/{t.canary.replicas or 0} ready",
+                     f"stable {t.stable.ready if t.stable.ready is not None else '?'}/{t.stable.replicas or 0} ready"]
+            if t.mute:
+                parts.append(f"muted by {t.mute.by}: {t.mute.reason}")
+            if t.rollback:
+                parts.append(f"rolling back ({t.rollback.phase}, {t.rollback.step or 'starting'})")
+            elif t.last:
+                parts.append(f"last rollback {t.last.outcome}")
+            lines.append(f"• `{messages.esc(t.name)}`: {messages.esc(' · '.join(parts))}")
+        return "*Status*\n" + "\n".join(lines)
+
+    async def history(self, target: str) -> str:
+        config = self._config()
+        view = build_history(lease_records(config, await self._read()), target=target)
+        if not view.rollbacks:
+            return f"No rollbacks of `{messages.esc(target)}` recorded."
+        lines = [f"• {e.started_at:%Y-%m-%d %H:%M} UTC `{e.id}`: {messages.esc(e.outcome)} "
+                 f"({messages.esc(e.reason)})" for e in view.rollbacks[:10]]
         return f"*Rollbacks of `{messages.esc(target)}`* (newest first)\n" + "\n".join(lines)
 
 

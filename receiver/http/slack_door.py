@@ -23,9 +23,10 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from receiver.domain.rollback import RollbackRecord
 from receiver.domain.settings import Config, ConfigError, SlackActionSettings
-from receiver.http.slack_actions import ActionsPort, RecordViews, SlackDispatcher, ViewsPort
+from receiver.http.slack_actions import ActionsPort, ClusterViews, RecordViews, SlackDispatcher, ViewsPort
 from receiver.http.slack_events import SlackEvents
 from receiver.http.slack_socket import start_socket_mode
+from receiver.status.views import ClusterObjects
 
 log = structlog.get_logger(__name__)
 
@@ -140,7 +141,8 @@ def build_slack_door(secrets: SlackSecrets, config: Callable[[], Config], web: A
                      list_rollbacks: Callable[[], Awaitable[list[RollbackRecord]]],
                      acknowledge: Callable[[str, str], bool] | None,
                      set_problem: Callable[[str, str], object] | None = None,
-                     clear_problem: Callable[[str], object] | None = None) -> SlackDoor | None:
+                     clear_problem: Callable[[str], object] | None = None,
+                     read_objects: Callable[[], Awaitable[ClusterObjects]] | None = None) -> SlackDoor | None:
     """None when Slack actions are off (or there is no bot client to answer with)."""
     if secrets.transport == "off" or web is None:
         return None
@@ -148,6 +150,7 @@ def build_slack_door(secrets: SlackSecrets, config: Callable[[], Config], web: A
     async def find(rollback_id: str) -> RollbackRecord | None:
         return next((r for r in await list_rollbacks() if r.id == rollback_id), None)
 
-    return SlackDoor(secrets, config, web, actions=actions, views=RecordViews(list_rollbacks, config),
+    views: ViewsPort = ClusterViews(read_objects, config) if read_objects else RecordViews(list_rollbacks, config)
+    return SlackDoor(secrets, config, web, actions=actions, views=views,
                      find_rollback=find, acknowledge=acknowledge, set_problem=set_problem,
                      clear_problem=clear_problem)

@@ -42,6 +42,7 @@ async def test_with_an_app_token_serve_takes_commands_over_socket_mode(
         await fake_slack.wait_for(fake_slack.socket_connected)
         d = await fake_slack.command(ALICE, "#rollbacks", "mute finance-service 30m canary looks fine")
         status = await fake_slack.command(BOB, "#rollbacks", "status finance-service")
+        history = await fake_slack.command(BOB, "#rollbacks", "history finance-service")
     finally:
         await rx.stop(grace=0)
     assert d.via == "socket" and d.acked
@@ -49,7 +50,9 @@ async def test_with_an_app_token_serve_takes_commands_over_socket_mode(
     assert (name, target, kw["reason"], kw["actor"].slack_user) == ("mute", "finance-service",
                                                                      "canary looks fine", ALICE)
     assert "muted `finance-service` for 30 min by <@U0ALICE> from Slack" in d.answers[0].text
-    assert "`finance-service`: no rollback recorded" in status.answers[0].text
+    # the same view as `receiver status`: phase and both Deployments, read from the cluster
+    assert status.answers[0].text == "*Status*\n• `finance-service`: week 1 · canary 1/1 ready · stable 4/4 ready"
+    assert history.answers[0].text == "No rollbacks of `finance-service` recorded."
     assert not fake_slack.socket_connected()  # stopped with the receiver
 
 
