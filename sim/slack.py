@@ -386,7 +386,14 @@ class FakeSlack:
 
     async def _deliver(self, kind: str, payload: dict[str, Any], *, form: dict[str, str]) -> Delivery:
         """To the app: over an open Socket Mode connection, else signed to request_url."""
-        self.requests.append(Request(f"deliver:{kind}", payload, None, time.time()))
+        req = Request(f"deliver:{kind}", payload, None, time.time())
+        self.requests.append(req)
+        delivery = await self._deliver_once(kind, payload, form=form)
+        req.outcome = "acked" if delivery.acked else (delivery.error or "not acked")
+        self._notify()
+        return delivery
+
+    async def _deliver_once(self, kind: str, payload: dict[str, Any], *, form: dict[str, str]) -> Delivery:
         if self._sockets:
             ws = self._sockets[-1]
             envelope_id = f"env-{next(self._seq)}"

@@ -8,6 +8,7 @@ Slack side (who may act, what reaches the door, what people are told).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -44,8 +45,13 @@ class RecordingActions:
 
     calls: list[tuple[str, str | None, dict[str, Any]]] = field(default_factory=list)
     refuse: str | None = None  # raise ValueError(refuse), as the door does for a refused action
+    hold: asyncio.Event | None = None  # when set: each call waits for it (a slow cluster)
+    started: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def _record(self, name: str, target: str | None, **kw: Any) -> None:
+        self.started.set()
+        if self.hold is not None:
+            await self.hold.wait()
         if self.refuse:
             raise ValueError(self.refuse)
         self.calls.append((name, target, kw))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import pytest
@@ -226,3 +227,23 @@ async def test_rollback_target_then_the_confirmed_button_rolls_it_back(
     assert [(c[0], c[1]) for c in door.actions.calls] == [("rollback", "payments")]
     assert "rollback of `payments` started by <@U0ALICE> from Slack" in texts(d)
     assert fake_slack.messages(CHANNEL)[-1].text.startswith(":rewind: rollback of `payments` started")
+
+
+@pytest.mark.parametrize("socket", [False, True], ids=["http", "socket-mode"])
+async def test_slack_hears_the_acknowledgement_before_a_slow_action_finishes(
+    fake_slack: FakeSlack, slack_door: DoorFactory, socket: bool
+) -> None:
+    """Slack gives up after 3 s: the door answers at once and works after."""
+    door = await slack_door(socket=socket)
+    door.actions.hold = asyncio.Event()  # the cluster is slow: the mute does not finish yet
+
+    clicking = asyncio.create_task(fake_slack.command(ALICE, CHANNEL, "unmute payments"))
+    await door.actions.started.wait()
+    [delivery] = [r for r in fake_slack.requests if r.method == "deliver:slash_commands"]
+    await fake_slack.wait_for(lambda: delivery.outcome == "acked")
+    assert door.actions.calls == []  # acknowledged while the work is still under way
+    door.actions.hold.set()
+    d = await clicking
+
+    assert d.acked and [(c[0], c[1]) for c in door.actions.calls] == [("unmute", "payments")]
+    assert "unmuted `payments` by <@U0ALICE> from Slack" in texts(d)
