@@ -156,7 +156,11 @@ class SlackDispatcher:
         find_rollback: Callable[[str], Awaitable[RollbackRecord | None]],
         acknowledge: Callable[[str, str], bool] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        actor: Callable[..., Any] = Actor,
+        door_announces: bool = False,
     ) -> None:
+        """``actor`` builds the door's actor (receiver.actions.Actor once merged; same fields);
+        ``door_announces``: the door tells the channel itself, so the thread note is skipped."""
         self._config = config
         self.web = web
         self._actions = actions
@@ -164,6 +168,8 @@ class SlackDispatcher:
         self._find = find_rollback
         self._acknowledge = acknowledge
         self._clock = clock
+        self._actor = actor
+        self._door_announces = door_announces
         self._tasks: set[asyncio.Task[None]] = set()
         self._groups: dict[str, tuple[float, frozenset[str]]] = {}
 
@@ -278,33 +284,57 @@ class SlackDispatcher:
         await self.reply(req, f"You acknowledged `{messages.esc(action.rollback_id)}`.")
 
     async def _act(self, req: SlackRequest, action: Any, bound: Any) -> None:
+        """Through the Actions door. A result with ``changed`` False (unmuting what was not
+        muted) is said privately only; its ``message`` (the door's sentence) is the answer."""
         assert self._actions is not None
-        actor = Actor(name=req.user.name, via="slack", slack_user=req.user.id)
+        actor = self._actor(name=req.user.name, via="slack", slack_user=req.user.id)
         who = f"by {req.user.mention} from Slack"
         try:
             if isinstance(action, MuteAction):
                 until = self._clock() + action.duration
-                await self._actions.mute(action.target, until=until, reason=action.reason, actor=actor)
+                result = await self._actions.mute(action.target, until=until, reason=action.reason, actor=actor)
                 what = (f":no_bell: muted {self._named(action.target)} for {spoken(action.duration)} {who}: "
                         f"{messages.esc(action.reason)}")
             elif isinstance(action, UnmuteAction):
-                await self._actions.unmute(action.target, actor=actor)
+                result = await self._actions.unmute(action.target, actor=actor)
                 what = f":bell: unmuted {self._named(action.target)} {who}"
             elif isinstance(action, CloseBreakerAction):
-                await self._actions.close_breaker(actor=actor)
+                result = await self._actions.close_breaker(actor=actor)
                 what = f":electric_plug: breaker closed {who}: automatic rollbacks resume"
             else:
                 assert isinstance(action, RollbackAction)
-                await self._actions.rollback(action.target, actor=actor)
-                again = " again" if action.retry_of else ""
-                what = f":rewind: rollback of `{messages.esc(action.target)}` started{again} {who}"
-        except ValueError as e:  # refused by the door's checks (bad until, Lease held, …)
+                await self._rollback(req, action, actor, who, bound)
+                return
+        except ValueError as e:  # refused by the door's checks (bad until, unknown target, …)
             bound.info("slack_action_not_done", error=str(e))
             await self.reply(req, f":warning: Not done: {messages.esc(str(e))}")
             return
+        said = getattr(result, "message", None)
+        if getattr(result, "changed", True) is False:
+            bound.info("slack_action_nothing_to_do", text=said)
+            await self.reply(req, f"Nothing to do: {messages.esc(said or 'nothing changed')}")
+            return
+        bound.info("slack_action_done", text=what)
+        if not self._door_announces:
+            await self.tell(req, what)
+        await self.reply(req, f"Done: {messages.esc(said) if isinstance(said, str) else what}")
+
+    async def _rollback(self, req: SlackRequest, action: RollbackAction, actor: Any, who: str, bound: Any) -> None:
+        """A rollback runs to its end inside the door (minutes): say it started first."""
+        assert self._actions is not None
+        again = " again" if action.retry_of else ""
+        what = f":rewind: rollback of `{messages.esc(action.target)}` started{again} {who}"
         bound.info("slack_action_done", text=what)
         await self.tell(req, what)
         await self.reply(req, f"Done: {what}")
+        try:
+            record = await self._actions.rollback(action.target, actor=actor)
+        except ValueError as e:
+            await self.reply(req, f":warning: Not done: {messages.esc(str(e))}")
+            return
+        if isinstance(record, RollbackRecord):
+            await self.reply(req, f"Rollback `{messages.esc(record.id)}` of `{messages.esc(record.target)}`: "
+                                  f"{messages.esc(messages.describe_state(record))}")
 
     @staticmethod
     def _named(target: str | None) -> str:

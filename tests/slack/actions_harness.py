@@ -47,26 +47,28 @@ class RecordingActions:
     refuse: str | None = None  # raise ValueError(refuse), as the door does for a refused action
     hold: asyncio.Event | None = None  # when set: each call waits for it (a slow cluster)
     started: asyncio.Event = field(default_factory=asyncio.Event)
+    result: object = None  # what each call returns (the door's Done, or a RollbackRecord)
 
-    async def _record(self, name: str, target: str | None, **kw: Any) -> None:
+    async def _record(self, name: str, target: str | None, **kw: Any) -> Any:
         self.started.set()
         if self.hold is not None:
             await self.hold.wait()
         if self.refuse:
             raise ValueError(self.refuse)
         self.calls.append((name, target, kw))
+        return self.result
 
-    async def mute(self, target: str | None, *, until: datetime, reason: str, actor: Any) -> None:
-        await self._record("mute", target, until=until, reason=reason, actor=actor)
+    async def mute(self, target: str | None, *, until: datetime, reason: str, actor: Any) -> Any:
+        return await self._record("mute", target, until=until, reason=reason, actor=actor)
 
-    async def unmute(self, target: str | None, *, actor: Any) -> None:
-        await self._record("unmute", target, actor=actor)
+    async def unmute(self, target: str | None, *, actor: Any) -> Any:
+        return await self._record("unmute", target, actor=actor)
 
-    async def close_breaker(self, *, actor: Any) -> None:
-        await self._record("close_breaker", None, actor=actor)
+    async def close_breaker(self, *, actor: Any) -> Any:
+        return await self._record("close_breaker", None, actor=actor)
 
-    async def rollback(self, target: str, *, actor: Any, dry_run: bool = False) -> None:
-        await self._record("rollback", target, actor=actor, dry_run=dry_run)
+    async def rollback(self, target: str, *, actor: Any, dry_run: bool = False) -> Any:
+        return await self._record("rollback", target, actor=actor, dry_run=dry_run)
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 import pytest
@@ -247,3 +248,35 @@ async def test_slack_hears_the_acknowledgement_before_a_slow_action_finishes(
 
     assert d.acked and [(c[0], c[1]) for c in door.actions.calls] == [("unmute", "payments")]
     assert "unmuted `payments` by <@U0ALICE> from Slack" in texts(d)
+
+
+@dataclass(frozen=True)
+class Done:
+    """The door's answer shape (receiver.actions.Done): its sentence and whether it wrote."""
+
+    message: str
+    changed: bool = True
+
+
+async def test_unmuting_what_was_not_muted_is_said_privately_with_the_doors_words(
+    fake_slack: FakeSlack, slack_door: DoorFactory
+) -> None:
+    door = await slack_door()
+    door.actions.result = Done("payments had no run-time mute: nothing written", changed=False)
+    d = await fake_slack.command(ALICE, CHANNEL, "unmute payments")
+    assert [a.text for a in d.answers] == ["Nothing to do: payments had no run-time mute: nothing written"]
+    assert fake_slack.messages(CHANNEL) == []  # nothing to tell the channel
+
+
+async def test_a_rollback_from_slack_is_announced_at_once_and_its_outcome_told_when_done(
+    fake_slack: FakeSlack, slack_door: DoorFactory
+) -> None:
+    door = await slack_door()
+    door.actions.result = replace(successful_rollback()[-1][0], target="payments", id="rb-p")
+    door.actions.hold = asyncio.Event()
+    [confirm] = (await fake_slack.command(ALICE, CHANNEL, "payments")).answers
+    d = await fake_slack.click(ALICE, CHANNEL, confirm.ts, ids.ROLLBACK_CONFIRMED)
+    assert "rollback of `payments` started by <@U0ALICE> from Slack" in texts(d)  # before it finished
+    door.actions.hold.set()
+    await door.dispatcher.drained()
+    assert fake_slack.ephemeral_for(ALICE)[-1].text == "Rollback `rb-p` of `payments`: rolled back in 42 s"
