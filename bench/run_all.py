@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHES = ["webhook.py", "decide.py", "executor.py"]
+BENCHES = ["webhook.py", "decide.py", "executor.py", "cli_startup.py"]
 
 if __name__ == "__main__":
     failed = []

@@ -19,7 +19,6 @@ any check fails. Nothing is changed: only reads and access reviews are sent.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import re
@@ -31,6 +30,7 @@ from typing import Any, Literal, TextIO
 
 from receiver.domain.decisions import MuteScope, applied_mute
 from receiver.domain.matchers import format_matchers
+from receiver.domain.phases import PhaseKind, PhaseSpec, RolloutPhase, unreachable_phases
 from receiver.domain.settings import Config, ConfigError, Mute, Rule, SlackSettings, StepOrder, Target, load_config
 from receiver.domain.units import format_value
 
@@ -74,6 +74,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"receiver: error: failed to validate {invalid} file(s)", file=sys.stderr)
         return EXIT_INVALID
     if args.cluster:
+        import asyncio  # --cluster only: checking a file starts faster without it
+
         timeout = request_timeout_seconds(getattr(args, "request_timeout", None))
         for config in configs:
             rows += asyncio.run(
@@ -126,7 +128,7 @@ def check_and_load(
     env: dict[str, str] | None = None,
 ) -> Config | None:
     """Print the verdict and summary for one file; the Config when it is valid."""
-    from receiver.notify.factory import slack_credentials_problem
+    from receiver.notify.secrets import slack_credentials_problem
 
     try:
         config = load_config(path)
@@ -169,9 +171,26 @@ def _target_mute_text(config: Config, target: Target, now: datetime) -> str:
     return f"{own}; muted by the global mute (by {applied.by})"
 
 
-def _rule_text(i: int, rule: Rule) -> list[str]:
+def _per_phase(rule: Rule, phases: tuple[PhaseSpec, ...]) -> str:
+    """A rule's level in each listed phase, then the default for every other split."""
+    parts = []
+    for p in phases:
+        level = rule.threshold_in(RolloutPhase(PhaseKind.PHASE, p.canary_replicas, p.of, name=p.name,
+                                               display_name=p.display))
+        parts.append(f"{p.display} {format_value(level.value if level else None, rule.unit)}")
+    default = rule.threshold_in(None)
+    parts.append(f"between or outside phases {format_value(default.value if default else None, rule.unit)}")
+    return "; ".join(parts)
+
+
+def _rule_text(i: int, rule: Rule, phases: tuple[PhaseSpec, ...] = ()) -> list[str]:
     when = format_matchers(rule.parsed)
-    if rule.threshold is None:
+    if rule.thresholds is not None:
+        trigger = (
+            f"rolls back when annotation {rule.value_annotation!r} is above the level of the "
+            f"target's phase (unit {rule.unit}): {_per_phase(rule, phases)}"
+        )
+    elif rule.threshold is None:
         trigger = "any firing alert rolls back"
     else:
         trigger = (
@@ -203,8 +222,23 @@ def _target_text(target: Target, config: Config, now: datetime) -> list[str]:
         f"       order:    {_order_text(order, target)}",
         f"       slack:    {target.slack_channel or config.slack.default_channel}",
         f"       mute:     {_target_mute_text(config, target, now)}",
+        f"       phases:   {_phases_text(config, target)}",
     ]
+    if never := unreachable_phases(target.replicas, config.phases_of(target)):
+        lines.append(
+            f"       never in: {', '.join(p.display for p in never)} (no whole number of canary pods "
+            f"of {target.replicas} is that share): judged by the default thresholds there; "
+            "list phases for this target"
+        )
     return lines
+
+
+def _phases_text(config: Config, target: Target) -> str:
+    """The phases as canary pods of this target's full count, read from the live split."""
+    own = "the target's phases" if target.phases is not None else "settings.phases"
+    shown = [f"{p.display} = canary {p.share * target.replicas} of {target.replicas}"
+             for p in config.phases_of(target) if (p.share * target.replicas).denominator == 1]
+    return (", ".join(shown) or "none reachable") + f" ({own}; read from the canary's spec replicas)"
 
 
 def _mode(config: Config, now: datetime) -> str:
@@ -239,7 +273,7 @@ def describe(config: Config, *, now: datetime, env: dict[str, str] | os._Environ
     s = config.settings
     lines = [f" - {len(config.rules)} rule(s), first match wins per alert:"]
     for i, rule in enumerate(config.rules, 1):
-        lines += _rule_text(i, rule)
+        lines += _rule_text(i, rule, s.phases)
     lines.append(f" - {len(config.targets)} target(s), the only Deployments ever touched:")
     for target in config.targets:
         lines += _target_text(target, config, now)

@@ -11,7 +11,7 @@ import types
 import typing
 from enum import Enum
 
-from pydantic import BaseModel
+from pydantic import BaseModel, RootModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
@@ -27,6 +27,14 @@ def _models(annotation: object) -> list[type[BaseModel]]:
     return [m for arg in typing.get_args(annotation) for m in _models(arg)]
 
 
+def _is_list(annotation: object) -> bool:
+    origin = typing.get_origin(annotation)
+    if origin in (list, tuple):
+        return True
+    return origin in (typing.Annotated, typing.Union, types.UnionType) and any(
+        _is_list(a) for a in typing.get_args(annotation))
+
+
 def _type_name(annotation: object) -> str:
     origin = typing.get_origin(annotation)
     if origin is typing.Annotated:
@@ -35,7 +43,7 @@ def _type_name(annotation: object) -> str:
         return " or ".join(_type_name(a) for a in typing.get_args(annotation))
     if origin is typing.Literal:
         return " / ".join(json.dumps(a) for a in typing.get_args(annotation))
-    if origin is list:
+    if origin in (list, tuple):
         return f"list of {_type_name(typing.get_args(annotation)[0])}"
     if isinstance(annotation, type) and issubclass(annotation, Enum):
         return " / ".join(json.dumps(m.value) for m in annotation)
@@ -52,6 +60,8 @@ def _default(info: FieldInfo) -> str:
         return "(section)"
     if isinstance(value, Enum):
         value = value.value
+    if isinstance(value, tuple | list):
+        value = [v.model_dump(exclude_defaults=True) if isinstance(v, BaseModel) else v for v in value]
     return json.dumps(value, default=str)
 
 
@@ -68,7 +78,8 @@ def reference() -> str:
                 desc = sub[0].__doc__.strip().splitlines()[0]
             rows.append(f"| `{key}` | {_type_name(info.annotation)} | {_default(info)} | {desc} |".replace("\n", " "))
             for m in sub:
-                walk(m, f"{key}[]." if typing.get_origin(info.annotation) is list else f"{key}.")
+                if not issubclass(m, RootModel):  # e.g. thresholds: a mapping, described on its own row
+                    walk(m, f"{key}[]." if _is_list(info.annotation) else f"{key}.")
 
     walk(Config, "")
     return "\n".join(rows)

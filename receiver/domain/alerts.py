@@ -13,12 +13,13 @@ a 400 tells whoever posted it what to fix.
 
 from __future__ import annotations
 
-import math
 from datetime import UTC, datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
+
+from receiver.domain.units import parse_number
 
 #: Go's zero time.Time: Alertmanager's endsAt while an alert still fires.
 ZERO_TIME_YEAR = 1
@@ -77,23 +78,6 @@ class Alert(_Model):
         if text is None:
             return None
         return parse_number(text, unit)
-
-
-def parse_number(text: str, unit: str = "none") -> float | None:
-    """Parse an alert value as described in Alert.value; None if it is not a number."""
-    s = text.strip()
-    percent = s.endswith("%")
-    if percent:
-        s = s[:-1].rstrip()
-    try:
-        number = float(s)
-    except ValueError:
-        return None
-    if math.isnan(number):
-        return None
-    if percent and unit != "percent":
-        number /= 100
-    return number
 
 
 class WebhookPayload(_Model):

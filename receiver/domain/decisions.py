@@ -14,9 +14,9 @@ from enum import StrEnum
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
-from receiver.domain.alerts import parse_number
 from receiver.domain.matchers import Matcher, parse_matchers
-from receiver.domain.units import format_value
+from receiver.domain.phases import PhaseKind, PhaseThreshold, RolloutPhase, phase_of
+from receiver.domain.units import format_value, parse_number
 
 if TYPE_CHECKING:
     from receiver.domain.alerts import Alert, WebhookPayload
@@ -36,6 +36,7 @@ class DecisionKind(StrEnum):
     DISABLED = "disabled"
     HALTED = "halted"  # fight detection: too many rollbacks of this target within an hour
     MISCONFIGURED = "misconfigured"  # the target's canary or stable Deployment does not exist
+    WARNED = "warned"  # a warning-level alert (rollback="warn"): people are told, nothing is changed
 
 
 class AlertReason(StrEnum):
@@ -48,6 +49,7 @@ class AlertReason(StrEnum):
     NOT_A_NUMBER = "not_a_number"  # the annotation is there but not a number (or NaN)
     NO_RULE = "no_rule"  # the alert matches no rule
     RESOLVED = "resolved"  # every alert of the target is resolved
+    WARNING = "warning"  # a warning-level alert (label rollback="warn"): told, never acted on
 
 
 class MuteScope(StrEnum):
@@ -128,6 +130,8 @@ class Decision:
     alertname: str | None = None
     unit: str = "none"  # the rule's unit, for format_value(value, unit)
     generator_url: str | None = None
+    #: The target's rollout phase when decided (from the canary's spec replicas); None: not known yet.
+    phase: RolloutPhase | None = None
 
     @property
     def fingerprints(self) -> tuple[str, ...]:
@@ -152,6 +156,14 @@ FIGHT_WINDOW = timedelta(hours=1)
 _MISS = object()
 #: How many alerts a reason names before saying "and N more".
 _NAMED = 3
+#: The label Alertmanager's second route selects the rollout's warning alerts by
+#: (deploy/prometheus/rules.yml): they reach people in Slack, never the cluster.
+WARN_LABEL, WARN_VALUE = "rollback", "warn"
+
+
+def is_warning(alert: Alert) -> bool:
+    """A warning-level alert: told in Slack, never a reason to scale anything."""
+    return alert.labels.get(WARN_LABEL) == WARN_VALUE
 
 
 _SELECTOR_CACHE_MAX = 4096
@@ -217,6 +229,7 @@ class _Verdict:
     rule: Rule | None
     value: float | None
     why: AlertReason
+    threshold: PhaseThreshold | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,20 +241,22 @@ class _Tested:
     hits: list[int]  # positions of the alerts that call for a rollback
 
     def verdict(self, pos: int, firing: Sequence[Alert], indexes: Sequence[int | None],
-                rules: Sequence[Rule]) -> _Verdict:
+                rules: Sequence[Rule], levels: Sequence[PhaseThreshold | None]) -> _Verdict:
         idx = indexes[pos]
         return _Verdict(firing[pos], idx, rules[idx] if idx is not None else None, self.values[pos],
-                        self.reasons[pos])
+                        self.reasons[pos], levels[idx] if idx is not None else None)
 
 
-def _test(firing: Sequence[Alert], indexes: Sequence[int | None], rules: Sequence[Rule]) -> _Tested:
+def _test(firing: Sequence[Alert], indexes: Sequence[int | None], rules: Sequence[Rule],
+          levels: Sequence[PhaseThreshold | None]) -> _Tested:
     """Whether each alert calls for a rollback under its rule, why, and the value read.
 
     The one place that holds an alert against a threshold. It runs over every alert of a
     10,000-alert payload, hence one loop (not a call per alert), the float() fast path
     (parse_number reads the rest: "7.2%", NaN) and identity checks on the enum members.
     """
-    checks = [(r.threshold, r.value_annotation, r.unit) for r in rules]
+    checks = [(lv.value if lv is not None else None, r.value_annotation, r.unit)
+              for r, lv in zip(rules, levels, strict=True)]
     reasons: list[AlertReason] = []
     values: list[float | None] = []
     hits: list[int] = []
@@ -284,31 +299,54 @@ def _alert_name(alert: Alert) -> str:
     return alert.alertname or f"alert {alert.fingerprint}"
 
 
-def _cause(v: _Verdict) -> str:
+def _cause(v: _Verdict, phase: RolloutPhase | None = None) -> str:
     """Why one alert did or did not trigger, as a clause for a sentence."""
     name = _alert_name(v.alert)
     rule = v.rule
     if rule is None:
         return f"{name} matches no immediate-rollback rule"
     unit = rule.unit
-    limit = format_value(rule.threshold, unit)
+    level = v.threshold
+    whose = f"{phase.text}'s" if level is not None and not level.is_default and phase is not None else "the"
+    limit = f"{whose} {format_value(level.value if level else None, unit)}"
     ann = rule.value_annotation
     if v.why is AlertReason.ABOVE_THRESHOLD:
-        return f"{name} is at {format_value(v.value, unit)}, above the {limit} threshold of rule {rule.name}"
+        return f"{name} is at {format_value(v.value, unit)}, above {limit} threshold of rule {rule.name}"
     if v.why is AlertReason.NO_THRESHOLD:
         return f"{name} is firing and rule {rule.name} rolls back on any firing alert"
     if v.why is AlertReason.BELOW_THRESHOLD:
-        return f"{name} is at {format_value(v.value, unit)}, not above the {limit} threshold of rule {rule.name}"
+        return f"{name} is at {format_value(v.value, unit)}, not above {limit} threshold of rule {rule.name}"
     if v.why is AlertReason.NO_VALUE:
         return (
-            f"{name} carries no {ann!r} annotation, so the {limit} threshold of rule "
+            f"{name} carries no {ann!r} annotation, so {limit} threshold of rule "
             f"{rule.name} cannot be checked and does not trigger"
         )
     raw = v.alert.annotations.get(ann, "")
     return (
-        f"{name} has {ann}={raw!r}, which is not a number, so the {limit} threshold of "
+        f"{name} has {ann}={raw!r}, which is not a number, so {limit} threshold of "
         f"rule {rule.name} cannot be checked and does not trigger"
     )
+
+
+def target_phase(target: Target, config: Config, state: TargetState) -> RolloutPhase | None:
+    """The target's rollout phase from the live split (canary spec replicas against
+    target.replicas); None while the canary's replicas are not known (not synced, or no
+    canary Deployment), which is judged by the default thresholds."""
+    if state.canary_replicas is None:
+        return None
+    return phase_of(state.canary_replicas, target.replicas, config.phases_of(target))
+
+
+def phase_clause(phase: RolloutPhase | None) -> str:
+    """Where the rollout is, for a reason: "in week 1 (canary 1 of 5)",
+    "between week 1 and week 2 (canary 2 of 5)"."""
+    if phase is None:
+        return "in an unknown phase (canary replicas not known yet)"
+    if phase.kind is PhaseKind.PHASE:
+        return f"in {phase}"
+    if phase.kind is PhaseKind.BETWEEN:
+        return str(phase)
+    return f"with the rollout {phase}"
 
 
 def _summary_of(alert: Alert) -> str:
@@ -442,6 +480,8 @@ def _decide_target(
     gk, url = payload.group_key, payload.external_url
     firing = [a for a in alerts if a.firing]
     rules = config.rules
+    phase = target_phase(target, config, state)
+    where = phase_clause(phase)
     if not firing:
         names = sorted({_alert_name(a) for a in alerts})
         ended = [t for a in alerts if (t := a.ended_at) is not None]
@@ -451,7 +491,8 @@ def _decide_target(
         return Decision(
             target=target.name,
             kind=DecisionKind.RESOLVED,
-            reason=f"{', '.join(names)} for {target.name} resolved{when}: the metric is back within its threshold",
+            reason=f"{', '.join(names)} for {target.name} resolved{when}: the metric is back within its "
+                   f"threshold ({where})",
             rule=rules[idx].name if idx is not None else None,
             alerts=tuple(alerts),
             alertname=first.alertname or None,
@@ -461,42 +502,48 @@ def _decide_target(
             details={"resolved": str(len(alerts))},
             group_key=gk,
             external_url=url,
+            phase=phase,
         )
 
     indexes = rule_selector.indexes(firing)
-    tested = _test(firing, indexes, rules)
-    hits = tested.hits
+    levels = [r.threshold_in(phase) for r in rules]
+    tested = _test(firing, indexes, rules, levels)
+    hits = [i for i in tested.hits if not is_warning(firing[i])]
+    warnings = [a for a in firing if is_warning(a)]
+    if not hits and warnings:
+        return _warned(target, state, warnings, where, phase, payload)
     if not hits:
         # Say why for the most relevant alerts: those with a rule first, in rule order.
         order = sorted(
             range(len(firing)),
             key=lambda i: (indexes[i] is None, indexes[i] or 0),
         )
-        ranked = [tested.verdict(i, firing, indexes, rules) for i in order[:_NAMED]]
+        ranked = [tested.verdict(i, firing, indexes, rules, levels) for i in order[:_NAMED]]
         lead = ranked[0]
-        causes = "; ".join(_cause(v) for v in ranked)
+        causes = "; ".join(_cause(v, phase) for v in ranked)
         rule = lead.rule
         return Decision(
             target=target.name,
             kind=DecisionKind.NO_RULE_MATCHED,
-            reason=f"no rollback for {target.name}: {causes}{_more(len(firing) - _NAMED)}",
+            reason=f"no rollback for {target.name} {where}: {causes}{_more(len(firing) - _NAMED)}",
             rule=rule.name if rule else None,
             alerts=tuple(firing[i] for i in order),
             value=lead.value,
-            threshold=rule.threshold if rule else None,
+            threshold=lead.threshold.value if lead.threshold else None,
             alertname=lead.alert.alertname or None,
             unit=rule.unit if rule else "none",
             generator_url=lead.alert.generator_url or None,
             why=lead.why,
             group_key=gk,
             external_url=url,
+            phase=phase,
         )
 
     # The earliest rule in config order wins; ties keep payload order.
     first_pos = min(hits, key=lambda i: (indexes[i], i))
-    lead = tested.verdict(first_pos, firing, indexes, rules)
+    lead = tested.verdict(first_pos, firing, indexes, rules, levels)
     assert lead.rule is not None
-    because = _cause(lead) + _summary_of(lead.alert) + _more(len(hits) - 1)
+    because = f"{where}: {_cause(lead, phase)}{_summary_of(lead.alert)}{_more(len(hits) - 1)}"
     kind, reason, mute = _judge(target, config.settings, state, now, because)
     rest = [a for i, a in enumerate(firing) if i != first_pos]
     return Decision(
@@ -506,7 +553,7 @@ def _decide_target(
         rule=lead.rule.name,
         alerts=(lead.alert, *rest),
         value=lead.value,
-        threshold=lead.rule.threshold,
+        threshold=lead.threshold.value if lead.threshold else None,
         mute=mute,
         why=lead.why,
         alertname=lead.alert.alertname or None,
@@ -517,6 +564,49 @@ def _decide_target(
                     if kind is DecisionKind.MISCONFIGURED else {})},
         group_key=gk,
         external_url=url,
+        phase=phase,
+    )
+
+
+def _warned(target: Target, state: TargetState, warnings: Sequence[Alert], where: str,
+            phase: RolloutPhase | None, payload: WebhookPayload) -> Decision:
+    """Warning-level alerts only: a note for people; nothing is scaled, whatever the level.
+
+    While a rollback runs, or once the canary is rolled back, the rollback's own thread
+    already tells the story: a warning about the same metric (its alert lags the
+    rollback's) is answered quietly, not posted as news.
+    """
+    lead = warnings[0]
+    names = ", ".join(dict.fromkeys(_alert_name(a) for a in warnings[:_NAMED]))
+    text = lead.annotations.get("value")
+    value = parse_number(text, "none") if text is not None else None
+    level = lead.annotations.get("threshold") or lead.labels.get("threshold")
+    crossed = f" crossed its warning level {level}" if level else " crossed its warning level"
+    what = f"{names}{crossed}{_summary_of(lead)}{_more(len(warnings) - _NAMED, 'warning')}"
+    kind, reason = (
+        DecisionKind.WARNED,
+        f"warning for {target.name} {where}: {what}; nothing is changed for a warning "
+        "(warnings reach people, not the cluster)",
+    )
+    if state.rollback_running:
+        kind, reason = (DecisionKind.IN_PROGRESS, f"a rollback of {target.name} is already running "
+                        f"({state.rollback_running}); nothing to tell for the warning: {what}")
+    elif _already_rolled_back(target, state):
+        kind, reason = (DecisionKind.ALREADY_ROLLED_BACK, f"{target.name} is already rolled back "
+                        f"({target.canary} at 0); nothing to tell for the warning: {what}")
+    return Decision(
+        target=target.name,
+        kind=kind,
+        reason=reason,
+        alerts=tuple(warnings),
+        value=value,
+        why=AlertReason.WARNING,
+        alertname=lead.alertname or None,
+        generator_url=lead.generator_url or None,
+        details={"warnings": str(len(warnings)), **({"level": level} if level else {})},
+        group_key=payload.group_key,
+        external_url=payload.external_url,
+        phase=phase,
     )
 
 

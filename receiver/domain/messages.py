@@ -194,6 +194,11 @@ def describe_why(record: RollbackRecord) -> str:
     return text
 
 
+def _rollout_phase(record: RollbackRecord) -> str:
+    """The phase field of the parent, when the record knows it."""
+    return f"\n*Phase:* {esc(record.rollout_phase)}" if record.rollout_phase else ""
+
+
 _TRAIL = (Phase.STARTED, Phase.SCALING, Phase.VERIFYING)
 
 
@@ -279,12 +284,13 @@ def parent(record: RollbackRecord, target: Target | None = None, extras: Extras 
     With ``extras`` (the bot) the links are buttons and, when Slack actions are set up,
     the message carries Mute / Unmute / Retry / Acknowledge."""
     state = describe_state(record)
-    text = f"{_title(record)}: {describe_why(record)}. State: {state}"
+    during = f" in {record.rollout_phase}" if record.rollout_phase else ""
+    text = f"{_title(record)}{during}: {describe_why(record)}. State: {state}"
     what, change = _what(record)
     why_label = "*Requested*" if record.trigger == "manual" else "*Why*"
     blocks: list[Block] = [
         header(_title(record)),
-        fields(what, change, f"{why_label}\n{esc(describe_why(record))}",
+        fields(what + _rollout_phase(record), change, f"{why_label}\n{esc(describe_why(record))}",
                f"*Order*\n{esc(record.order)}" if record.order else "*Trigger*\n" + esc(record.trigger)),
         section(f"*State:* {_state_trail(record)}"),
     ]
@@ -461,6 +467,8 @@ def decision_message(decision: Decision, target: Target, mention: str = "",
                 "an HPA or a person?). Stop it at the source, then roll back by hand.")
         text = f"{lead}Not rolling back {target.name}: {reason}"
         return message(text, section(body), context(links), *note_buttons("halted", target, decision, extras))
+    if kind is DecisionKind.WARNED:
+        return warning_note(decision, target, links)
     if kind is DecisionKind.MISCONFIGURED:
         lead = f"{mention} " if mention else ""
         missing = esc(decision.details.get("missing") or "a Deployment")
@@ -471,6 +479,25 @@ def decision_message(decision: Decision, target: Target, mention: str = "",
         text = f"{lead}Cannot roll back {target.name}: {reason}"
         return message(text, section(body), context(links))
     return None
+
+
+def warning_note(decision: Decision, target: Target, links: str = "") -> SlackMessage:
+    """A warning-level alert, told once per alert group: which week, what crossed which
+    level, and that nothing was changed (the rollout guide's warnings are for people)."""
+    phase = decision.phase
+    week = esc(str(phase)) if phase is not None else "unknown (canary replicas not known yet)"
+    names = sorted({a.alertname for a in decision.alerts if a.alertname}) or ["alert"]
+    lines = []
+    for a in decision.alerts[:MAX_PODS_LISTED]:
+        what = a.annotations.get("summary") or a.alertname or a.fingerprint
+        level = a.annotations.get("threshold") or a.labels.get("threshold")
+        lines.append(f"• {esc(what)}" + (f" (level {esc(level)})" if level else ""))
+    if len(decision.alerts) > MAX_PODS_LISTED:
+        lines.append(f"• and {len(decision.alerts) - MAX_PODS_LISTED} more")
+    body = (f":warning: *Warning for `{esc(target.name)}`* in phase *{week}*\n" + "\n".join(lines)
+            + "\nNothing is changed for a warning: warnings reach people, not the cluster.")
+    text = f"Warning for {esc(target.name)} ({week}): {esc(', '.join(names))}; nothing is changed for a warning"
+    return message(text, section(body), context(links, esc(decision.reason)))
 
 
 def resolved_followup(decision: Decision, record: RollbackRecord | None) -> SlackMessage | None:

@@ -8,7 +8,7 @@ receiver (or any replica answering GET /rollbacks) sees the same timeline.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -84,6 +84,9 @@ class RollbackRecord:
     slack_channel: str | None = None  # channel id of the parent message
     slack_ts: str | None = None  # ts of the parent message
     dry_run: bool = False
+    #: The target's rollout phase when the alert was decided, as people read it:
+    #: "week 1 (canary 1 of 5)"; None for manual rollbacks and records written before it existed.
+    rollout_phase: str | None = None
 
     def with_step(self, step: Step) -> RollbackRecord:
         return replace(self, steps=(*self.steps, step))
@@ -139,11 +142,15 @@ class RollbackRecord:
             "slack_channel": self.slack_channel,
             "slack_ts": self.slack_ts,
             "dry_run": self.dry_run,
+            "rollout_phase": self.rollout_phase,
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RollbackRecord:
-        d = dict(data)
+        """The inverse of to_json. Keys this version does not know are skipped and missing
+        optional ones take their defaults, so replicas of different versions (a rolling
+        upgrade) read each other's records in the Lease."""
+        d = {k: v for k, v in data.items() if k in _FIELDS}
         for k in ("started_at", "finished_at"):
             if d.get(k):
                 d[k] = datetime.fromisoformat(d[k])
@@ -157,6 +164,8 @@ class RollbackRecord:
         d["progress"] = Progress(**p)
         return cls(**d)
 
+
+_FIELDS = frozenset(f.name for f in fields(RollbackRecord))
 
 OnChange = Callable[[RollbackRecord, Step | None], None]
 """Told of every change to a rollback (and the step that made it): the notifier's door."""

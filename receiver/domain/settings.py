@@ -19,6 +19,16 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from receiver.domain.matchers import Matcher, equality_selects, parse_matchers, suspicious
+from receiver.domain.phases import (
+    DEFAULT_PHASES,
+    PhaseList,
+    PhaseSpec,
+    PhaseThreshold,
+    PhaseThresholds,
+    RolloutPhase,
+    unknown_phase_keys,
+    unreachable_phases,
+)
 
 
 class Strict(BaseModel):
@@ -93,7 +103,12 @@ class Rule(Strict):
     threshold: float | None = Field(
         default=None,
         description="Roll back only when the alert's value is strictly above this; "
-        "a missing or non-numeric value then does not trigger.",
+        "a missing or non-numeric value then does not trigger. A rule has this or thresholds, not both.",
+    )
+    thresholds: PhaseThresholds | None = Field(
+        default=None,
+        description="Per rollout phase instead of threshold: {week-1: 0.01, default: 0.05}; "
+        "default applies between phases, before the first and after the last.",
     )
     value_annotation: str = Field(default="value", description="Annotation carrying the alert's value ({{ $value }}).")
     unit: Literal["ratio", "percent", "ms", "seconds", "count", "none"] = Field(
@@ -107,7 +122,21 @@ class Rule(Strict):
     @model_validator(mode="after")
     def _selects(self) -> Rule:
         _require_equality("rule", self.name, self.parsed)
+        if self.threshold is not None and self.thresholds is not None:
+            raise ValueError(
+                f"rule {self.name!r} has both threshold and thresholds: keep one "
+                "(thresholds: {week-1: 0.01, default: 0.05} replaces threshold: 0.05)"
+            )
         return self
+
+    def threshold_in(self, phase: RolloutPhase | None) -> PhaseThreshold | None:
+        """The level this rule holds alerts to in ``phase`` (None: unknown, judged by the
+        default), with where it came from; None when the rule rolls back on any firing alert."""
+        if self.thresholds is not None:
+            if phase is None:
+                return PhaseThreshold(self.thresholds.root["default"], "default")
+            return self.thresholds.for_phase(phase)
+        return None if self.threshold is None else PhaseThreshold(self.threshold, "default")
 
     @property
     def parsed(self) -> tuple[Matcher, ...]:
@@ -137,6 +166,9 @@ class Target(Strict):
         "time range (epoch ms, as Grafana's from/to)."
     )
     step_order: StepOrder | None = Field(default=None, description="Overrides settings.step_order.")
+    phases: PhaseList | None = Field(
+        default=None, description="Overrides settings.phases for this target (e.g. a target of 3 replicas)."
+    )
     mute: Mute | None = None
 
     _check = field_validator("matchers")(_check_matchers)
@@ -195,6 +227,11 @@ class Settings(Strict):
         default=15, ge=2, description="A dead receiver's rollback is taken over after this."
     )
     max_body_bytes: int = Field(default=1_048_576, ge=1024, description="Larger webhooks get 413.")
+    phases: PhaseList = Field(
+        default=DEFAULT_PHASES,
+        description="The rollout's phases, as canary pods out of `of` (default 5): the guide's "
+        "week-1..week-4 at 1, 3, 4, 5. A target's phase is read from its canary's spec replicas.",
+    )
 
 
 SlackId = Annotated[str, Field(pattern=r"^[UWS][A-Z0-9]{2,}$")]
@@ -295,7 +332,19 @@ class Config(Strict):
             dupes = sorted({n for n in names if names.count(n) > 1})
             if dupes:
                 raise ValueError(f"duplicate {kind} names: {', '.join(dupes)}")
+        known = [*self.settings.phases, *(p for t in self.targets for p in t.phases or ())]
+        for rule in self.rules:
+            if rule.thresholds is not None and (bad := unknown_phase_keys(rule.thresholds.root, known)):
+                listed = ", ".join(dict.fromkeys(p.name for p in known))
+                raise ValueError(
+                    f"rule {rule.name!r}: thresholds name no listed phase: {', '.join(bad)} "
+                    f"(phases: {listed}, and default)"
+                )
         return self
+
+    def phases_of(self, target: Target) -> tuple[PhaseSpec, ...]:
+        """The phase list that applies to ``target``: its own, else settings.phases."""
+        return target.phases if target.phases is not None else self.settings.phases
 
     @property
     def state_namespace(self) -> str:
@@ -312,6 +361,12 @@ class Config(Strict):
             out += [f"rules.{i} ({rule.name}): {w}" for m in rule.parsed if (w := suspicious(m))]
         for i, target in enumerate(self.targets):
             out += [f"targets.{i} ({target.name}): {w}" for m in target.parsed if (w := suspicious(m))]
+            if never := unreachable_phases(target.replicas, self.phases_of(target)):
+                out.append(
+                    f"targets.{i} ({target.name}): with replicas {target.replicas} the canary can never be in "
+                    f"{', '.join(p.name for p in never)}; those weeks are judged by the default thresholds "
+                    "(give the target its own phases)"
+                )
         return out
 
 

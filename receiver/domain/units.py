@@ -47,3 +47,22 @@ def format_value(value: float | None, unit: str = "none") -> str:
     if unit == "count":
         return _num(value)
     return f"{value:g}"
+
+
+def parse_number(text: str, unit: str = "none") -> float | None:
+    """Parse an alert value as described in alerts.Alert.value; None if it is not a number.
+
+    Here, not in alerts.py, so deciding and checking a config need not build the payload models."""
+    s = text.strip()
+    percent = s.endswith("%")
+    if percent:
+        s = s[:-1].rstrip()
+    try:
+        number = float(s)
+    except ValueError:
+        return None
+    if math.isnan(number):
+        return None
+    if percent and unit != "percent":
+        number /= 100
+    return number

@@ -28,7 +28,7 @@ log = structlog.get_logger(__name__)
 
 #: Decisions that people are told about in Slack (the rest are silent no-ops).
 NOTIFIED = frozenset({DecisionKind.MUTED, DecisionKind.DRY_RUN, DecisionKind.HALTED, DecisionKind.RESOLVED,
-                      DecisionKind.MISCONFIGURED})
+                      DecisionKind.MISCONFIGURED, DecisionKind.WARNED})
 #: Decisions that change nothing and tell no one: a repeat of the same body may reuse them.
 QUIET = frozenset(
     {DecisionKind.ALREADY_ROLLED_BACK, DecisionKind.IN_PROGRESS, DecisionKind.NO_RULE_MATCHED, DecisionKind.DISABLED}
@@ -263,7 +263,7 @@ class Service:
                 bound.error("target_misconfigured", reason=d.reason, rule=d.rule)
                 broken.append(d.reason)
             else:
-                bound.info("decided", reason=d.reason, rule=d.rule)
+                bound.info("decided", reason=d.reason, rule=d.rule, phase=str(d.phase) if d.phase else None)
             self.metrics.decisions.labels(d.target, d.kind.value).inc()
             self.metrics.alerts.labels(d.kind.value, alert_reason(d)).inc(len(d.alerts))
             if d.kind in NOTIFIED and self._first_time(d):

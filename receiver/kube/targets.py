@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any, Generic, TypeVar, cast
 
 import structlog
 from kubernetes_asyncio.client import ApiClient
@@ -102,6 +102,62 @@ class ViewNotCurrent(Exception):
 #: How long a webhook waits for the confirming reads before answering 503.
 CONFIRM_TIMEOUT_SECONDS = 5.0
 
+T = TypeVar("T")
+_Objects = tuple[DeploymentView | None, DeploymentView | None, Obj | None]  # stable, canary, Lease; None: not found
+
+
+class ConfirmingReads(Generic[T]):
+    """Reads that confirm a quiet answer, shared by the askers that arrive together.
+
+    The rule (DESIGN.md): a quiet answer is given only from a view known to be current,
+    or confirmed against the API. A watch cannot know it is current (it hears of a change
+    only when it arrives), so "confirmed" means: read from the API by a request sent
+    *after* the webhook arrived. A read already in flight when an asker arrives was sent
+    before it and may miss a change made in between, so the asker waits for the next
+    read, which starts as soon as the one in flight ends and serves everyone who arrived
+    meanwhile (single-flight with one queued read, like a group commit). At most two reads
+    per target are pending; a burst of N concurrent deliveries costs about two reads, not
+    N, and each answer is still confirmed by a read younger than its webhook.
+
+    Reusing a confirmation for a few hundred milliseconds while the watch shows the same
+    resourceVersions was considered and not done: a watch that delivers nothing new may be
+    current or stalled, the two look the same, and a change made inside the reuse window
+    (tests/executor/test_webhook_on_cluster.py, byte-identical re-send while the watch
+    lags) would again be answered "already rolled back".
+    """
+
+    def __init__(self, read: Callable[[], Awaitable[T]]) -> None:
+        self._read = read
+        self._running: asyncio.Task[T] | None = None
+        self._queued: asyncio.Task[T] | None = None
+
+    async def fresh(self) -> T:
+        """The result of a read sent after this call (shared with concurrent callers)."""
+        if self._running is None:
+            task = self._running = self._spawn(None)
+        else:
+            if self._queued is None:
+                self._queued = self._spawn(self._running)
+            task = self._queued
+        return await asyncio.shield(task)  # a caller that gives up does not cancel the others
+
+    def _spawn(self, after: asyncio.Task[T] | None) -> asyncio.Task[T]:
+        task = asyncio.create_task(self._run(after))
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())  # every caller may have left
+        return task
+
+    async def _run(self, after: asyncio.Task[T] | None) -> T:
+        me = asyncio.current_task()
+        if after is not None:
+            await asyncio.wait([after])  # its outcome is its own callers'
+            self._queued = None
+            self._running = cast("asyncio.Task[T]", me)
+        try:
+            return await self._read()
+        finally:
+            if self._running is me:
+                self._running = None
+
 
 class TargetWatcher:
     """Keeps TargetState for every configured target from Deployment and Lease watches."""
@@ -130,6 +186,8 @@ class TargetWatcher:
         self._started = False
         self._broken: dict[str, str] = {}  # target -> what is missing, as last computed
         self._broken_for: Config | None = None  # the config _broken was computed for
+        # per target's (namespace, stable, canary, lease namespace, lease name)
+        self._confirming: dict[tuple[str, str, str, str, str], ConfirmingReads[_Objects]] = {}
 
     def _ensure_mirrors(self, config: Config) -> None:
         """Start a watch for any namespace a (re)loaded config added."""
@@ -186,36 +244,22 @@ class TargetWatcher:
         return dict(self._check_targets())
 
     async def confirm(self, names: list[str]) -> dict[str, TargetState]:
-        """The named targets' state read from the API now (quorum GETs), not the watches.
+        """The named targets' state read from the API (quorum GETs), not from the watches.
 
         Quiet answers ("already rolled back", "in progress") are never retried by
         Alertmanager; a watch that lags (a canary scaled back up seconds ago) must not
-        produce one. Raises ViewNotCurrent when the API cannot answer in time.
+        produce one. Every answer is confirmed by reads *sent after it was asked for*;
+        concurrent askers share them (see ConfirmingReads), so a burst of deliveries costs
+        a few reads per target, not three per delivery. Raises ViewNotCurrent when the
+        API cannot answer in time.
         """
         config = self.config_provider()
         targets = [t for t in config.targets if t.name in names]
 
-        async def get(read: Callable[[str, str], Any], ns: str, name: str) -> Obj | None:
-            try:
-                return cast(Obj, await read(ns, name))
-            except KubeError as err:
-                if err.not_found:
-                    return None
-                raise
-
         async def one(t: Target) -> TargetState:
-            lease_ns = lease_namespace(config, t)
-            stable, canary, lease = await asyncio.gather(
-                get(self.kube.read_deployment, t.namespace, t.stable),
-                get(self.kube.read_deployment, t.namespace, t.canary),
-                get(self.kube.read_lease, lease_ns, lease_name(t)),
-            )
-            if lease is not None:
-                self.observations.observe(lease)
-            return state_of(t, deployment_view(stable) if stable is not None else None,
-                            deployment_view(canary) if canary is not None else None,
-                            True, lease, True, self.clock(),
-                            self._records, self.lease_expired)
+            stable, canary, lease = await self._reads_of(config, t).fresh()
+            return state_of(t, stable, canary, True, lease, True, self.clock(),
+                            self._records, self.lease_expired)  # expiry by each asker's clock
 
         try:
             async with asyncio.timeout(CONFIRM_TIMEOUT_SECONDS):
@@ -225,6 +269,34 @@ class TargetWatcher:
                 f"could not confirm the state of {', '.join(names)} with the Kubernetes API: "
                 f"{err or 'timed out'}") from err
         return {t.name: st for t, st in zip(targets, found, strict=True)}
+
+    def _reads_of(self, config: Config, t: Target) -> ConfirmingReads[_Objects]:
+        """The shared confirming reads of the three objects a target's state comes from."""
+        key = (t.namespace, t.stable, t.canary, lease_namespace(config, t), lease_name(t))
+        reads = self._confirming.get(key)
+        if reads is None:
+            reads = self._confirming[key] = ConfirmingReads(lambda: self._read_objects(*key))
+        return reads
+
+    async def _read_objects(self, ns: str, stable: str, canary: str, lease_ns: str, lease: str) -> _Objects:
+        async def get(read: Callable[[str, str], Any], ns: str, name: str) -> Obj | None:
+            try:
+                return cast(Obj, await read(ns, name))
+            except KubeError as err:
+                if err.not_found:
+                    return None
+                raise
+
+        objs = await asyncio.gather(
+            get(self.kube.read_deployment, ns, stable),
+            get(self.kube.read_deployment, ns, canary),
+            get(self.kube.read_lease, lease_ns, lease),
+        )
+        if objs[2] is not None:
+            self.observations.observe(objs[2])
+        # the views once per read, not once per asker sharing it
+        return (deployment_view(objs[0]) if objs[0] is not None else None,
+                deployment_view(objs[1]) if objs[1] is not None else None, objs[2])
 
     def lease_expired(self, lease: Obj) -> bool:
         """client-go's rule for other holders; our own identity's by our clock, as before."""

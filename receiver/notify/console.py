@@ -34,7 +34,7 @@ _ICON = {Phase.WAITING: "⏸", Phase.STARTED: "⏪", Phase.SCALING: "⏪", Phase
          Phase.SUCCEEDED: "✅", Phase.FAILED: "❌"}
 _DECISION_ICON = {DecisionKind.MUTED: ("🔕", "yellow"), DecisionKind.DRY_RUN: ("🧪", "cyan"),
                   DecisionKind.DISABLED: ("⏸", "yellow"), DecisionKind.HALTED: ("🛑", "bold red"),
-                  DecisionKind.RESOLVED: ("🟢", "green")}
+                  DecisionKind.RESOLVED: ("🟢", "green"), DecisionKind.WARNED: ("⚠", "yellow")}
 
 
 def _clock(at: datetime | None = None) -> str:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import importlib
 import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
@@ -22,10 +21,11 @@ from receiver.domain.rollback import RollbackRecord, Step
 from receiver.domain.settings import ConfigError
 from receiver.metrics import Metrics
 from receiver.notify.base import ConfigProvider, DeliveryPolicy, OnThread, QueuedNotifier
+from receiver.notify.secrets import _secret, _settings_problem, slack_credentials_problem
 
 if TYPE_CHECKING:
     from receiver.domain.decisions import Decision
-    from receiver.domain.settings import Config, SlackSettings, Target
+    from receiver.domain.settings import SlackSettings, Target
     from receiver.notify.bot import SlackBotNotifier
     from receiver.notify.console import ConsoleNotifier
     from receiver.notify.webhook import SlackWebhookNotifier
@@ -83,40 +83,6 @@ class NullNotifier:
 
     async def close(self, timeout: float) -> None:  # noqa: ASYNC109 - the agreed interface
         return None
-
-
-def _secret(file: Path | None, env_name: str, env: Mapping[str, str]) -> tuple[str, str, str | None]:
-    """(value, where it came from, why it could not be read) from a file or an environment variable."""
-    if file is not None:
-        try:
-            return file.read_text(encoding="utf-8").strip(), f"slack file {file}", None
-        except OSError as e:
-            return "", f"slack file {file}", e.strerror or type(e).__name__
-    return env.get(env_name, "").strip(), f"environment variable {env_name}", None
-
-
-def _settings_problem(settings: SlackSettings, env: Mapping[str, str]) -> str | None:
-    if settings.mode == "bot":
-        token, source, error = _secret(settings.token_file, settings.token_env, env)
-        what = "a bot token (xoxb-...)"
-    elif settings.mode == "webhook":
-        token, source, error = _secret(settings.webhook_url_file, settings.webhook_url_env, env)
-        what = "an incoming webhook URL (https://hooks.slack.com/...)"
-    else:
-        return None
-    if error is not None:
-        return f"slack.mode is {settings.mode} but {source} cannot be read: {error}"
-    if not token:
-        return f"slack.mode is {settings.mode} but {source} is empty or unset: put {what} there"
-    return None
-
-
-def slack_credentials_problem(config: Config, environ: Mapping[str, str]) -> str | None:
-    """Why ``config``'s Slack mode cannot work with these secrets (None: it can).
-
-    A bot without a token or a webhook without a URL would print to nobody: that is a
-    configuration error (``serve`` exits 2, ``check-config`` fails), never a quiet fallback."""
-    return _settings_problem(config.slack, environ)
 
 
 def make_notifier(

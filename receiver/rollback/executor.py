@@ -112,6 +112,7 @@ def new_record(decision: Decision | None, target: Target, config: Config, now: d
         external_url=(decision.external_url or None) if decision else None,
         slack_channel=None,
         dry_run=dry_run,
+        rollout_phase=str(decision.phase) if decision and decision.phase else None,
     )
 
 
@@ -324,7 +325,8 @@ class Executor:
         slot = False
         try:
             with structlog.contextvars.bound_contextvars(
-                rollback_id=record.id, target=target.name, fingerprints=list(record.fingerprints)
+                rollback_id=record.id, target=target.name, fingerprints=list(record.fingerprints),
+                phase=record.rollout_phase,
             ):
                 def waiting(running: int, limit: int) -> None:
                     run.record = replace(run.record, phase=Phase.WAITING)

@@ -19,7 +19,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from receiver.domain.phases import DEFAULT_PHASES, phase_of
+from receiver.domain.phases import phase_of
 from receiver.domain.rollback import RollbackRecord
 from receiver.domain.settings import Config, Mute, Target
 from receiver.kube import Kube, Mirror, Obj
@@ -155,6 +155,8 @@ class HistoryEntry(_View):
     dry_run: bool
     recovery: RecoveryView
     steps: list[StepView]
+    rollout_phase: str | None = Field(
+        default=None, description="the target's rollout phase when decided, e.g. week 1 (canary 1 of 5)")
 
 
 class HistoryView(_View):
@@ -285,7 +287,7 @@ def target_status(config: Config, target: Target, objects: ClusterObjects, now: 
     stable = _deployment(target.namespace, target.stable, objects)
     phase = None
     if canary.replicas is not None:
-        p = phase_of(canary.replicas, target.replicas, DEFAULT_PHASES)
+        p = phase_of(canary.replicas, target.replicas, config.phases_of(target))
         phase = PhaseView(key=p.key, text=p.text, canary_replicas=p.canary_replicas, full_count=p.full_count)
     lease = objects.lease(config, target)
     current, history = records_of(lease)
@@ -336,7 +338,7 @@ def history_entry(r: RollbackRecord) -> HistoryEntry:
         outcome=r.phase.value if r.phase.finished else "running", trigger=r.trigger,
         alert=r.alertname, rule=r.rule, reason=r.reason, requested_by=r.requested_by,
         started_at=r.started_at, finished_at=r.finished_at, duration_seconds=r.duration_seconds,
-        error=r.error, dry_run=r.dry_run, recovery=RecoveryView(),
+        error=r.error, dry_run=r.dry_run, recovery=RecoveryView(), rollout_phase=r.rollout_phase,
         steps=[StepView(name=s.name, message=s.message, at=s.at, duration_seconds=s.duration_seconds,
                         ok=s.ok, warning=s.warning) for s in r.steps],
     )

@@ -62,7 +62,7 @@ async def test_each_receiver_in_a_process_serves_only_its_own_counts_at_metrics(
     b = await start_receiver(path, kubeconfig=kubeconfig_path, identity="replica-b", env=ENV, watch_config=False)
     try:
         async with aiohttp.ClientSession() as http:
-            body = json.dumps(firing_payload("0.02")).encode()  # below the threshold: nothing to roll back
+            body = json.dumps(firing_payload("0.005")).encode()  # below week 1's 1 %: nothing to roll back
             async with http.post(f"{a.url}/webhook", data=body,
                                  headers={"Authorization": f"Bearer {TOKEN}"}) as resp:
                 assert resp.status == 200

@@ -42,13 +42,17 @@ def test_the_shipped_config_is_the_finance_service_example() -> None:
         "error-rate",
         "latency-p95",
         "cpu",
+        "memory",
         "database-connections",
         "business-flow",
     ]
-    thresholds = {r.name: (r.threshold, r.unit) for r in config.rules}
-    assert thresholds["error-rate"] == (0.05, "ratio")
-    assert thresholds["latency-p95"] == (1.0, "seconds")
-    assert thresholds["cpu"] == (0.9, "ratio")
+    # The rollout guide: week 1 rolls back at its monitoring levels, later weeks at the immediate ones.
+    thresholds = {r.name: (r.thresholds.root if r.thresholds else r.threshold, r.unit) for r in config.rules}
+    assert thresholds["error-rate"] == ({"week-1": 0.01, "default": 0.05}, "ratio")
+    assert thresholds["latency-p95"] == ({"week-1": 0.3, "default": 1.0}, "seconds")
+    assert thresholds["cpu"] == ({"week-1": 0.7, "default": 0.9}, "ratio")
+    assert thresholds["memory"] == ({"week-1": 0.8, "default": 1.0}, "ratio")
+    assert thresholds["database-connections"] == (None, "none")
     (target,) = config.targets
     assert (target.name, target.namespace, target.stable, target.canary, target.replicas) == (
         "finance-service",
@@ -145,10 +149,11 @@ def test_check_config_accepts_the_shipped_file_and_spells_it_out(
     assert main(["check-config", str(SHIPPED)]) == 0
     out = capsys.readouterr().out
     assert f"Checking '{SHIPPED}'  SUCCESS" in out
-    assert "5 rule(s)" in out
+    assert "6 rule(s)" in out
     assert '1. error-rate: {alertname="HighErrorRate"' in out
-    assert "> 5 % (threshold 0.05, unit ratio)" in out
-    assert "> 1000 ms (threshold 1, unit seconds)" in out
+    assert "week 1 1 %; week 2 5 %; week 3 5 %; week 4 5 %; between or outside phases 5 %" in out
+    assert "week 1 300 ms; week 2 1000 ms" in out
+    assert "week 1 = canary 1 of 5, week 2 = canary 3 of 5, week 3 = canary 4 of 5" in out
     assert "scale finance-service-v2 to 0, finance-service-v1 to 5" in out
     assert "auto: canary first when finance-service-v1 has >= 3 of 5 pods Ready" in out
     assert "mode: LIVE" in out

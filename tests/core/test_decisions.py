@@ -348,6 +348,7 @@ def test_ten_thousand_alerts_decide_with_one_trigger_named(config: Config) -> No
 def test_the_alert_reasons_keep_the_metric_label_values_dashboards_use() -> None:
     assert {r.value for r in AlertReason} == {
         "above_threshold", "no_threshold", "below_threshold", "no_value", "not_a_number", "no_rule", "resolved",
+        "warning",
     }
 
 

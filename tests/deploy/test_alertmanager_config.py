@@ -48,11 +48,26 @@ def test_a_critical_alert_without_the_rollback_label_does_not_reach_the_receiver
     assert receivers_for("alertname=DiskFull", "severity=critical", "service=finance-service") == ["default"]
 
 
-def test_no_warning_of_the_shipped_rules_reaches_the_receiver() -> None:
-    for name, rule in alerts().items():
-        if "rollback" not in rule["labels"]:
-            labels = [f"{k}={v}" for k, v in {**rule["labels"], "alertname": name}.items()]
-            assert receivers_for(*labels) == ["default"], name
+def test_each_warning_of_the_shipped_rules_reaches_the_receiver_by_its_own_route() -> None:
+    warnings = {n: r for n, r in alerts().items() if r["labels"].get("severity") == "warning"}
+    assert len(warnings) == 10
+    for name, rule in warnings.items():
+        assert rule["labels"]["rollback"] == "warn", name
+        labels = [f"{k}={v}" for k, v in {**rule["labels"], "alertname": name}.items()]
+        assert receivers_for(*labels) == ["rollback-receiver"], name
+
+
+def test_a_warning_without_the_warn_label_does_not_reach_the_receiver() -> None:
+    assert receivers_for("alertname=ErrorRateWarning", "severity=warning", "service=finance-service") == ["default"]
+
+
+def test_warnings_are_grouped_per_alert_and_service_and_not_repeated_every_minute() -> None:
+    doc = yaml.safe_load(AM.read_text())
+    route = next(r for r in doc["route"]["routes"] if r["matchers"] == ['rollback="warn"'])
+    assert route["receiver"] == "rollback-receiver"
+    assert route["group_by"] == ["alertname", "service"]
+    assert route["continue"] is True
+    assert route["repeat_interval"] == "4h"
 
 
 def test_the_receivers_own_alerts_go_to_people_not_to_the_receiver() -> None:

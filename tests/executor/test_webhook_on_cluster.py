@@ -4,6 +4,7 @@ Alertmanager and an SRE see it (the answer, the canary, /health, /metrics, the l
 
 from __future__ import annotations
 
+import asyncio
 import json
 import textwrap
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -139,6 +140,22 @@ async def test_an_alert_is_not_dropped_as_already_rolled_back_while_the_watch_la
     assert len(answer["rollbacks"]) == 1
     c.sim.faults.release_watches()
     await c.sim.wait_for(lambda: c.replicas(CANARY) == 0, timeout=15)
+
+
+async def test_a_burst_of_resent_deliveries_shares_its_confirming_reads(cluster: Build) -> None:
+    c = await cluster()
+    await _rolled_back_in_view(c)
+    body = json.dumps(firing_payload()).encode()
+    status, answer = await c.post(body)
+    assert (status, answer["decisions"][0]["decision"]) == (200, "already_rolled_back")
+    c.sim.faults.latency(0.5, verb="get", resource="deployments")  # an API server under load
+    before = len(c.sim.requests.matching(verb="get", resource="deployments", name=CANARY))
+
+    answers = await asyncio.gather(*(c.post(body) for _ in range(20)))
+
+    assert all(s == 200 and a["decisions"][0]["decision"] == "already_rolled_back" for s, a in answers)
+    reads = len(c.sim.requests.matching(verb="get", resource="deployments", name=CANARY)) - before
+    assert 1 <= reads <= 4, reads  # not one per delivery
 
 
 async def test_a_quiet_answer_the_api_cannot_confirm_is_503_so_alertmanager_retries(
