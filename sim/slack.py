@@ -9,20 +9,34 @@ are scripted per test (``fail_next``) rather than keyed on magic tokens.
 
 ``GET /_sim/messages`` is a read-only JSON view of every conversation, for the demo
 and for anyone poking at ``receiver sim --slack-port``.
+
+Interactivity, as Slack does it: a person clicking a button or typing ``/rollback …`` is
+``POST /_sim/click`` {user, channel, ts, action_id} or ``POST /_sim/command`` {user,
+channel, text} (or ``click()`` / ``command()`` from a test). The fake builds Slack's
+payload (block_actions with the button's value as it is on that message; a slash
+command's form fields) and delivers it to the app: over Socket Mode when the app holds a
+connection (apps.connections.open with the xapp- token, a WebSocket with ``hello`` first,
+envelopes acknowledged by envelope_id), else signed (v0 HMAC-SHA256 with the signing
+secret) to ``request_url``. What the app answers through response_url or
+chat.postEphemeral is kept per user (``ephemeral``) and returned to the clicker.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import hashlib
+import hmac
 import itertools
 import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
+import aiohttp
 from aiohttp import web
 
 T = TypeVar("T")
@@ -31,6 +45,14 @@ DEFAULT_CHANNELS = {"#rollbacks": "C0ROLLBACK"}
 TEAM = {"team": "Fake Workspace", "team_id": "T0FAKE", "user": "rollback-bot", "user_id": "U0BOT",
         "bot_id": "B0BOT"}
 WEBHOOK_PATH = "/services/T0FAKE/B0FAKE/fakewebhooksecret"
+SIGNING_SECRET = "fake-signing-secret-0123456789abcdef"
+APP_TOKEN = "xapp-1-A0FAKE-fake-app-token"
+DEFAULT_USERS = {"U0ALICE": "alice", "U0BOB": "bob", "U0CAROL": "carol"}
+DEFAULT_GROUPS = {"S0ONCALL": ["U0ALICE"]}
+#: Slack waits this long for the app's acknowledgement, then tells the user it failed.
+ACK_TIMEOUT = 3.0
+#: How long click()/command() wait for the app's first answer (response_url or ephemeral).
+ANSWER_TIMEOUT = 5.0
 
 #: Block Kit limits the fake enforces (and so the tests check we stay within).
 MAX_BLOCKS, MAX_HEADER, MAX_SECTION, MAX_FIELD, MAX_FIELDS, MAX_CONTEXT, MAX_TEXT = 50, 150, 3000, 2000, 10, 10, 40000
@@ -65,6 +87,38 @@ class Msg:
 
 
 @dataclass
+class Ephemeral:
+    """A message only one user sees: chat.postEphemeral or a response_url answer."""
+
+    user: str
+    channel: str
+    text: str
+    blocks: list[dict[str, Any]]
+    via: str  # "chat.postEphemeral" or "response_url"
+    request: int | None = None  # the click/command it answers (response_url only)
+    ts: str = ""  # a click on its buttons names it by this
+
+
+@dataclass
+class Delivery:
+    """What happened to one interaction: how it went to the app, whether it was
+    acknowledged in time, and what the app answered the user."""
+
+    via: str  # "socket", "http" or "none"
+    acked: bool
+    status: int | None = None  # HTTP mode: the app's status code
+    body: str = ""  # the app's immediate answer (HTTP body or the ack's payload)
+    answers: list[Ephemeral] = field(default_factory=list)
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"via": self.via, "acked": self.acked, "status": self.status, "body": self.body,
+                "error": self.error,
+                "answers": [{"text": a.text, "blocks": a.blocks, "via": a.via, "ts": a.ts}
+                            for a in self.answers]}
+
+
+@dataclass
 class Request:
     """One call as received: the API method, its body, and what the fake answered."""
 
@@ -94,8 +148,25 @@ class FakeSlack:
         channels: dict[str, str] | None = None,
         *,
         auto_create_channels: bool = False,
+        signing_secret: str = SIGNING_SECRET,
+        app_token: str = APP_TOKEN,
+        request_url: str | None = None,
+        users: dict[str, str] | None = None,
+        groups: dict[str, list[str]] | None = None,
     ) -> None:
         self.token = token
+        self.signing_secret = signing_secret
+        self.app_token = app_token
+        #: Where HTTP-mode interactions go (the app's POST /slack/events), when no socket is open.
+        self.request_url = request_url
+        self.users = dict(users if users is not None else DEFAULT_USERS)
+        self.groups = {k: list(v) for k, v in (groups if groups is not None else DEFAULT_GROUPS).items()}
+        self.ephemeral: list[Ephemeral] = []
+        self._sockets: list[web.WebSocketResponse] = []
+        self._acks: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._responders: dict[int, tuple[str, str]] = {}  # response_url id -> (user, channel)
+        self._interactions = itertools.count(1)
+        self._client: aiohttp.ClientSession | None = None
         self.channels: dict[str, str] = dict(channels if channels is not None else DEFAULT_CHANNELS)
         self.auto_create_channels = auto_create_channels
         self.requests: list[Request] = []
@@ -123,6 +194,12 @@ class FakeSlack:
         app.router.add_get("/api/{method}", self._api)
         app.router.add_post(WEBHOOK_PATH, self._webhook)
         app.router.add_get("/_sim/messages", self._view)
+        app.router.add_post("/_sim/click", self._click_route)
+        app.router.add_post("/_sim/command", self._command_route)
+        app.router.add_post("/_sim/respond/{n}", self._respond)
+        app.router.add_get("/_sim/socket", self._socket)
+        app.router.add_get("/_sim/ephemeral", self._ephemeral_view)
+        app.router.add_post("/_sim/request_url", self._set_request_url)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await runner.setup()
         site = web.TCPSite(runner, host, port or self._port, reuse_address=True)
@@ -136,6 +213,11 @@ class FakeSlack:
     async def stop(self) -> None:
         """Stop serving (connections are then refused); hanging calls are released first."""
         self._stopping.set()
+        for ws in list(self._sockets):
+            await ws.close(code=aiohttp.WSCloseCode.GOING_AWAY)
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -223,6 +305,226 @@ class FakeSlack:
             }
         }
 
+    # --- interactivity: clicks, slash commands, Socket Mode, ephemeral answers ------------
+
+    async def click(self, user: str, channel: str, ts: str, action_id: str) -> Delivery:
+        """A person clicks ``action_id`` on message ``ts`` (a confirm dialog counts as confirmed);
+        ``ts`` may also name an ephemeral message that person was shown."""
+        cid = self.channel_id(channel)
+        msg = self._by_ts.get((cid or "", ts))
+        ephemeral = msg is None
+        if msg is None:
+            seen = next((e for e in self.ephemeral if e.ts == ts and e.user == user and e.channel == cid), None)
+            if seen is None:
+                return Delivery("none", False, error="message_not_found")
+            msg = Msg(seen.channel, ts, seen.text, seen.blocks, via="ephemeral")
+        found = _find_button(msg, action_id)
+        if found is None:
+            return Delivery("none", False, error="no such button on that message")
+        block_id, button = found
+        n = next(self._interactions)
+        shown = self._shown(msg, False)
+        payload: dict[str, Any] = {
+            "type": "block_actions", "api_app_id": "A0FAKE", "token": "fake-verification-token",
+            "team": {"id": TEAM["team_id"], "domain": "fake"},
+            "user": {"id": user, "username": self.users.get(user, user), "name": self.users.get(user, user),
+                     "team_id": TEAM["team_id"]},
+            "container": {"type": "message", "message_ts": ts, "channel_id": msg.channel,
+                          "is_ephemeral": ephemeral},
+            "channel": {"id": msg.channel, "name": self._name(msg.channel)},
+            "trigger_id": f"{n}.{int(time.time())}.fake",
+            "response_url": f"{self.url}/_sim/respond/{n}",
+            "actions": [{"type": "button", "action_id": action_id, "block_id": block_id,
+                         "text": button.get("text"), "value": button.get("value", ""),
+                         "action_ts": f"{time.time():.6f}"}],
+        }
+        if not ephemeral:  # Slack sends no message for a click on an ephemeral one
+            payload["message"] = shown
+        if "url" in button:
+            payload["actions"][0]["url"] = button["url"]
+        self._responders[n] = (user, msg.channel)
+        start = len(self.ephemeral)
+        delivery = await self._deliver("interactive", payload, form={"payload": json.dumps(payload)})
+        if delivery.acked and "url" not in button:
+            delivery.answers = await self._answers(user, n, start)
+        return delivery
+
+    async def command(self, user: str, channel: str, text: str, command: str = "/rollback") -> Delivery:
+        """A person types ``{command} {text}`` in ``channel``."""
+        cid = self.channel_id(channel)
+        if cid is None:
+            return Delivery("none", False, error="channel_not_found")
+        n = next(self._interactions)
+        form = {"token": "fake-verification-token", "team_id": TEAM["team_id"], "team_domain": "fake",
+                "channel_id": cid, "channel_name": self._name(cid).removeprefix("#"), "user_id": user,
+                "user_name": self.users.get(user, user), "command": command, "text": text, "api_app_id": "A0FAKE",
+                "response_url": f"{self.url}/_sim/respond/{n}", "trigger_id": f"{n}.{int(time.time())}.fake"}
+        self._responders[n] = (user, cid)
+        start = len(self.ephemeral)
+        delivery = await self._deliver("slash_commands", form, form=form)
+        if delivery.acked:
+            if delivery.body.strip().startswith("{"):  # an immediate answer in the ack
+                with contextlib.suppress(ValueError):
+                    data = json.loads(delivery.body)
+                    if isinstance(data, dict) and (data.get("text") or data.get("blocks")):
+                        delivery.answers = [Ephemeral(user, cid, str(data.get("text") or ""),
+                                                      list(data.get("blocks") or []), "ack", n)]
+                        return delivery
+            delivery.answers = await self._answers(user, n, start)
+        return delivery
+
+    async def _answers(self, user: str, n: int, start: int) -> list[Ephemeral]:
+        """The app's answers to interaction ``n`` (waits for the first, up to ANSWER_TIMEOUT);
+        ``start``: how many ephemeral messages there were before it was delivered."""
+
+        def mine() -> list[Ephemeral]:
+            return [e for e in self.ephemeral[start:] if e.request == n or (e.request is None and e.user == user)]
+
+        with contextlib.suppress(TimeoutError):
+            await self.wait_for(mine, ANSWER_TIMEOUT)
+        return mine()
+
+    async def _deliver(self, kind: str, payload: dict[str, Any], *, form: dict[str, str]) -> Delivery:
+        """To the app: over an open Socket Mode connection, else signed to request_url."""
+        req = Request(f"deliver:{kind}", payload, None, time.time())
+        self.requests.append(req)
+        delivery = await self._deliver_once(kind, payload, form=form)
+        req.outcome = "acked" if delivery.acked else (delivery.error or "not acked")
+        self._notify()
+        return delivery
+
+    async def _deliver_once(self, kind: str, payload: dict[str, Any], *, form: dict[str, str]) -> Delivery:
+        if self._sockets:
+            ws = self._sockets[-1]
+            envelope_id = f"env-{next(self._seq)}"
+            fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+            self._acks[envelope_id] = fut
+            await ws.send_json({"envelope_id": envelope_id, "type": kind, "payload": payload,
+                                "accepts_response_payload": kind != "interactive", "retry_attempt": 0,
+                                "retry_reason": ""})
+            try:
+                ack = await asyncio.wait_for(fut, ACK_TIMEOUT)
+            except TimeoutError:
+                return Delivery("socket", False, error="not acknowledged within 3 s")
+            finally:
+                self._acks.pop(envelope_id, None)
+            body = json.dumps(ack["payload"]) if isinstance(ack.get("payload"), dict) else ""
+            return Delivery("socket", True, body=body)
+        if not self.request_url:
+            return Delivery("none", False, error="no Socket Mode connection and no request URL")
+        raw = urlencode(form).encode()
+        ts = str(int(time.time()))
+        headers = {"Content-Type": "application/x-www-form-urlencoded", "X-Slack-Request-Timestamp": ts,
+                   "X-Slack-Signature": sign(self.signing_secret, ts, raw)}
+        if self._client is None:
+            self._client = aiohttp.ClientSession()
+        try:
+            async with self._client.post(self.request_url, data=raw, headers=headers,
+                                         timeout=aiohttp.ClientTimeout(total=ACK_TIMEOUT)) as resp:
+                text = await resp.text()
+                return Delivery("http", resp.status == 200, status=resp.status, body=text,
+                                error=None if resp.status == 200 else f"HTTP {resp.status}")
+        except (TimeoutError, aiohttp.ClientError) as e:
+            return Delivery("http", False, error=f"request URL failed: {e!r}")
+
+    def _post_ephemeral(self, body: dict[str, Any]) -> dict[str, Any]:
+        cid = self.channel_id(str(body.get("channel") or ""))
+        if cid is None:
+            return {"ok": False, "error": "channel_not_found"}
+        user = str(body.get("user") or "")
+        if user not in self.users:
+            return {"ok": False, "error": "user_not_in_channel"}
+        text, blocks, err = self._content(body)
+        if err:
+            return err
+        ts = self._new_ts()
+        self.ephemeral.append(Ephemeral(user, cid, text, blocks, "chat.postEphemeral", ts=ts))
+        self._notify()
+        return {"ok": True, "message_ts": ts}
+
+    async def _respond(self, request: web.Request) -> web.StreamResponse:
+        """A response_url: an ephemeral answer to the user (or in_channel: a channel message)."""
+        n = int(request.match_info["n"]) if request.match_info["n"].isdigit() else -1
+        if n not in self._responders:
+            return web.Response(status=404, text="expired_url")
+        user, cid = self._responders[n]
+        body = await self._body(request)
+        self.requests.append(Request("response_url", body, None, time.time()))
+        text, blocks, err = self._content(body)
+        if err:
+            return web.Response(status=400, text=str(err.get("error")))
+        if body.get("response_type") == "in_channel":
+            msg = Msg(cid, self._new_ts(), text, blocks, via="response_url")
+            self._history[cid].append(msg)
+            self._by_ts[(cid, msg.ts)] = msg
+        else:
+            self.ephemeral.append(Ephemeral(user, cid, text, blocks, "response_url", n, ts=self._new_ts()))
+        self._notify()
+        return web.Response(text="ok")
+
+    async def _socket(self, request: web.Request) -> web.StreamResponse:
+        """The Socket Mode WebSocket: hello first, then envelopes; acks resolve deliveries."""
+        ws = web.WebSocketResponse(autoping=True)
+        await ws.prepare(request)
+        self._sockets.append(ws)
+        self._notify()
+        try:
+            await ws.send_json({"type": "hello", "num_connections": len(self._sockets),
+                                "debug_info": {"host": "fake-slack"}, "connection_info": {"app_id": "A0FAKE"}})
+            async for m in ws:
+                if m.type != aiohttp.WSMsgType.TEXT:
+                    continue
+                with contextlib.suppress(ValueError):
+                    data = json.loads(m.data)
+                    fut = self._acks.get(str(data.get("envelope_id"))) if isinstance(data, dict) else None
+                    if fut is not None and not fut.done():
+                        fut.set_result(data)
+        finally:
+            if ws in self._sockets:
+                self._sockets.remove(ws)
+            self._notify()
+        return ws
+
+    def _name(self, cid: str) -> str:
+        return next((n for n, i in self.channels.items() if i == cid), cid)
+
+    def ephemeral_for(self, user: str) -> list[Ephemeral]:
+        """What ``user`` was told privately, oldest first."""
+        return [e for e in self.ephemeral if e.user == user]
+
+    def socket_connected(self) -> bool:
+        return bool(self._sockets)
+
+    async def _click_route(self, request: web.Request) -> web.StreamResponse:
+        data = await self._body(request)
+        missing = [k for k in ("user", "channel", "ts", "action_id") if not data.get(k)]
+        if missing:
+            return web.json_response({"error": f"missing {', '.join(missing)}"}, status=400)
+        d = await self.click(str(data["user"]), str(data["channel"]), str(data["ts"]), str(data["action_id"]))
+        return web.json_response(d.to_json(), status=404 if d.via == "none" and "message" in (d.error or "")
+                                 else 200)
+
+    async def _command_route(self, request: web.Request) -> web.StreamResponse:
+        data = await self._body(request)
+        if not data.get("user") or not data.get("channel"):
+            return web.json_response({"error": "missing user or channel"}, status=400)
+        d = await self.command(str(data["user"]), str(data["channel"]), str(data.get("text") or ""))
+        return web.json_response(d.to_json())
+
+    async def _set_request_url(self, request: web.Request) -> web.StreamResponse:
+        """Where HTTP-mode interactions go, e.g. {"url": "http://127.0.0.1:8080/slack/events"}."""
+        data = await self._body(request)
+        url = str(data.get("url") or "")
+        if not url.startswith(("http://", "https://")):
+            return web.json_response({"error": "url must be http(s)"}, status=400)
+        self.request_url = url
+        return web.json_response({"request_url": url})
+
+    async def _ephemeral_view(self, request: web.Request) -> web.StreamResponse:
+        user = request.query.get("user")
+        shown = [e for e in self.ephemeral if user is None or e.user == user]
+        return web.json_response([{"user": e.user, "channel": e.channel, "text": e.text, "via": e.via} for e in shown])
+
     # --- internals -----------------------------------------------------------------
 
     def _notify(self) -> None:
@@ -286,6 +588,11 @@ class FakeSlack:
         token = body.get("token") or (authorization or "").removeprefix("Bearer ").strip()
         if not token:
             return {"ok": False, "error": "not_authed"}
+        if method == "apps.connections.open":  # the one method taking the app-level token
+            if token != self.app_token:
+                error = "not_allowed_token_type" if token.startswith("xoxb-") else "invalid_auth"
+                return {"ok": False, "error": error}
+            return {"ok": True, "url": f"ws://{self._host}:{self._port}/_sim/socket?ticket={next(self._seq)}"}
         if token != self.token:
             return {"ok": False, "error": "invalid_auth"}
         if body.get("__invalid_json__"):
@@ -300,6 +607,13 @@ class FakeSlack:
             return self._update(body)
         if method in ("conversations.history", "conversations.replies"):
             return self._read(method, body)
+        if method == "chat.postEphemeral":
+            return self._post_ephemeral(body)
+        if method == "usergroups.users.list":
+            group = str(body.get("usergroup") or "")
+            if group not in self.groups:
+                return {"ok": False, "error": "no_such_subteam"}
+            return {"ok": True, "users": list(self.groups[group])}
         return {"ok": False, "error": "unknown_method"}
 
     # conversations.info / conversations.list: channel lookup, as `check-config --cluster` does it
@@ -486,6 +800,37 @@ def _metadata(raw: Any) -> dict[str, Any] | None:
     return {"event_type": raw["event_type"], "event_payload": payload if isinstance(payload, dict) else {}}
 
 
+MAX_ACTIONS, MAX_BUTTON_TEXT, MAX_URL, MAX_VALUE, MAX_ACTION_ID = 25, 75, 3000, 2000, 255
+
+
+def _actions_problems(b: dict[str, Any], where: str) -> list[str]:
+    """An actions block: 1 to 25 elements; buttons within Slack's text, url, value and id limits."""
+    els = b.get("elements") or []
+    problems = []
+    if not els or len(els) > MAX_ACTIONS:
+        problems.append(f"must provide 1 to {MAX_ACTIONS} items {where}/elements")
+    ids = [e.get("action_id") for e in els if isinstance(e, dict) and e.get("action_id")]
+    if len(ids) != len(set(ids)):
+        problems.append(f"action_id values must be unique {where}/elements")
+    for j, e in enumerate(els):
+        at = f"{where}/elements/{j}"
+        if not isinstance(e, dict) or e.get("type") != "button":
+            continue
+        raw_text = e.get("text")
+        text: dict[str, Any] = raw_text if isinstance(raw_text, dict) else {}
+        if text.get("type") != "plain_text" or not 0 < len(str(text.get("text", ""))) <= MAX_BUTTON_TEXT:
+            problems.append(f"button text must be plain_text of 1 to {MAX_BUTTON_TEXT} characters {at}/text")
+        if len(str(e.get("url", ""))) > MAX_URL or len(str(e.get("value", ""))) > MAX_VALUE:
+            problems.append(f"button url or value too long {at}")
+        if len(str(e.get("action_id", ""))) > MAX_ACTION_ID:
+            problems.append(f"action_id too long {at}")
+        confirm = e.get("confirm")
+        if confirm is not None and not (isinstance(confirm, dict) and all(
+                isinstance(confirm.get(k), dict) for k in ("title", "text", "confirm", "deny"))):
+            problems.append(f"confirm needs title, text, confirm and deny {at}/confirm")
+    return problems
+
+
 def block_problems(blocks: list[Any]) -> list[str]:
     """What Slack would reject in these blocks (the limits of the Block Kit reference)."""
     problems: list[str] = []
@@ -521,6 +866,24 @@ def block_problems(blocks: list[Any]) -> list[str]:
                 problems.append(f"must provide at least 1 item {where}/elements")
             if len(els) > MAX_CONTEXT:
                 problems.append(f"must provide no more than {MAX_CONTEXT} items {where}/elements")
-        elif kind not in ("divider", "actions", "image", "rich_text", "input", "file", "video"):
+        elif kind == "actions":
+            problems += _actions_problems(b, where)
+        elif kind not in ("divider", "image", "rich_text", "input", "file", "video"):
             problems.append(f"unknown block type {kind} {where}")
     return problems
+
+
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    """Slack's v0 request signature: v0= + hex HMAC-SHA256 of ``v0:{timestamp}:{body}``."""
+    base = b"v0:" + timestamp.encode() + b":" + body
+    return "v0=" + hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
+
+
+def _find_button(msg: Msg, action_id: str) -> tuple[str, dict[str, Any]] | None:
+    for block in msg.blocks:
+        if block.get("type") != "actions":
+            continue
+        for el in block.get("elements") or []:
+            if isinstance(el, dict) and el.get("action_id") == action_id:
+                return str(block.get("block_id") or ""), el
+    return None

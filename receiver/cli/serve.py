@@ -46,6 +46,8 @@ if TYPE_CHECKING:
     from kubernetes_asyncio.client import ApiClient
 
     from receiver.actions import Actions
+    from receiver.http.slack_actions import ActionsPort
+    from receiver.http.slack_door import SlackDoor
     from receiver.kube.shared_state import SharedStateStore
     from receiver.kube.targets import TargetWatcher
     from receiver.notify.factory import Notifier
@@ -244,6 +246,7 @@ class RunningReceiver:
     budget: ShutdownBudget = field(default_factory=ShutdownBudget)
     shared: SharedStateStore | None = None  # run-time mutes and the breaker, shared by every replica
     actions: Actions | None = None  # the people's door (HTTP, Slack)
+    slack: SlackDoor | None = None  # Slack actions, when set up
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stop taking webhooks, give running rollbacks ``grace`` s, hand over the rest."""
@@ -322,6 +325,7 @@ async def start_receiver(
     wait_for_cluster: bool = True,
     request_timeout: float | None = None,
     metrics: Metrics | None = None,
+    actions: ActionsPort | None = None,
 ) -> RunningReceiver:
     """Build and start every part; raises ConfigError before listening if config is bad,
     KubeconfigError if the cluster cannot be found, CannotListen if the port is taken.
@@ -330,10 +334,13 @@ async def start_receiver(
     /health/ready says what is missing. ``wait_for_cluster`` (tests, the demo) returns
     only once the cluster has been reached and unfinished rollbacks resumed; `receiver
     serve` does that in the background. Every part counts into ``metrics`` (a fresh set
-    when none is given, e.g. one per test) and /metrics serves it.
+    when none is given, e.g. one per test) and /metrics serves it. Slack's buttons and
+    /rollback act through the same Actions door as the CLI and HTTP; ``actions`` replaces
+    it for Slack only (a test's recorder).
     """
     from receiver.actions import Actions
     from receiver.http.health import SLACK_CHECK
+    from receiver.http.slack_door import build_slack_door, slack_secrets
     from receiver.kube import Kube, RetryPolicy, new_api_client
     from receiver.kube.lease import LeaseObservations
     from receiver.kube.shared_state import SharedStateStore
@@ -344,6 +351,7 @@ async def start_receiver(
     store = ConfigStore(config_path, insecure=insecure, env=env, metrics=metrics)
     if (slack_problem := slack_credentials_problem(store.config, os.environ if env is None else env)) is not None:
         raise ConfigError(slack_problem)  # before any client exists: nothing to close
+    slack_actions = slack_secrets(store.config, os.environ if env is None else env)  # ConfigError if half set up
     identity = identity or os.environ.get("POD_NAME") or socket.gethostname()
     host, port = parse_listen(listen)
     retry = RetryPolicy()
@@ -391,8 +399,8 @@ async def start_receiver(
         # both pre-checks come with Prometheus: without it, decisions read exactly as before
         service = Service(lambda: store.config, watcher, executor, notifier, metrics=metrics, shared=shared,
                           probe=probe, canary_scaled_at=canary_scaled_at if probe is not None else None)
-        actions = Actions(Kube(api, retry, metrics=metrics), lambda: store.config, shared, notifier, executor,
-                          identity=identity)
+        people = Actions(Kube(api, retry, metrics=metrics), lambda: store.config, shared, notifier, executor,
+                         identity=identity)
         changes.subscribe(lambda record, _step: service.remember(record))  # a resolved alert finds its thread
         changes.subscribe(notifier.rollback_changed)
         if recovery is not None:
@@ -444,12 +452,24 @@ async def start_receiver(
             kube_check=kube_check,
             watch_check=watcher.healthy,
             running_rollbacks=lambda: executor.running,
-            actions=actions,
+            actions=people,
         )
         app = make_app(runtime)
         app[SLACK_CHECK] = getattr(notifier, "problem", lambda: None)  # lasting Slack failures: /health degraded
         app[CLUSTER_OBJECTS] = lambda: read_objects(watcher.kube, store.config)  # GET /targets
         app.middlewares.append(cluster_gate(link, connected, store))
+        # Slack actions (buttons, /rollback): Socket Mode or POST /slack/events, one dispatcher
+        slack_door = build_slack_door(slack_actions, lambda: store.config, getattr(notifier, "client", None),
+                                      actions=people if actions is None else actions,
+                                      list_rollbacks=executor.list_rollbacks,
+                                      acknowledge=getattr(notifier, "acknowledge", None),
+                                      set_problem=getattr(notifier, "set_problem", None),
+                                      clear_problem=getattr(notifier, "clear_problems", None),
+                                      read_objects=lambda: read_objects(watcher.kube, store.config))
+        if slack_door is not None:
+            notifier.actions_enabled = True  # type: ignore[attr-defined]  # the bot: messages carry buttons
+            if slack_door.events is not None:
+                app.router.add_post("/slack/events", slack_door.events.handle)
         # the background work below starts once listening, and stops right after the listener
         background = await stack.enter_async_context(contextlib.AsyncExitStack())
         # header/body read timeouts and a connection cap, as a reverse proxy would (http/server.py);
@@ -463,9 +483,12 @@ async def start_receiver(
         except OSError as e:
             why = (e.strerror or str(e)).rsplit(": ", 1)[-1].lower()  # "address already in use"
             raise CannotListen(f"cannot listen on {listen}: {why}") from e
+        if slack_door is not None:
+            await slack_door.start()
+            stack.push_async_callback(slack_door.close)  # before the listener: no Slack request meanwhile
         adopter = asyncio.create_task(adopt_orphans(store, watcher, executor, connected), name="adopt-orphans")
         background.push_async_callback(_cancel, adopter)
-        expiries = asyncio.create_task(announce_expiries(actions, shared.clock), name="mute-expiries")
+        expiries = asyncio.create_task(announce_expiries(people, shared.clock), name="mute-expiries")
         background.push_async_callback(_cancel, expiries)
         if watch_config:
             store.start_watching()
@@ -485,7 +508,8 @@ async def start_receiver(
     url = f"http://{bound_host}:{bound_port}"
     rx = RunningReceiver(url, store, service, runner, executor, watcher, notifier, api, metrics, stack,
                          tasks=resumed, adopter=adopter, link=link, connecting=connecting, budget=budget,
-                         shared=shared, actions=actions)
+                         shared=shared, actions=people,
+                         slack=slack_door)
     log.info(
         "receiver_listening",
         url=url,

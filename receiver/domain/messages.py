@@ -21,6 +21,17 @@ from urllib.parse import quote
 
 from receiver.domain.decisions import Decision, DecisionKind
 from receiver.domain.rollback import Phase, RecoveryOutcome, RollbackRecord, Step
+from receiver.domain.slack_actions import (
+    ACKNOWLEDGE,
+    CLOSE_BREAKER,
+    LINK_PREFIX,
+    MUTE_1H,
+    RETRY,
+    ROLLBACK_ANYWAY,
+    ROLLBACK_CONFIRMED,
+    UNMUTE,
+    button_value,
+)
 from receiver.domain.units import format_value
 
 if TYPE_CHECKING:
@@ -274,8 +285,11 @@ def _what(record: RollbackRecord) -> tuple[str, str]:
     return target, change
 
 
-def parent(record: RollbackRecord, target: Target | None = None) -> SlackMessage:
-    """The one message per rollback, posted at start and updated in place as it goes."""
+def parent(record: RollbackRecord, target: Target | None = None, extras: Extras | None = None) -> SlackMessage:
+    """The one message per rollback, posted at start and updated in place as it goes.
+
+    With ``extras`` (the bot) the links are buttons and, when Slack actions are set up,
+    the message carries Mute / Unmute / Retry / Acknowledge."""
     state = describe_state(record)
     during = f" in {record.rollout_phase}" if record.rollout_phase else ""
     text = f"{_title(record)}{during}: {describe_why(record)}. State: {state}"
@@ -291,7 +305,10 @@ def parent(record: RollbackRecord, target: Target | None = None) -> SlackMessage
         blocks.append(section(f"*Error:* {esc(record.error)}"))
     if record.progress.not_ready and record.phase is not Phase.SUCCEEDED:
         blocks.append(section(_pods(record)))
-    blocks.append(context(_links(record, target)))
+    if extras is not None:
+        blocks += parent_extras(record, target, extras)
+    else:
+        blocks.append(context(_links(record, target)))
     blocks.append(context(
         f"rollback `{esc(record.id)}` · started {slack_time(record.started_at)}"
         + (" · timeline in the thread" if record.steps or not record.phase.finished else "")
@@ -400,10 +417,15 @@ def _decision_links(decision: Decision, target: Target) -> str:
     items = [
         _am_link(decision.external_url, _decision_alertname(decision)),
         link(gen, "Source graph"),
-        link(target.runbook_url, "Runbook"),
+        link(_alert_runbook(decision) or target.runbook_url, "Runbook"),
         link(target.dashboard_url, "Dashboard"),
     ]
     return " · ".join(i for i in items if i)
+
+
+def _alert_runbook(decision: Decision) -> str | None:
+    """The alert's own runbook_url annotation (preferred over the target's)."""
+    return next((a.annotations["runbook_url"] for a in decision.alerts if a.annotations.get("runbook_url")), None)
 
 
 def muted_until(decision: Decision) -> str:
@@ -413,7 +435,8 @@ def muted_until(decision: Decision) -> str:
     return f"until {slack_time(until, '{date_short_pretty} {time}')}"
 
 
-def decision_message(decision: Decision, target: Target, mention: str = "") -> SlackMessage | None:
+def decision_message(decision: Decision, target: Target, mention: str = "",
+                     extras: Extras | None = None) -> SlackMessage | None:
     """Muted, dry-run, disabled, halted and misconfigured decisions as a short note; None for the rest.
 
     Roll-backs are told through their record (parent and thread); repeats, already
@@ -434,7 +457,8 @@ def decision_message(decision: Decision, target: Target, mention: str = "") -> S
         body = (f":no_bell: *Muted:* {_would(target)}.\n*Why:* {why}\n"
                 f"*Muted by* {who} {until}{because}")
         text = f"Muted: would have rolled back {target.name} ({why}); muted by {who} until {plain_until}{because}"
-        return message(text, section(body), context(links, reason))
+        return message(text, section(body), context(links, reason),
+                       *note_buttons("muted", target, decision, extras))
     if kind is DecisionKind.DRY_RUN:
         body = f":test_tube: *Dry run:* {_would(target)}.\n*Why:* {why}\n{reason}"
         text = f"Dry run: would have rolled back {target.name} ({why})"
@@ -449,7 +473,7 @@ def decision_message(decision: Decision, target: Target, mention: str = "") -> S
                 "Something keeps scaling the canary back up after each rollback (Argo CD, Flux, "
                 "an HPA or a person?). Stop it at the source, then roll back by hand.")
         text = f"{lead}Not rolling back {target.name}: {reason}"
-        return message(text, section(body), context(links))
+        return message(text, section(body), context(links), *note_buttons("halted", target, decision, extras))
     if kind is DecisionKind.WARNED:
         return warning_note(decision, target, links)
     if kind is DecisionKind.MISCONFIGURED:
@@ -584,3 +608,137 @@ def resolved_followup(decision: Decision, record: RollbackRecord | None) -> Slac
     if when is not None:
         blocks.append(context(f"resolved at {slack_time(when)} · rollback `{esc(record.id)}`"))
     return message(f"{esc(name)} resolved {rel}", *blocks)
+
+
+# --- buttons: links and actions (Slack actions, receiver/http/slack_actions.py) -------
+
+#: Slack's limits for buttons and confirm dialogs.
+MAX_BUTTON_TEXT, MAX_URL, MAX_CONFIRM_TEXT = 75, 3000, 300
+#: The dashboard's time range: from this long before the rollback to this long after its end.
+DASHBOARD_MARGIN_SECONDS = 15 * 60
+
+
+@dataclass(frozen=True, slots=True)
+class Extras:
+    """What the bot adds to messages: the links (as buttons when Slack actions are set up,
+    since a link button's click is an interaction too), action buttons, who acknowledged
+    the rollback, Alertmanager's URL for the silence link."""
+
+    actions: bool = False
+    acked_by: str | None = None  # a Slack user id
+    alertmanager_url: str | None = None
+    runbook_url: str | None = None  # the alert's own runbook_url annotation, when known
+
+
+def _plain(text: str, limit: int = MAX_BUTTON_TEXT) -> Block:
+    return {"type": "plain_text", "text": clip_plain(text, limit), "emoji": True}
+
+
+def url_button(name: str, label: str, url: str | None) -> Block | None:
+    """A link as a button (Slack opens it; the click also reaches us and is ignored)."""
+    if not url or not url.lower().startswith(("http://", "https://")) or len(url) > MAX_URL:
+        return None
+    return {"type": "button", "action_id": LINK_PREFIX + name, "text": _plain(label), "url": url}
+
+
+def action_button(action_id: str, label: str, value: str, *, style: str | None = None,
+                  confirm: tuple[str, str, str] | None = None) -> Block:
+    """A button that acts; ``confirm`` = (title, text, confirm label) shows Slack's dialog first."""
+    b: Block = {"type": "button", "action_id": action_id, "text": _plain(label), "value": value}
+    if style:
+        b["style"] = style
+    if confirm:
+        title, text, yes = confirm
+        b["confirm"] = {"title": _plain(title, 100), "text": {"type": "plain_text", "text": clip_plain(text, 300)},
+                        "confirm": _plain(yes, 30), "deny": _plain("Cancel", 30), "style": "danger"}
+    return b
+
+
+def actions_block(block_id: str, *elements: Block | None) -> Block | None:
+    kept = [e for e in elements if e is not None][:25]
+    return {"type": "actions", "block_id": block_id, "elements": kept} if kept else None
+
+
+def dashboard_url(template: str | None, start: datetime, end: datetime | None) -> str | None:
+    """The target's dashboard_url with ``{from}``/``{to}`` (epoch ms, as Grafana's from/to) filled in."""
+    if not template:
+        return None
+    since = int(start.timestamp() * 1000) - DASHBOARD_MARGIN_SECONDS * 1000
+    until = str(int(end.timestamp() * 1000) + DASHBOARD_MARGIN_SECONDS * 1000) if end else "now"
+    return template.replace("{from}", str(since)).replace("{to}", until)
+
+
+def silence_url(alertmanager_url: str | None, labels: dict[str, str]) -> str | None:
+    """Alertmanager's new-silence form, prefilled with the alert's labels as matchers."""
+    if not alertmanager_url or not labels:
+        return None
+    quoted = {k: v.replace("\\", "\\\\").replace('"', '\\"') for k, v in labels.items()}
+    matchers = ",".join(f'{k}="{v}"' for k, v in sorted(quoted.items()))
+    return alertmanager_url.rstrip("/") + "/#/silences/new?filter=" + quote("{" + matchers + "}", safe="")
+
+
+def _confirm_rollback(target: Target | None, name: str) -> tuple[str, str, str]:
+    change = (f"Scale {target.canary} to 0 and {target.stable} to {target.replicas} in {target.namespace}."
+              if target else f"Roll {name} back to its stable Deployment.")
+    return f"Roll back {name}?", change, "Roll back"
+
+
+def parent_extras(record: RollbackRecord, target: Target | None, extras: Extras) -> list[Block]:
+    """Links (buttons with Slack actions, else mrkdwn links), who took it, the action buttons."""
+    labels = {"alertname": record.alertname} if record.alertname else {}
+    if labels and target is not None:  # the target's equality matchers narrow the silence to it
+        labels.update({m.name: m.value for m in target.parsed if m.op == "="})
+    links = [
+        ("runbook", "Runbook", extras.runbook_url or (target.runbook_url if target else None)),
+        ("graph", "Prometheus graph", record.generator_url),
+        ("dashboard", "Dashboard",
+         dashboard_url(target.dashboard_url if target else None, record.started_at, record.finished_at)),
+        ("silence", "Silence in Alertmanager", silence_url(extras.alertmanager_url, labels)),
+    ]
+    out: list[Block | None]
+    if extras.actions:
+        out = [actions_block("links", *(url_button(name, label, url) for name, label, url in links))]
+    else:  # no interactivity endpoint: a link button's click would show an error in Slack
+        plain = [_am_link(record.external_url, record.alertname), *(link(url, label) for _, label, url in links)]
+        out = [context(" · ".join(x for x in plain if x))]
+    if extras.acked_by:
+        out.append(context(f":raising_hand: acknowledged by <@{esc(extras.acked_by)}>"))
+    if extras.actions:
+        value = button_value(record.target, record.id)
+        out.append(actions_block(
+            "actions",
+            action_button(MUTE_1H, "Mute target 1 h", value),
+            action_button(UNMUTE, "Unmute", value),
+            action_button(RETRY, "Retry rollback", value, style="danger",
+                          confirm=_confirm_rollback(target, record.target))
+            if record.phase is Phase.FAILED else None,
+            None if extras.acked_by else action_button(ACKNOWLEDGE, "Acknowledge", value, style="primary"),
+        ))
+    return [b for b in out if b is not None]
+
+
+def note_buttons(note: str, target: Target, decision: Decision | None, extras: Extras | None) -> list[Block]:
+    """Buttons under a note: muted -> Unmute; breaker_open -> Close breaker; halted or
+    not_canary -> Roll back anyway (with a confirm dialog)."""
+    if extras is None or not extras.actions:
+        return []
+    value = button_value(target.name)
+    if note == "muted":
+        button = action_button(UNMUTE, "Unmute", value)
+    elif note == "breaker_open":
+        button = action_button(CLOSE_BREAKER, "Close breaker", value, confirm=(
+            "Close the breaker?", "Automatic rollbacks resume for every target.", "Close breaker"))
+    else:
+        button = action_button(ROLLBACK_ANYWAY, "Roll back anyway", value, style="danger",
+                               confirm=_confirm_rollback(target, target.name))
+    block = actions_block("note_actions", button)
+    return [block] if block else []
+
+
+def confirm_rollback(target: Target) -> SlackMessage:
+    """The ephemeral answer to ``/rollback TARGET``: what would change, and a button to do it."""
+    title, change, yes = _confirm_rollback(target, target.name)
+    button = action_button(ROLLBACK_CONFIRMED, yes, button_value(target.name), style="danger",
+                           confirm=(title, change, yes))
+    return message(f"{title} {change}", section(f"*{esc(title)}* {esc(change)}"),
+                   *[b for b in (actions_block("confirm", button),) if b])

@@ -180,7 +180,10 @@ class Target(Strict):
     replicas: int = Field(ge=1, description="Full replica count the stable is scaled to.")
     slack_channel: str | None = Field(default=None, description="Overrides slack.default_channel.")
     runbook_url: str | None = Field(default=None, description="Linked from the Slack message.")
-    dashboard_url: str | None = Field(default=None, description="Linked from the Slack message.")
+    dashboard_url: str | None = Field(
+        default=None, description="Linked from the Slack message; {from} and {to} become the incident's "
+        "time range (epoch ms, as Grafana's from/to)."
+    )
     step_order: StepOrder | None = Field(default=None, description="Overrides settings.step_order.")
     phases: PhaseList | None = Field(
         default=None, description="Overrides settings.phases for this target (e.g. a target of 3 replicas)."
@@ -283,6 +286,35 @@ class Settings(Strict):
     )
 
 
+SlackId = Annotated[str, Field(pattern=r"^[UWS][A-Z0-9]{2,}$")]
+
+
+class SlackAllow(Strict):
+    """Who may act from Slack, per kind: Slack user ids (U…, W…) and user-group ids (S…).
+
+    Empty = nobody. Read-only actions (status, history) are open to the channel."""
+
+    mute: list[SlackId] = Field(default_factory=list, description="Mute and unmute (buttons and /rollback mute).")
+    rollback: list[SlackId] = Field(
+        default_factory=list, description="Roll back, retry a failed rollback, close the breaker."
+    )
+    promote: list[SlackId] = Field(default_factory=list, description="Re-promote the canary.")
+    ack: list[SlackId] = Field(default_factory=list, description="Acknowledge a rollback (take it).")
+
+
+class SlackActionSettings(Strict):
+    """Acting from Slack: buttons and /rollback, over Socket Mode or POST /slack/events."""
+
+    allow: SlackAllow = SlackAllow()
+    signing_secret_env: str = Field(default="SLACK_SIGNING_SECRET", description="Env var with the signing secret.")
+    signing_secret_file: Path | None = Field(default=None, description="Or: file holding the signing secret.")
+    app_token_env: str = Field(default="SLACK_APP_TOKEN", description="Env var with the xapp- app-level token.")
+    app_token_file: Path | None = Field(default=None, description="Or: file holding the app-level token.")
+    transport: Literal["auto", "socket", "http"] = Field(
+        default="auto", description="auto: Socket Mode when an app-level token is set, else POST /slack/events."
+    )
+
+
 class SlackSettings(Strict):
     """Where notifications go. Tokens are read from files or the environment."""
 
@@ -300,6 +332,16 @@ class SlackSettings(Strict):
     oncall_mention: str = Field(default="", description="Added to failure broadcasts, e.g. <!subteam^S123> or <!here>.")
     timeout_seconds: float = Field(default=10, gt=0, description="Per Slack call; a timed-out post is never repeated.")
     queue_size: int = Field(default=1000, ge=1, description="Notifications queued beyond this are dropped and counted.")
+    actions: SlackActionSettings = SlackActionSettings()
+
+
+class AlertmanagerSettings(Strict):
+    """Where people reach Alertmanager (for the silence link on Slack messages)."""
+
+    external_url: str | None = Field(
+        default=None, pattern=r"^https?://",
+        description="e.g. https://alertmanager.example.com; enables the silence link.",
+    )
 
 
 class BasicAuthUser(Strict):
@@ -338,6 +380,7 @@ class Config(Strict):
         default=None,
         description="Where to query Prometheus; absent: no recovery confirmation, no 'is it the canary?' check.",
     )
+    alertmanager: AlertmanagerSettings = AlertmanagerSettings()
 
     @model_validator(mode="after")
     def _unique_names(self) -> Config:

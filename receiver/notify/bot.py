@@ -198,6 +198,26 @@ class SlackBotNotifier(QueuedNotifier):
         self._by_target: dict[str, str] = {}  # target -> latest rollback id
         self._side_tasks: set[asyncio.Task[None]] = set()
         self._channel_ids: dict[str, str] = {}  # "#name" -> id, from posts and conversations.list
+        #: Set by serve when Slack actions (buttons, /rollback) are wired: messages carry action buttons.
+        self.actions_enabled = False
+        self._acked: OrderedDict[str, str] = OrderedDict()  # rollback id -> Slack user id who took it
+
+    def extras(self, rollback_id: str | None = None) -> messages.Extras:
+        """Links (buttons when Slack actions are wired), action buttons, who acknowledged."""
+        am = self._config().alertmanager.external_url if self._config is not None else None
+        return messages.Extras(actions=self.actions_enabled, alertmanager_url=am,
+                               acked_by=self._acked.get(rollback_id) if rollback_id else None)
+
+    def acknowledge(self, rollback_id: str, user_id: str) -> bool:
+        """Record who took a rollback; its parent is re-rendered to show it. False: unknown here."""
+        th = self._threads.get(rollback_id)
+        if th is None or th.record is None:
+            return False
+        self._acked[rollback_id] = user_id
+        while len(self._acked) > MAX_REMEMBERED:
+            self._acked.popitem(last=False)
+        self.rollback_changed(th.record)
+        return True
 
     # --- the one place that talks to Slack -----------------------------------------
 
@@ -383,7 +403,8 @@ class SlackBotNotifier(QueuedNotifier):
                 await self.post(bound, self.channel_for(target), msg, "failure", metadata=md)
         if th.lost and rec.phase is Phase.SUCCEEDED and not th.outcome_sent:
             th.outcome_sent = True
-            await self.post(bound, self.channel_for(target), messages.parent(rec, target), "outcome")
+            await self.post(bound, self.channel_for(target), messages.parent(rec, target, self.extras(rec.id)),
+                            "outcome")
 
     # --- finding what an earlier process (or a lost answer) left in Slack ---------------
 
@@ -487,7 +508,7 @@ class SlackBotNotifier(QueuedNotifier):
         return told
 
     async def _post_parent(self, th: _Thread, rec: RollbackRecord, target: Target | None, bound: Any) -> bool:
-        msg = messages.parent(rec, target)
+        msg = messages.parent(rec, target, self.extras(rec.id))
         r = await self.post(bound, self.channel_for(target), msg, "parent", metadata=metadata(PARENT_EVENT, rec.id))
         if r.outcome is Outcome.MAYBE_DELIVERED:
             if await self._adopt_earlier_parent(th, rec, target, bound):
@@ -519,7 +540,7 @@ class SlackBotNotifier(QueuedNotifier):
             bound.exception("slack_thread_not_stored", reason="a restart finds the parent by its metadata")
 
     async def _update_parent(self, th: _Thread, rec: RollbackRecord, target: Target | None, bound: Any) -> None:
-        msg = messages.parent(rec, target)
+        msg = messages.parent(rec, target, self.extras(rec.id))
         payload = msg.payload()
         if payload == th.last_parent:
             return
@@ -535,7 +556,7 @@ class SlackBotNotifier(QueuedNotifier):
         if d.kind is DecisionKind.RESOLVED:
             await self._resolved(ev, bound)
             return
-        msg = messages.decision_message(d, target, self.slack_settings().oncall_mention)
+        msg = messages.decision_message(d, target, self.slack_settings().oncall_mention, self.extras())
         if msg is not None:
             await self.post(bound, self.channel_for(target), msg, d.kind.value)
 

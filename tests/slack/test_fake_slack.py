@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+
 import aiohttp
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from sim.slack import FakeSlack
+from sim.slack import FakeSlack, sign
 from tests.fixtures.slack import TOKEN
 
 
@@ -120,3 +124,43 @@ async def test_history_and_replies_return_message_metadata_only_when_asked_and_t
     assert await slack_error(c.conversations_replies(channel="C0ROLLBACK", ts="1.000000")) == "thread_not_found"
     listed = await c.conversations_list()
     assert any({"id": "C0ROLLBACK", "name": "rollbacks"}.items() <= ch.items() for ch in listed["channels"])
+
+
+
+async def test_a_person_can_click_a_button_over_http_and_hear_what_the_app_answered(fake_slack: FakeSlack) -> None:
+    """The documented /_sim/request_url and /_sim/click, with a stand-in app that checks
+    the signature and answers through response_url, as Slack apps do."""
+    signed: list[bool] = []
+
+    async def app_handler(request: web.Request) -> web.Response:
+        raw = await request.read()
+        ts = request.headers["X-Slack-Request-Timestamp"]
+        signed.append(request.headers["X-Slack-Signature"] == sign(fake_slack.signing_secret, ts, raw))
+        payload = json.loads((await request.post())["payload"])  # type: ignore[arg-type]
+        async with aiohttp.ClientSession() as s:
+            await s.post(payload["response_url"], json={"text": f"got {payload['actions'][0]['value']}"})
+        return web.Response()
+
+    app = web.Application()
+    app.router.add_post("/slack/events", app_handler)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    client = AsyncWebClient(token=TOKEN, base_url=fake_slack.api_url)
+    posted = await client.chat_postMessage(channel="#rollbacks", text="x", blocks=[
+        {"type": "actions", "elements": [{"type": "button", "action_id": "a1", "value": "v1",
+                                          "text": {"type": "plain_text", "text": "A"}}]}])
+    try:
+        async with aiohttp.ClientSession() as s:
+            async with s.post(f"{fake_slack.url}/_sim/request_url",
+                              json={"url": str(server.make_url("/slack/events"))}) as r:
+                assert r.status == 200
+            async with s.post(f"{fake_slack.url}/_sim/click", json={
+                    "user": "U0ALICE", "channel": "#rollbacks", "ts": posted["ts"], "action_id": "a1"}) as r:
+                answer = await r.json()
+    finally:
+        await server.close()
+        if client.session is not None:
+            await client.session.close()
+    assert (answer["via"], answer["acked"], answer["status"]) == ("http", True, 200)
+    assert [a["text"] for a in answer["answers"]] == ["got v1"]
+    assert signed == [True]
