@@ -1,7 +1,8 @@
 """Status and history of each target, built from the cluster's own objects.
 
-Everything here is read from what the cluster holds (the two Deployments and the
-target's Lease with its record and capped history), never from a receiver's memory,
+Everything here is read from what the cluster holds (the two Deployments, the target's
+Lease with its record and capped history, and the shared state ConfigMap with the
+run-time mutes and the blast-radius breaker), never from a receiver's memory,
 so the views work with no receiver running and are the same from any replica.
 
 The shapes below are the JSON/YAML contract of `receiver status -o json`,
@@ -19,10 +20,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from receiver.domain.decisions import MuteScope, applied_mute
 from receiver.domain.phases import phase_of
 from receiver.domain.rollback import RollbackRecord
-from receiver.domain.settings import Config, Mute, Target
-from receiver.kube import Kube, Mirror, Obj
+from receiver.domain.settings import Config, Target
+from receiver.domain.shared_state import EMPTY, SharedState, parse_state
+from receiver.kube import Kube, KubeError, Mirror, Obj
+from receiver.kube.shared_state import STATE_NAME
 from receiver.kube.lease import (
     HISTORY_KEEP,
     LEASE_SELECTOR,
@@ -66,8 +70,8 @@ class DeploymentView(_View):
 class MuteView(_View):
     """A mute in force: whose, why, until when, and where it comes from."""
 
-    scope: Literal["target", "global"]
-    source: str = Field(description='"config" (the config file); run-time mutes come later')
+    scope: MuteScope
+    source: str = Field(description='"config" (the config file) or "runtime" (`receiver mute`, HTTP, Slack)')
     by: str
     reason: str
     until: datetime | None = Field(description="null = until removed")
@@ -97,9 +101,13 @@ class OutcomeView(_View):
 
 
 class BreakerView(_View):
-    """The target's circuit breaker. Extension point: none exists yet, so always closed."""
+    """The blast-radius breaker (one for all targets, kept in the cluster): open = no
+    automatic rollback until a person closes it."""
 
     state: str = "closed"
+    opened_at: datetime | None = None
+    targets: list[str] = Field(default_factory=list, description="the targets whose rollbacks tripped it")
+    reason: str = ""
 
 
 class TargetStatus(_View):
@@ -172,11 +180,14 @@ class HistoryView(_View):
 
 
 class ClusterObjects:
-    """The Deployments and Leases the views are built from, by (namespace, name)."""
+    """The Deployments and Leases the views are built from, by (namespace, name), and the
+    shared state (run-time mutes, the breaker)."""
 
-    def __init__(self, deployments: Mapping[Key, Obj], leases: Mapping[Key, Obj]) -> None:
+    def __init__(self, deployments: Mapping[Key, Obj], leases: Mapping[Key, Obj],
+                 state: SharedState = EMPTY) -> None:
         self.deployments = deployments
         self.leases = leases
+        self.state = state
 
     def lease(self, config: Config, target: Target) -> Obj | None:
         return self.leases.get((lease_namespace(config, target), lease_name(target)))
@@ -192,19 +203,38 @@ def _by_key(ns: str, items: Iterable[Obj]) -> dict[Key, Obj]:
     return {(ns, i["metadata"]["name"]): i for i in items}
 
 
+def _state(items: Iterable[Obj]) -> SharedState:
+    found = next(iter(items), None)
+    return parse_state((found or {}).get("data")) if found is not None else EMPTY
+
+
+async def read_state(kube: Kube, config: Config) -> SharedState:
+    """The shared state ConfigMap (absent = no run-time mutes, breaker closed); a state the
+    receiver's identity may not read is said, not taken for "nothing muted"."""
+    try:
+        body = await kube.list("configmaps", config.state_namespace, field_selector=f"metadata.name={STATE_NAME}")
+    except KubeError as e:
+        if e.status in (401, 403):
+            return SharedState(problems=(f"cannot read {config.state_namespace}/{STATE_NAME}: {e}",))
+        raise
+    return _state(body.get("items") or [])
+
+
 async def read_objects(kube: Kube, config: Config) -> ClusterObjects:
-    """One list of Deployments per target namespace and of Leases per lease namespace."""
+    """One list of Deployments per target namespace and of Leases per lease namespace,
+    and the shared state."""
     deploy_ns, lease_ns = namespaces(config)
     deploys = await asyncio.gather(*(kube.list("deployments", ns) for ns in deploy_ns))
     leases = await asyncio.gather(*(kube.list("leases", ns, label_selector=LEASE_SELECTOR)
                                     for ns in lease_ns))
+    state = await read_state(kube, config)
     d: dict[Key, Obj] = {}
     for ns, body in zip(deploy_ns, deploys, strict=True):
         d.update(_by_key(ns, body.get("items") or []))
     le: dict[Key, Obj] = {}
     for ns, body in zip(lease_ns, leases, strict=True):
         le.update(_by_key(ns, body.get("items") or []))
-    return ClusterObjects(d, le)
+    return ClusterObjects(d, le, state)
 
 
 class LiveObjects:
@@ -214,12 +244,13 @@ class LiveObjects:
         deploy_ns, lease_ns = namespaces(config)
         self._deploys = {ns: Mirror(kube, "deployments", ns) for ns in deploy_ns}
         self._leases = {ns: Mirror(kube, "leases", ns, label_selector=LEASE_SELECTOR) for ns in lease_ns}
+        self._state = Mirror(kube, "configmaps", config.state_namespace, field_selector=f"metadata.name={STATE_NAME}")
         self.changed = asyncio.Event()
         for m in self._mirrors():
             m.subscribe(lambda _type, _obj: self.changed.set())
 
     def _mirrors(self) -> list[Mirror]:
-        return [*self._deploys.values(), *self._leases.values()]
+        return [*self._deploys.values(), *self._leases.values(), self._state]
 
     async def start(self) -> None:
         """Start every watch and wait for its first list (KubeError if refused)."""
@@ -242,7 +273,7 @@ class LiveObjects:
         le: dict[Key, Obj] = {}
         for ns, m in self._leases.items():
             le.update(_by_key(ns, m.items.values()))
-        return ClusterObjects(d, le)
+        return ClusterObjects(d, le, _state(self._state.items.values()))
 
 
 # -- status ---------------------------------------------------------------------------
@@ -257,14 +288,12 @@ def _deployment(ns: str, name: str, objects: ClusterObjects) -> DeploymentView:
                           ready=int(st.get("readyReplicas") or 0))
 
 
-def mute_of(config: Config, target: Target, now: datetime) -> MuteView | None:
-    """The mute in force for the target: its own first, else the global one."""
-    mutes: tuple[tuple[Literal["target", "global"], Mute | None], ...] = (
-        ("target", target.mute), ("global", config.settings.mute))
-    for scope, mute in mutes:
-        if mute is not None and mute.active(now):
-            return MuteView(scope=scope, source="config", by=mute.by, reason=mute.reason, until=mute.until)
-    return None
+def mute_of(config: Config, target: Target, now: datetime, state: SharedState = EMPTY) -> MuteView | None:
+    """The mute in force for the target, by the one rule decisions use (domain.decisions)."""
+    m = applied_mute(config.settings, target, now, state)
+    if m is None:
+        return None
+    return MuteView(scope=m.scope, source=m.source.value, by=m.by, reason=m.reason, until=m.until)
 
 
 def records_of(lease: Obj | None) -> tuple[RollbackRecord | None, list[RollbackRecord]]:
@@ -276,13 +305,13 @@ def records_of(lease: Obj | None) -> tuple[RollbackRecord | None, list[RollbackR
     return current, history_from_lease(lease)
 
 
-def closed_breaker(_target: Target) -> BreakerView:
-    """The breaker state until the breaker exists: always closed."""
-    return BreakerView()
+def breaker_of(state: SharedState) -> BreakerView:
+    b = state.breaker
+    return BreakerView(state=b.state, opened_at=b.opened_at, targets=list(b.targets), reason=b.reason) \
+        if b.is_open else BreakerView()
 
 
-def target_status(config: Config, target: Target, objects: ClusterObjects, now: datetime,
-                  breaker: Callable[[Target], BreakerView] = closed_breaker) -> TargetStatus:
+def target_status(config: Config, target: Target, objects: ClusterObjects, now: datetime) -> TargetStatus:
     canary = _deployment(target.namespace, target.canary, objects)
     stable = _deployment(target.namespace, target.stable, objects)
     phase = None
@@ -308,16 +337,15 @@ def target_status(config: Config, target: Target, objects: ClusterObjects, now: 
         last = OutcomeView(id=r.id, outcome=r.phase.value, finished_at=r.finished_at, reason=r.reason,
                            dry_run=r.dry_run)
     return TargetStatus(name=target.name, namespace=target.namespace, phase=phase, canary=canary,
-                        stable=stable, mute=mute_of(config, target, now), rollback=running, last=last,
-                        breaker=breaker(target))
+                        stable=stable, mute=mute_of(config, target, now, objects.state), rollback=running,
+                        last=last, breaker=breaker_of(objects.state))
 
 
-def build_status(config: Config, objects: ClusterObjects, now: datetime, target: str | None = None,
-                 breaker: Callable[[Target], BreakerView] = closed_breaker) -> StatusView:
+def build_status(config: Config, objects: ClusterObjects, now: datetime, target: str | None = None) -> StatusView:
     """Every configured target's status (or one's: ``target``, already checked to exist)."""
     targets = [t for t in config.targets if target is None or t.name == target]
     return StatusView(generated_at=now,
-                      targets=[target_status(config, t, objects, now, breaker) for t in targets])
+                      targets=[target_status(config, t, objects, now) for t in targets])
 
 
 # -- history --------------------------------------------------------------------------

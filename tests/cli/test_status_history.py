@@ -155,7 +155,8 @@ async def test_status_json_has_the_documented_shape(kube_sim: KubeSim, cluster: 
     assert t["phase"] == {"key": "week-1", "text": "week 1", "canary_replicas": 1, "full_count": 5}
     assert t["canary"] == {"name": CANARY, "exists": True, "replicas": 1, "ready": 1}
     assert t["stable"] == {"name": STABLE, "exists": True, "replicas": 4, "ready": 4}
-    assert (t["mute"], t["rollback"], t["last"], t["breaker"]) == (None, None, None, {"state": "closed"})
+    assert (t["mute"], t["rollback"], t["last"]) == (None, None, None)
+    assert t["breaker"] == {"state": "closed", "opened_at": None, "targets": [], "reason": ""}
 
 
 async def test_status_yaml_is_the_same_view_as_json(kube_sim: KubeSim, cluster: list[str]) -> None:
@@ -311,3 +312,22 @@ def test_the_readme_says_how_many_rollbacks_each_lease_keeps() -> None:
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     assert f"last {HISTORY_KEEP} finished rollbacks" in readme
     assert f"an {HISTORY_KEEP + 1}th drops the oldest" in readme
+
+
+async def test_status_shows_a_run_time_mute_and_an_open_breaker_from_the_cluster(
+    kube_sim: KubeSim, kube_api: ApiClient, cluster: list[str],
+) -> None:
+    from receiver.kube.shared_state import SharedStateStore
+
+    config = make_config()
+    store = SharedStateStore(Kube(kube_api, FAST_RETRY), lambda: config)
+    until = (datetime.now(UTC) + timedelta(hours=1)).replace(microsecond=0)
+    await store.set_mute(TARGET, "bob", "db migration", until)
+    await store.open_breaker([TARGET, "billing-service"], "4 targets within 5 min")
+    r = await receiver("status", *cluster)
+    assert r.code == 0, r.err
+    assert rows(r.out)[TARGET].endswith(f"open runtime: bob until {until:%Y-%m-%d %H:%M}Z: db migration")
+    t = json.loads((await receiver("status", *cluster, "-o", "json")).out)["targets"][0]
+    assert t["mute"] == {"scope": "target", "source": "runtime", "by": "bob", "reason": "db migration",
+                         "until": until.isoformat().replace("+00:00", "Z")}
+    assert t["breaker"]["state"] == "open" and TARGET in t["breaker"]["targets"]

@@ -70,7 +70,7 @@ async def test_get_targets_shows_each_targets_phase_and_replicas_from_the_cluste
     assert t["name"] == "finance-service"
     assert t["phase"]["key"] == "week-1"
     assert (t["canary"]["replicas"], t["stable"]["replicas"]) == (1, 4)
-    assert t["breaker"] == {"state": "closed"}
+    assert t["breaker"] == {"state": "closed", "opened_at": None, "targets": [], "reason": ""}
 
 
 async def test_get_targets_follows_the_canary_when_it_is_scaled(client: TestClient, kube_sim: KubeSim) -> None:
