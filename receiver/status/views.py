@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
@@ -26,7 +26,6 @@ from receiver.domain.rollback import RollbackRecord
 from receiver.domain.settings import Config, Target
 from receiver.domain.shared_state import EMPTY, SharedState, parse_state
 from receiver.kube import Kube, KubeError, Mirror, Obj
-from receiver.kube.shared_state import STATE_NAME
 from receiver.kube.lease import (
     HISTORY_KEEP,
     LEASE_SELECTOR,
@@ -36,6 +35,7 @@ from receiver.kube.lease import (
     lease_namespace,
     record_from_lease,
 )
+from receiver.kube.shared_state import STATE_NAME
 
 #: Finished rollbacks kept per target in its Lease (oldest dropped), for the docs.
 KEPT_PER_TARGET = HISTORY_KEEP
