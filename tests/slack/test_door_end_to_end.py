@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import json
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,9 +14,11 @@ from typing import Any
 import aiohttp
 import pytest
 import yaml
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 from receiver.cli.serve import RunningReceiver, start_receiver
-from receiver.domain.slack_actions import ACKNOWLEDGE, MUTE_1H
+from receiver.domain.slack_actions import ACKNOWLEDGE, MUTE_1H, REPROMOTE
 from sim.kube import KubeSim
 from sim.slack import FakeSlack, Msg
 from tests.fixtures.receiver import firing_payload
@@ -28,8 +31,8 @@ CHANNEL, CHANNEL_ID = "#rollbacks", "C0ROLLBACKS"
 ALICE, BOB = "U0ALICE", "U0BOB"
 
 
-def write_config(tmp_path: Path, slack: FakeSlack) -> Path:
-    cfg = {
+def write_config(tmp_path: Path, slack: FakeSlack, prometheus: str) -> Path:
+    cfg: dict[str, Any] = {
         "rules": [{"name": "error-rate", "matchers": ['alertname="HighErrorRate"'], "threshold": 0.05,
                    "unit": "ratio"}],
         "targets": [{"name": TARGET, "namespace": NS, "matchers": [f'service="{TARGET}"'],
@@ -37,6 +40,7 @@ def write_config(tmp_path: Path, slack: FakeSlack) -> Path:
         "slack": {"mode": "bot", "api_url": slack.api_url, "default_channel": CHANNEL,
                   "actions": {"allow": {"mute": [ALICE], "rollback": [ALICE], "promote": [ALICE],
                                         "ack": [ALICE]}}},
+        "prometheus": {"url": prometheus},
     }
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(cfg))
@@ -51,13 +55,33 @@ class World:
     b: RunningReceiver
 
 
+async def healthy_prometheus(request: web.Request) -> web.Response:
+    """Prometheus' query API answering 0 to every expression: nothing is failing (the gate's
+    criteria pass, the stable is not sick, recovery is confirmed)."""
+    now = time.time()
+    return web.json_response({"status": "success", "data": {"resultType": "vector", "result": [
+        {"metric": {"service": TARGET}, "value": [now, "0"]}]}})
+
+
 @pytest.fixture
-async def world(kube_sim: KubeSim, kubeconfig_path: Path, tmp_path: Path) -> AsyncIterator[World]:
+async def prometheus() -> AsyncIterator[str]:
+    app = web.Application()
+    app.router.add_route("*", "/api/v1/query", healthy_prometheus)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        yield str(server.make_url("")).rstrip("/")
+    finally:
+        await server.close()
+
+
+@pytest.fixture
+async def world(kube_sim: KubeSim, kubeconfig_path: Path, tmp_path: Path, prometheus: str) -> AsyncIterator[World]:
     slack = FakeSlack(channels={CHANNEL: CHANNEL_ID})
     await slack.start()
     env = {"RECEIVER_WEBHOOK_TOKEN": TOKEN, "SLACK_BOT_TOKEN": slack.token,
            "SLACK_SIGNING_SECRET": slack.signing_secret}
-    config = write_config(tmp_path, slack)
+    config = write_config(tmp_path, slack, prometheus)
     made: list[RunningReceiver] = []
     try:
         for n in "ab":
@@ -138,3 +162,44 @@ async def test_a_mute_clicked_on_a_rollback_message_through_one_replica_is_obeye
                                            for t in thread(world.slack, parent)))
     await world.slack.wait_for(lambda: any("muted for 1 h" in t and "by alice from Slack" in t
                                            for t in said(world.slack)))
+
+
+async def test_re_promote_on_a_rolled_back_rollback_puts_the_split_back_to_the_phase_before_it(
+    world: World,
+) -> None:
+    parent = await rolled_back(world)
+    assert (replicas(world.sim, f"{TARGET}-v2"), replicas(world.sim, f"{TARGET}-v1")) == (0, 5)
+    assert has_button(parent, REPROMOTE)
+    [button] = [el for b in parent.blocks if b.get("type") == "actions" for el in b.get("elements") or []
+                if el.get("action_id") == REPROMOTE]
+    assert "week 1" in button["confirm"]["text"]["text"]  # a confirm dialog names where it goes
+    d = await world.slack.click(ALICE, CHANNEL, parent.ts, REPROMOTE)  # the dialog confirmed
+    assert (d.via, d.status) == ("http", 200)
+    note = await world.slack.wait_for(lambda: next(
+        (t for t in thread(world.slack, parent) if "re-promoted to week 1 by <@U0ALICE> from Slack" in t), None),
+        timeout=30)
+    assert "Gate for leaving not started" in note and "gate passed" in note  # the review, in the thread
+    assert (replicas(world.sim, f"{TARGET}-v2"), replicas(world.sim, f"{TARGET}-v1")) == (1, 4)  # week 1's split
+    reasons = {e["reason"] for e in ours(world.sim)}
+    assert {"PromotionRequested", "Promoted"} <= reasons
+
+
+async def test_re_promote_by_someone_not_on_the_promote_allowlist_is_refused_and_changes_nothing(
+    world: World,
+) -> None:
+    parent = await rolled_back(world)
+    d = await world.slack.click(BOB, CHANNEL, parent.ts, REPROMOTE)
+    assert "You are not allowed to promote from Slack" in d.answers[0].text
+    assert (replicas(world.sim, f"{TARGET}-v2"), replicas(world.sim, f"{TARGET}-v1")) == (0, 5)
+    assert not {"PromotionRequested", "Promoted"} & {e["reason"] for e in ours(world.sim)}
+    assert not any("re-promot" in t for t in thread(world.slack, parent))
+
+
+async def test_acknowledge_is_recorded_as_a_kubernetes_event_and_shown_on_the_message(world: World) -> None:
+    parent = await rolled_back(world)
+    d = await world.slack.click(ALICE, CHANNEL, parent.ts, ACKNOWLEDGE)
+    assert "You acknowledged" in d.answers[-1].text
+    [event] = [e for e in ours(world.sim) if e["reason"] == "RollbackAcknowledged"]
+    assert event["involvedObject"]["name"] == f"{TARGET}-v1"
+    assert "acknowledged by alice from Slack" in event["message"]
+    await world.slack.wait_for(lambda: any("acknowledged rollback" in t for t in thread(world.slack, parent)))
