@@ -51,44 +51,53 @@ def write_config(tmp_path: Path, slack: FakeSlack, prometheus: str) -> Path:
 class World:
     sim: KubeSim
     slack: FakeSlack
+    prometheus: FakePrometheus
     a: RunningReceiver
     b: RunningReceiver
 
 
-async def healthy_prometheus(request: web.Request) -> web.Response:
-    """Prometheus' query API answering 0 to every expression: nothing is failing (the gate's
-    criteria pass, the stable is not sick, recovery is confirmed)."""
-    now = time.time()
-    return web.json_response({"status": "success", "data": {"resultType": "vector", "result": [
-        {"metric": {"service": TARGET}, "value": [now, "0"]}]}})
+@dataclass
+class FakePrometheus:
+    """Prometheus' query API answering ``value`` to every expression (0: nothing is failing,
+    so the gate's criteria pass, the stable is not sick and recovery is confirmed)."""
+
+    url: str = ""
+    value: str = "0"
+
+    async def query(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "success", "data": {"resultType": "vector", "result": [
+            {"metric": {"service": TARGET}, "value": [time.time(), self.value]}]}})
 
 
 @pytest.fixture
-async def prometheus() -> AsyncIterator[str]:
+async def prometheus() -> AsyncIterator[FakePrometheus]:
+    fake = FakePrometheus()
     app = web.Application()
-    app.router.add_route("*", "/api/v1/query", healthy_prometheus)
+    app.router.add_route("*", "/api/v1/query", fake.query)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
+    fake.url = str(server.make_url("")).rstrip("/")
     try:
-        yield str(server.make_url("")).rstrip("/")
+        yield fake
     finally:
         await server.close()
 
 
 @pytest.fixture
-async def world(kube_sim: KubeSim, kubeconfig_path: Path, tmp_path: Path, prometheus: str) -> AsyncIterator[World]:
+async def world(kube_sim: KubeSim, kubeconfig_path: Path, tmp_path: Path,
+                prometheus: FakePrometheus) -> AsyncIterator[World]:
     slack = FakeSlack(channels={CHANNEL: CHANNEL_ID})
     await slack.start()
     env = {"RECEIVER_WEBHOOK_TOKEN": TOKEN, "SLACK_BOT_TOKEN": slack.token,
            "SLACK_SIGNING_SECRET": slack.signing_secret}
-    config = write_config(tmp_path, slack, prometheus)
+    config = write_config(tmp_path, slack, prometheus.url)
     made: list[RunningReceiver] = []
     try:
         for n in "ab":
             made.append(await start_receiver(config, kubeconfig=kubeconfig_path, identity=f"replica-{n}",
                                              env=env, watch_config=False))
         slack.request_url = f"{made[0].url}/slack/events"  # Slack's request URL reaches replica A
-        yield World(kube_sim, slack, made[0], made[1])
+        yield World(kube_sim, slack, prometheus, made[0], made[1])
     finally:
         for rx in made:
             await rx.stop(grace=5)
@@ -203,3 +212,19 @@ async def test_acknowledge_is_recorded_as_a_kubernetes_event_and_shown_on_the_me
     assert event["involvedObject"]["name"] == f"{TARGET}-v1"
     assert "acknowledged by alice from Slack" in event["message"]
     await world.slack.wait_for(lambda: any("acknowledged rollback" in t for t in thread(world.slack, parent)))
+
+
+async def test_re_promote_is_refused_when_the_gate_is_not_passed_and_the_review_is_in_the_thread(
+    world: World,
+) -> None:
+    parent = await rolled_back(world)
+    world.prometheus.value = "0.5"  # half the requests failing: every criterion fails
+    d = await world.slack.click(ALICE, CHANNEL, parent.ts, REPROMOTE)
+    assert (d.via, d.status) == ("http", 200)
+    note = await world.slack.wait_for(lambda: next(
+        (t for t in thread(world.slack, parent) if "re-promotion of `finance-service` to week 1" in t), None),
+        timeout=30)
+    assert "refused: gate NOT passed (failed:" in note and "Nothing changed" in note
+    assert "FAIL" in note  # the review's rows
+    assert (replicas(world.sim, f"{TARGET}-v2"), replicas(world.sim, f"{TARGET}-v1")) == (0, 5)
+    assert not {"PromotionRequested", "Promoted"} & {e["reason"] for e in ours(world.sim)}
