@@ -251,8 +251,6 @@ class Actions:
         assert t is not None
         if force_reason is not None and not force_reason.strip():
             raise ValueError("forcing the gate needs a reason (it is recorded with the promotion)")
-        if not isinstance(self.executor, Executor):
-            raise RuntimeError("this receiver was built without an executor")
         config = self.config_provider()
         stable_o, canary_o = await asyncio.gather(self.kube.read_deployment(t.namespace, t.stable),
                                                   self.kube.read_deployment(t.namespace, t.canary))
@@ -267,6 +265,8 @@ class Actions:
                  refused=refused is not None, dry_run=dry_run)
         if dry_run or refused is not None:
             return Promoted(plan, review, refused=refused, dry_run=dry_run)
+        if not isinstance(self.executor, Executor):
+            raise RuntimeError("this receiver was built without an executor")
         try:  # the promotion's own Events follow; this one must never stop it
             await self._event(t, "Promote", "PromotionRequested",
                               f"promotion of {t.name} to {plan.to.display} requested by {actor.describe()}; "
@@ -274,7 +274,7 @@ class Actions:
                                                      else ""), actor)
         except KubeError as e:
             log.warning("action_event_not_recorded", action="promote", error=str(e))
-        record = await promote(self.executor, config, t, plan, review, requested_by=actor.describe(),
+        record = await promote(self.executor, config, t, plan, review, requested_by=actor.name,
                                force_reason=force_reason)
         return Promoted(plan, review, record=record)
 
