@@ -10,6 +10,7 @@ call these methods and nothing else, so the same checks apply wherever people ac
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,6 +28,8 @@ from receiver.kube.errors import KubeError
 from receiver.kube.gateway import Kube, Obj, micro_time
 
 if TYPE_CHECKING:
+    from receiver.domain.phases import PhaseSpec
+    from receiver.domain.promotion import PromotionPlan, Review
     from receiver.domain.rollback import RollbackRecord
 
 log = structlog.get_logger(__name__)
@@ -65,6 +68,35 @@ class Done:
     record: RollbackRecord | None = None
     changed: bool = True  # False: nothing to do (unmuting what was not muted, closing a closed breaker)
     warnings: tuple[str, ...] = field(default=())  # e.g. the Event could not be written
+
+
+@dataclass(frozen=True)
+class Promoted:
+    """A promotion through the door: the plan, the gate's review, and what happened.
+
+    ``record`` is None when nothing moved: ``refused`` (the gate is not passed and no
+    reason to force it was given) or a dry run."""
+
+    plan: PromotionPlan
+    review: Review
+    record: RollbackRecord | None = None
+    refused: str | None = None
+    dry_run: bool = False
+
+
+def phases_for(config: Config, target: Target) -> tuple[PhaseSpec, ...]:
+    """The target's phase list (a per-target or global setting when the config has one)."""
+    from receiver.domain.phases import DEFAULT_PHASES
+
+    return tuple(getattr(target, "phases", None) or getattr(config.settings, "phases", None) or DEFAULT_PHASES)
+
+
+def phase_named(shown: str | None, phases: tuple[PhaseSpec, ...]) -> PhaseSpec | None:
+    """The phase a record's ``rollout_phase`` ("week 1 (canary 1 of 5)") names, or None."""
+    if not shown:
+        return None
+    text = shown.split(" (")[0].strip()
+    return next((p for p in phases if text in (p.display, p.name)), None)
 
 
 class StatePort(Protocol):
@@ -199,6 +231,67 @@ class Actions:
             except KubeError as e:
                 log.warning("action_event_not_recorded", action="rollback", error=str(e))
         return await self.executor.run_manual(t, actor.name, dry_run, reason=reason)
+
+    async def promote(self, target: str, *, to: str | None = None, actor: Actor,
+                      force_reason: str | None = None, dry_run: bool = False) -> Promoted:
+        """Move ``target`` one phase forward (or to ``to``) after the gate's review, the
+        CLI's rule: a gate that is not passed refuses unless ``force_reason`` (recorded).
+
+        Bad input (unknown target or phase, nothing ahead, an empty reason) raises
+        ValueError and changes nothing; a refusal returns ``refused`` and changes nothing;
+        otherwise the promotion runs to its end under the target's Lease (the executor's
+        records, Events and Slack thread). Raises PromotionBusy while the Lease is held."""
+        from receiver.domain.kube_views import deployment_view
+        from receiver.domain.phases import phase_of
+        from receiver.domain.promotion import plan_promotion
+        from receiver.rollback.executor import Executor
+        from receiver.rollback.promotion import measure, promote
+
+        t = self._target(target)
+        assert t is not None
+        if force_reason is not None and not force_reason.strip():
+            raise ValueError("forcing the gate needs a reason (it is recorded with the promotion)")
+        config = self.config_provider()
+        stable_o, canary_o = await asyncio.gather(self.kube.read_deployment(t.namespace, t.stable),
+                                                  self.kube.read_deployment(t.namespace, t.canary))
+        stable, canary = deployment_view(stable_o), deployment_view(canary_o)
+        phases = phases_for(config, t)
+        current = phase_of(canary.spec_replicas, t.replicas, phases)
+        plan = plan_promotion(current, stable.spec_replicas, phases, to)  # PlanError is a ValueError
+        review = await measure(getattr(config, "prometheus", None), config.settings.promotion, t, plan.current)
+        refused = None if review.passed or force_reason else review.verdict
+        log.info("person_action", action="promote", target=t.name, by=actor.name, via=actor.via,
+                 slack_user=actor.slack_user, to=plan.to.name, gate=review.verdict, forced=bool(force_reason),
+                 refused=refused is not None, dry_run=dry_run)
+        if dry_run or refused is not None:
+            return Promoted(plan, review, refused=refused, dry_run=dry_run)
+        if not isinstance(self.executor, Executor):
+            raise RuntimeError("this receiver was built without an executor")
+        try:  # the promotion's own Events follow; this one must never stop it
+            await self._event(t, "Promote", "PromotionRequested",
+                              f"promotion of {t.name} to {plan.to.display} requested by {actor.describe()}; "
+                              f"{review.verdict}" + (f"; forced: {force_reason}" if force_reason and not review.passed
+                                                     else ""), actor)
+        except KubeError as e:
+            log.warning("action_event_not_recorded", action="promote", error=str(e))
+        record = await promote(self.executor, config, t, plan, review, requested_by=actor.name,
+                               force_reason=force_reason)
+        return Promoted(plan, review, record=record)
+
+    async def acknowledge(self, target: str, rollback_id: str, *, actor: Actor) -> Done:
+        """Record who took a rollback: a Kubernetes Event on the target's stable Deployment
+        (the Slack message shows it; the thread says it)."""
+        t = self._target(target)
+        sentence = f"rollback {rollback_id} of {target} acknowledged by {actor.describe()}"
+        log.info("person_action", action="acknowledge", target=target, rollback_id=rollback_id, by=actor.name,
+                 via=actor.via, slack_user=actor.slack_user)
+        warnings: list[str] = []
+        try:
+            await self._event(t, "Acknowledge", "RollbackAcknowledged", sentence, actor)
+        except KubeError as e:
+            log.error("action_event_not_recorded", action="acknowledge", error=str(e))
+            warnings.append(f"the Kubernetes Event could not be written: {e}")
+        return Done(sentence, warnings=tuple(warnings))
 
     async def shared_state(self) -> SharedState:
         """The shared state: the watch's view when running, else one GET (the CLI)."""

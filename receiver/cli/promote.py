@@ -4,7 +4,8 @@ A person's decision, never automatic: the gate (the rollout guide's weekly bar, 
 in Prometheus over the soak window) is printed and posted to Slack; a gate that is not
 passed (or not measured) refuses unless --force --reason, which is recorded. The move
 runs under the target's Lease with the same records, Events and Slack thread as a
-rollback, and a rollback that fires meanwhile takes over.
+rollback, and a rollback that fires meanwhile takes over. Plan, review and move go through
+the people's door (receiver.actions: Actions.promote), as Slack's Re-promote does.
 """
 
 from __future__ import annotations
@@ -51,14 +52,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--by", default=None, metavar="NAME", help="who decides (default: $USER)")
 
 
-def phases_for(config: Config, target: Target) -> Any:
-    """The target's phase list (a per-target or global setting when the config has one)."""
-    from receiver.domain.phases import DEFAULT_PHASES
-
-    return (getattr(target, "phases", None) or getattr(config.settings, "phases", None)
-            or DEFAULT_PHASES)
-
-
 def print_plan(plan: PromotionPlan, target: Target, out: TextIO) -> None:
     print(f"Promote {target.name}: {plan.describe(target.canary, target.stable)}", file=out, flush=True)
 
@@ -89,28 +82,27 @@ async def promote_command(args: argparse.Namespace, out: TextIO, err: TextIO, st
 
 async def _promote(args: argparse.Namespace, config: Config, target: Target, c: Cluster,
                    out: TextIO, err: TextIO, stdin: TextIO) -> int:
-    from receiver.domain.kube_views import deployment_view
-    from receiver.domain.phases import phase_of
-    from receiver.domain.promotion import PlanError, plan_promotion
+    from receiver.actions import Actions, Actor
+    from receiver.domain.promotion import PlanError
     from receiver.kube import KubeError
+    from receiver.kube.shared_state import SharedStateStore
+    from receiver.notify.factory import NullNotifier
 
     api, retry, kube = c.api, c.retry, c.kube
+    # the plan and the gate's review from the people's door (as Slack's Re-promote), without acting
+    door = Actions(kube, lambda: config, SharedStateStore(kube, lambda: config), NullNotifier(),
+                   identity=f"cli@{socket.gethostname()}")
     try:
-        stable_o, canary_o = await asyncio.gather(
-            kube.read_deployment(target.namespace, target.stable),
-            kube.read_deployment(target.namespace, target.canary))
+        preview = await door.promote(target.name, to=args.to, actor=Actor(_who(args), "cli"),
+                                     force_reason=args.reason if args.force else None, dry_run=True)
     except KubeError as e:
         print(f"error: cannot read {target.name}'s Deployments: {e}", file=err)
         return EXIT_FAILED
-    stable, canary = deployment_view(stable_o), deployment_view(canary_o)
-    current = phase_of(canary.spec_replicas, target.replicas, phases_for(config, target))
-    try:
-        plan = plan_promotion(current, stable.spec_replicas, phases_for(config, target), args.to)
-    except PlanError as e:
+    except (PlanError, ValueError) as e:
         print(f"error: {e}; nothing was changed", file=err)
         return EXIT_USAGE
+    plan, review = preview.plan, preview.review
     print_plan(plan, target, out)
-    review = await _review(config, target, plan)
     print(review.table(), file=out, flush=True)
     if args.dry_run:
         would = "would promote" if review.passed or args.force else "would refuse (the gate is not passed)"
@@ -132,14 +124,6 @@ async def _promote(args: argparse.Namespace, config: Config, target: Target, c: 
             print("Not promoted; nothing was changed.", file=out)
             return EXIT_FAILED
     return await _run(args, config, target, plan, review, api, retry, out, err)
-
-
-async def _review(config: Config, target: Target, plan: PromotionPlan) -> Review:
-    from receiver.rollback.promotion import measure
-
-    # The prometheus section is added to the config schema separately; read it softly.
-    prometheus = getattr(config, "prometheus", None)
-    return await measure(prometheus, config.settings.promotion, target, plan.current)
 
 
 def _who(args: argparse.Namespace) -> str:
@@ -169,12 +153,15 @@ async def _post_refusal(config: Config, target: Target, plan: PromotionPlan, rev
 
 async def _run(args: argparse.Namespace, config: Config, target: Target, plan: PromotionPlan,
                review: Review, api: ApiClient, retry: Any, out: TextIO, err: TextIO) -> int:
+    from receiver.actions import Actions, Actor
     from receiver.cli.rollback import Printer
     from receiver.domain.rollback import Phase
+    from receiver.kube import Kube, KubeError
+    from receiver.kube.shared_state import SharedStateStore
     from receiver.notify.console import ConsoleNotifier
-    from receiver.notify.factory import make_notifier
+    from receiver.notify.factory import NullNotifier, make_notifier
     from receiver.rollback.executor import Executor, RecordError
-    from receiver.rollback.promotion import PromotionBusy, promote
+    from receiver.rollback.promotion import PromotionBusy
 
     by = _who(args)
     printer = Printer(out)
@@ -207,21 +194,31 @@ async def _run(args: argparse.Namespace, config: Config, target: Target, plan: P
 
     executor = Executor(api, lambda: config, f"promote-{by}@{socket.gethostname()}"[:128],
                         on_change=on_change, retry=retry)
+    kube = Kube(api, retry)
+    door = Actions(kube, lambda: config, SharedStateStore(kube, lambda: config),
+                   slack if slack is not None else NullNotifier(), executor, identity=f"cli@{socket.gethostname()}")
     if slack is not None:
         await slack.start()
-    try:
-        record = await promote(executor, config, target, plan, review, requested_by=by,
-                               force_reason=args.reason if args.force else None)
+    try:  # the door plans and measures again just before the change (the gate at that moment)
+        done = await door.promote(target.name, to=plan.to.name, actor=Actor(by, "cli"),
+                                  force_reason=args.reason if args.force else None)
     except PromotionBusy as e:
         print(e, file=err)
         return EXIT_BUSY
     except RecordError as e:
         print(f"cannot start the promotion: {e}", file=err)
         return EXIT_FAILED
+    except (ValueError, KubeError) as e:  # the split moved since the plan, a Deployment unreadable
+        print(f"Not promoted: {e}; nothing was changed", file=err)
+        return EXIT_FAILED
     finally:
         await executor.close(timeout=5)
         if slack is not None:
             await slack.close(10)
+    if done.record is None:  # the gate, measured again, is no longer passed
+        print(f"Not promoting {target.name}: {done.refused}; nothing was changed", file=err)
+        return EXIT_FAILED
+    record = done.record
     took = f" in {record.duration_seconds:.1f} s" if record.duration_seconds is not None else ""
     if record.phase is Phase.SUCCEEDED:
         print(f"Promotion {record.id}: {target.name} is in {plan.to.display}{took} "

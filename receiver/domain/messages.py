@@ -26,6 +26,7 @@ from receiver.domain.slack_actions import (
     CLOSE_BREAKER,
     LINK_PREFIX,
     MUTE_1H,
+    REPROMOTE,
     RETRY,
     ROLLBACK_ANYWAY,
     ROLLBACK_CONFIRMED,
@@ -712,9 +713,23 @@ def parent_extras(record: RollbackRecord, target: Target | None, extras: Extras)
             action_button(RETRY, "Retry rollback", value, style="danger",
                           confirm=_confirm_rollback(target, record.target))
             if record.phase is Phase.FAILED else None,
+            action_button(REPROMOTE, "Re-promote", value, confirm=_confirm_repromote(record))
+            if _repromotable(record) else None,
             None if extras.acked_by else action_button(ACKNOWLEDGE, "Acknowledge", value, style="primary"),
         ))
     return [b for b in out if b is not None]
+
+
+def _repromotable(record: RollbackRecord) -> bool:
+    """A rollback that took the canary out of a known phase: it can be put back."""
+    return (not record.is_promotion and record.phase is Phase.SUCCEEDED and not record.dry_run
+            and bool(record.rollout_phase))
+
+
+def _confirm_repromote(record: RollbackRecord) -> tuple[str, str, str]:
+    before = (record.rollout_phase or "").split(" (")[0]
+    return ("Re-promote?", f"Put {record.canary} back to {before}, the phase before this rollback, "
+            "after the promotion gate's review (a gate that is not passed refuses).", "Re-promote")
 
 
 def note_buttons(note: str, target: Target, decision: Decision | None, extras: Extras | None) -> list[Block]:

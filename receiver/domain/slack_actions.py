@@ -22,6 +22,7 @@ from typing import Any, Literal
 MUTE_1H = "rollback_mute_1h"
 UNMUTE = "rollback_unmute"
 RETRY = "rollback_retry"
+REPROMOTE = "rollback_repromote"  # back to the phase before a rollback (confirm dialog)
 ACKNOWLEDGE = "rollback_ack"
 CLOSE_BREAKER = "rollback_close_breaker"
 ROLLBACK_ANYWAY = "rollback_anyway"
@@ -83,6 +84,14 @@ class RollbackAction:
 
 
 @dataclass(frozen=True, slots=True)
+class RepromoteAction:
+    """Re-promote ``target`` to the phase it was in before rollback ``rollback_id``."""
+
+    target: str
+    rollback_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class CloseBreakerAction:
     pass
 
@@ -104,7 +113,7 @@ class Help:
 
 
 Action = (Status | History | MuteAction | UnmuteAction | RollbackAction | CloseBreakerAction
-          | AcknowledgeAction | LinkClicked | Help)
+          | AcknowledgeAction | RepromoteAction | LinkClicked | Help)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +144,8 @@ def kind_of(action: Action | Refusal) -> Kind | None:
         return "rollback"
     if isinstance(action, AcknowledgeAction):
         return "ack"
+    if isinstance(action, RepromoteAction):
+        return "promote"
     return None
 
 
@@ -210,7 +221,7 @@ def _button_action(action_id: str, value: dict[str, str]) -> Action | Refusal:
     target, rollback_id = value.get("t"), value.get("r")
     if action_id == CLOSE_BREAKER:
         return CloseBreakerAction()
-    known = {MUTE_1H, UNMUTE, RETRY, ACKNOWLEDGE, ROLLBACK_ANYWAY, ROLLBACK_CONFIRMED}
+    known = {MUTE_1H, UNMUTE, RETRY, ACKNOWLEDGE, ROLLBACK_ANYWAY, ROLLBACK_CONFIRMED, REPROMOTE}
     if action_id not in known:
         return Refusal(f"unknown action {action_id[:60]!r}: this receiver does not know that button; nothing changed")
     if not target or not _TARGET.match(target):
@@ -219,10 +230,11 @@ def _button_action(action_id: str, value: dict[str, str]) -> Action | Refusal:
         return MuteAction(target, timedelta(hours=1), "muted from Slack")
     if action_id == UNMUTE:
         return UnmuteAction(target)
-    if action_id == ACKNOWLEDGE:
+    if action_id in (ACKNOWLEDGE, REPROMOTE):
         if not rollback_id:
             return Refusal("the button does not name a rollback; nothing changed")
-        return AcknowledgeAction(rollback_id, target)
+        return (AcknowledgeAction(rollback_id, target) if action_id == ACKNOWLEDGE
+                else RepromoteAction(target, rollback_id))
     if action_id == RETRY:
         return RollbackAction(target, confirmed=True, retry_of=rollback_id)
     return RollbackAction(target, confirmed=True)

@@ -23,7 +23,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from receiver.actions import Actor
+from receiver.actions import Actor, phase_named, phases_for
 from receiver.domain import messages
 from receiver.domain.rollback import Phase, RollbackRecord
 from receiver.domain.settings import Config
@@ -36,6 +36,7 @@ from receiver.domain.slack_actions import (
     LinkClicked,
     MuteAction,
     Refusal,
+    RepromoteAction,
     RollbackAction,
     SlackRequest,
     Status,
@@ -59,6 +60,8 @@ class ActionsPort(Protocol):
     async def unmute(self, target: str | None, *, actor: Any) -> object: ...
     async def close_breaker(self, *, actor: Any) -> object: ...
     async def rollback(self, target: str, *, actor: Any, dry_run: bool = False) -> object: ...
+    async def promote(self, target: str, *, to: str | None = None, actor: Any, force_reason: str | None = None,
+                      dry_run: bool = False) -> Any: ...
 
 
 class ViewsPort(Protocol):
@@ -227,7 +230,7 @@ class SlackDispatcher:
             confirm = messages.confirm_rollback(target)
             await self.reply(req, confirm.text, list(confirm.blocks))
             return
-        if isinstance(action, AcknowledgeAction | RollbackAction):
+        if isinstance(action, AcknowledgeAction | RollbackAction | RepromoteAction):
             gone = await self._rollback_gone(action)
             if gone:
                 await self.reply(req, f":warning: {gone} Nothing changed.")
@@ -239,6 +242,9 @@ class SlackDispatcher:
             await self.reply(req, ":warning: This receiver cannot act from Slack yet (no actions wired). "
                                   "Nothing changed.")
             return
+        if isinstance(action, RepromoteAction):
+            await self._repromote(req, action, bound)
+            return
         await self._act(req, action, bound)
 
     def _unknown_target(self, action: Any) -> str | None:
@@ -248,13 +254,16 @@ class SlackDispatcher:
         known = ", ".join(t.name for t in self._config().targets)
         return f"There is no target `{messages.esc(name)}` (known: {messages.esc(known)})."
 
-    async def _rollback_gone(self, action: AcknowledgeAction | RollbackAction) -> str | None:
-        rollback_id = action.rollback_id if isinstance(action, AcknowledgeAction) else action.retry_of
+    async def _rollback_gone(self, action: AcknowledgeAction | RollbackAction | RepromoteAction) -> str | None:
+        rollback_id = action.retry_of if isinstance(action, RollbackAction) else action.rollback_id
         if rollback_id is None:
             return None
         record = await self._find(rollback_id)
         if record is None:
             return f"Rollback `{messages.esc(rollback_id)}` no longer exists."
+        if isinstance(action, RepromoteAction) and (record.phase is not Phase.SUCCEEDED or record.is_promotion):
+            return (f"Rollback `{messages.esc(rollback_id)}` did not roll back ({record.phase.value}): "
+                    "nothing to re-promote.")
         if isinstance(action, RollbackAction) and record.phase is not Phase.FAILED:
             return f"Rollback `{messages.esc(rollback_id)}` did not fail ({record.phase.value}): nothing to retry."
         return None
@@ -269,6 +278,10 @@ class SlackDispatcher:
 
     async def _ack(self, req: SlackRequest, action: AcknowledgeAction, bound: Any) -> None:
         shown = self._acknowledge(action.rollback_id, req.user.id) if self._acknowledge else False
+        record_ack = getattr(self._actions, "acknowledge", None)
+        if record_ack is not None:  # the door records it as a Kubernetes Event
+            actor = self._actor(name=req.user.name, via="slack", slack_user=req.user.id)
+            await record_ack(action.target, action.rollback_id, actor=actor)
         bound.info("slack_rollback_acknowledged", rollback_id=action.rollback_id, shown_on_message=shown)
         await self.tell(req, f":raising_hand: {req.user.mention} acknowledged rollback "
                              f"`{messages.esc(action.rollback_id)}` from Slack: they are on it.")
@@ -326,6 +339,51 @@ class SlackDispatcher:
         if isinstance(record, RollbackRecord):
             await self.reply(req, f"Rollback `{messages.esc(record.id)}` of `{messages.esc(record.target)}`: "
                                   f"{messages.esc(messages.describe_state(record))}")
+
+    async def _repromote(self, req: SlackRequest, action: RepromoteAction, bound: Any) -> None:
+        """Back to the phase before the rollback, through the door's promotion (the gate's
+        review first: a gate that is not passed refuses, as in the CLI without --force).
+        The review and the outcome go to the rollback's thread."""
+        assert self._actions is not None
+        config = self._config()
+        target = config.target(action.target)
+        record = await self._find(action.rollback_id)
+        assert target is not None and record is not None  # checked by _unknown_target / _rollback_gone
+        phase = phase_named(record.rollout_phase, phases_for(config, target))
+        if phase is None:
+            await self.reply(req, f":warning: Rollback `{messages.esc(record.id)}` does not say which phase "
+                                  f"`{messages.esc(target.name)}` was in before it "
+                                  f"({messages.esc(record.rollout_phase or 'not recorded')}); use "
+                                  "`receiver promote`. Nothing changed.")
+            return
+        actor = self._actor(name=req.user.name, via="slack", slack_user=req.user.id)
+        who = f"by {req.user.mention} from Slack"
+        await self.reply(req, f"Re-promoting `{messages.esc(target.name)}` to {messages.esc(phase.display)}: "
+                              "the gate's review first; the outcome goes to the thread.")
+        try:
+            done = await self._actions.promote(target.name, to=phase.name, actor=actor)
+        except ValueError as e:  # nothing ahead, the split moved on, …: the door's words
+            bound.info("slack_action_not_done", error=str(e))
+            await self.reply(req, f":warning: Not done: {messages.esc(str(e))}")
+            return
+        review = f"```{done.review.table()}```"
+        if done.refused is not None:
+            bound.info("slack_repromote_refused", verdict=done.refused)
+            await self.tell(req, f":no_entry: re-promotion of `{messages.esc(target.name)}` to "
+                                 f"{messages.esc(phase.display)} {who} refused: {messages.esc(done.refused)}. "
+                                 f"Nothing changed; `receiver promote --force --reason` overrides it.\n{review}")
+            await self.reply(req, f"Not done: {messages.esc(done.refused)}")
+            return
+        outcome = done.record
+        ok = outcome is not None and outcome.phase is Phase.SUCCEEDED
+        said = (f":arrow_forward: `{messages.esc(target.name)}` re-promoted to {messages.esc(phase.display)} {who} "
+                f"({target.canary} {done.plan.canary_to}, {target.stable} {done.plan.stable_to}, verified)"
+                if ok else
+                f":x: re-promotion of `{messages.esc(target.name)}` to {messages.esc(phase.display)} {who} "
+                f"NOT done: {messages.esc(str(getattr(outcome, 'error', None) or 'no outcome'))}")
+        bound.info("slack_action_done" if ok else "slack_action_failed_outcome", text=said)
+        await self.tell(req, f"{said}\n{review}")
+        await self.reply(req, ("Done: " if ok else "") + said)
 
     @staticmethod
     def _named(target: str | None) -> str:
