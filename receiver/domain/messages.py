@@ -267,11 +267,19 @@ def _title(record: RollbackRecord) -> str:
     return f"⏪ {dry}Rolling back {record.target}"
 
 
+def runbook_url(record: RollbackRecord, target: Target | None) -> str | None:
+    """The alert's own runbook_url annotation when it is an http(s) URL, else the target's."""
+    for url in (record.runbook_url, target.runbook_url if target else None):
+        if safe_url(url):
+            return url
+    return None
+
+
 def _links(record: RollbackRecord, target: Target | None) -> str:
     items = [
         _am_link(record.external_url, record.alertname),
         link(record.generator_url, "Source graph"),
-        link(target.runbook_url if target else None, "Runbook"),
+        link(runbook_url(record, target), "Runbook"),
         link(target.dashboard_url if target else None, "Dashboard"),
     ]
     return " · ".join(i for i in items if i)
@@ -279,11 +287,93 @@ def _links(record: RollbackRecord, target: Target | None) -> str:
 
 def _what(record: RollbackRecord) -> tuple[str, str]:
     target = f"*Target*\n`{esc(record.target)}` in namespace `{esc(record.namespace)}`"
-    change = (
-        f"*Change*\n`{esc(record.canary)}` (canary) → 0\n"
-        f"`{esc(record.stable)}` (stable) → {record.replicas}"
-    )
-    return target, change
+    return target, "*Change*\n" + _change(record)
+
+
+def _change(record: RollbackRecord) -> str:
+    """`finance-service-v2` (canary) 1 → 0 and (stable) 4 → 5: before → after, once the
+    pre-flight read the Deployments; only the goal before that."""
+    b = record.before
+    if record.is_promotion:  # the promotion's own goal is in its reason
+        c_to, s_to = record.progress.canary_replicas, record.progress.stable_replicas
+    else:
+        c_to, s_to = 0, record.replicas
+    if b is not None and b.canary_replicas is None:
+        canary = f"`{esc(record.canary)}` (canary) missing: nothing to scale down"
+    else:
+        canary = f"`{esc(record.canary)}` (canary) " + _arrow(b.canary_replicas if b else None, c_to)
+    stable = f"`{esc(record.stable)}` (stable) " + _arrow(b.stable_replicas if b else None, s_to)
+    return f"{canary}\n{stable}"
+
+
+def _arrow(before: int | None, after: int | None) -> str:
+    if after is None:  # a promotion before its first change
+        return "" if before is None else f"at {before}"
+    return f"→ {after}" if before is None else f"{before} → {after}"
+
+
+def _images(record: RollbackRecord, target: Target | None) -> str | None:
+    """*Images*: v1 `registry/app:1.4.2`, v2 `registry/app:1.5.0` (from the Deployments)."""
+    b = record.before
+    if b is None or not (b.stable_images or b.canary_images):
+        return None
+    v1, v2 = (target.versions.stable, target.versions.canary) if target is not None else ("stable", "canary")
+
+    def one(name: str, images: tuple[str, ...]) -> str:
+        shown = ", ".join(f"`{esc(i)}`" for i in images) if images else "_none_"
+        return f"{esc(name)}: {shown}"
+
+    return f"*Images*\n{one(v1, b.stable_images)}\n{one(v2, b.canary_images)}"
+
+
+def started_by(record: RollbackRecord) -> str:
+    """Plain text: "alert HighErrorRate", "alice from the CLI", "alice from Slack".
+
+    A person's rollback carries who and where in its reason ("requested by alice from
+    Slack; overrides …", receiver.actions); ``requested_by`` alone when it does not."""
+    if record.trigger != "manual" and not record.is_promotion:
+        return f"alert {record.alertname or record.rule or '(unnamed)'}"
+    prefix = "requested by "
+    if record.reason.startswith(prefix):
+        return record.reason[len(prefix):].split(";", 1)[0].strip()
+    return record.requested_by or "someone"
+
+
+def _step_done_at(record: RollbackRecord, name: str) -> datetime | None:
+    return next((s.at for s in record.steps if s.name == name and s.ok), None)
+
+
+def timings(record: RollbackRecord) -> str | None:
+    """Plain text: "alert started 03:58:00 UTC → traffic off the canary +2 min → stable
+    verified +2 min → recovery confirmed +8 min", each mark counted from the alert's start
+    (the rollback's for a person's rollback); None before anything happened."""
+    start = record.alert_started_at or (record.recovery.alert_started_at if record.recovery else None)
+    origin = (f"alert started {plain_time(start)}" if start is not None
+              else f"requested {plain_time(record.started_at)}")
+    start = start or record.started_at
+    marks: list[tuple[datetime, str]] = []
+    if not record.is_promotion:
+        off = _step_done_at(record, "scale-canary")
+        if off is not None:
+            marks.append((off, "traffic off the canary"))
+    verified = _step_done_at(record, "verify")
+    if verified is not None:
+        marks.append((verified, "stable verified"))
+    rec = record.recovery
+    if rec is not None and rec.outcome is RecoveryOutcome.RECOVERED and rec.checked_at is not None:
+        marks.append((rec.checked_at, "recovery confirmed"))
+    if not marks:
+        return None
+    marks.sort(key=lambda m: m[0])
+    return " → ".join([origin, *(f"{what} +{_offset((at - start).total_seconds())}" for at, what in marks)])
+
+
+def _offset(seconds: float) -> str:
+    """Like ``duration`` but to the second up to 10 min: "2 min 42 s" (3 a.m. arithmetic)."""
+    if 90 <= seconds < 600:
+        minutes, rest = divmod(round(seconds), 60)
+        return f"{minutes} min {rest} s" if rest else f"{minutes} min"
+    return duration(seconds)
 
 
 def parent(record: RollbackRecord, target: Target | None = None, extras: Extras | None = None) -> SlackMessage:
@@ -296,12 +386,16 @@ def parent(record: RollbackRecord, target: Target | None = None, extras: Extras 
     text = f"{_title(record)}{during}: {describe_why(record)}. State: {state}"
     what, change = _what(record)
     why_label = "*Requested*" if record.trigger == "manual" else "*Why*"
+    items = [what + _rollout_phase(record), change, f"{why_label}\n{esc(describe_why(record))}",
+             f"*Started by*\n{esc(started_by(record))}", _images(record, target),
+             f"*Order*\n{esc(record.order)}" if record.order else "*Trigger*\n" + esc(record.trigger)]
     blocks: list[Block] = [
         header(_title(record)),
-        fields(what + _rollout_phase(record), change, f"{why_label}\n{esc(describe_why(record))}",
-               f"*Order*\n{esc(record.order)}" if record.order else "*Trigger*\n" + esc(record.trigger)),
+        fields(*(i for i in items if i)),
         section(f"*State:* {_state_trail(record)}"),
     ]
+    if (timed := timings(record)) is not None:
+        blocks.append(section(f"*Timings:* {esc(timed)}"))
     if record.phase is Phase.FAILED and record.error:
         blocks.append(section(f"*Error:* {esc(record.error)}"))
     if record.progress.not_ready and record.phase is not Phase.SUCCEEDED:
@@ -690,7 +784,7 @@ def parent_extras(record: RollbackRecord, target: Target | None, extras: Extras)
     if labels and target is not None:  # the target's equality matchers narrow the silence to it
         labels.update({m.name: m.value for m in target.parsed if m.op == "="})
     links = [
-        ("runbook", "Runbook", extras.runbook_url or (target.runbook_url if target else None)),
+        ("runbook", "Runbook", extras.runbook_url or runbook_url(record, target)),
         ("graph", "Prometheus graph", record.generator_url),
         ("dashboard", "Dashboard",
          dashboard_url(target.dashboard_url if target else None, record.started_at, record.finished_at)),

@@ -95,6 +95,29 @@ class Recovery:
 
 
 @dataclass(frozen=True, slots=True)
+class Before:
+    """The Deployments as the first pre-flight read them: what the parent message shows as
+    v1 and v2 images and as replicas before -> after. Kept from the first pre-flight, so a
+    resumed run (which reads the already-scaled Deployments) does not overwrite it."""
+
+    stable_replicas: int | None = None
+    canary_replicas: int | None = None  # None: the canary Deployment did not exist
+    stable_images: tuple[str, ...] = ()  # spec.template's containers, in order
+    canary_images: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"stable_replicas": self.stable_replicas, "canary_replicas": self.canary_replicas,
+                "stable_images": list(self.stable_images), "canary_images": list(self.canary_images)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Before:
+        """Unknown keys are skipped (a newer receiver's record), missing ones take defaults."""
+        return cls(data.get("stable_replicas"), data.get("canary_replicas"),
+                   tuple(str(i) for i in data.get("stable_images") or ()),
+                   tuple(str(i) for i in data.get("canary_images") or ()))
+
+
+@dataclass(frozen=True, slots=True)
 class RollbackRecord:
     """Everything known about one rollback. Immutable: each change makes a new record."""
 
@@ -130,6 +153,12 @@ class RollbackRecord:
     rollout_phase: str | None = None
     recovery: Recovery | None = None  # None: Prometheus not configured, or a manual rollback
     kind: str = "rollback"  # "rollback" or "promotion": one record shape, one Lease, one thread
+    #: The Deployments before the change (images, replicas); None until the pre-flight read them.
+    before: Before | None = None
+    #: When the triggering alert started firing (its startsAt): the timings on the parent start there.
+    alert_started_at: datetime | None = None
+    #: The alert's own ``runbook_url`` annotation; the target's runbook_url is the fallback.
+    runbook_url: str | None = None
 
     @property
     def is_promotion(self) -> bool:
@@ -193,6 +222,10 @@ class RollbackRecord:
             # only when set: a record without it reads the same in older receivers
             **({"recovery": self.recovery.to_json()} if self.recovery is not None else {}),
             "kind": self.kind,
+            # only when set, like recovery: older receivers skip them, older records lack them
+            **({"before": self.before.to_json()} if self.before is not None else {}),
+            **({"alert_started_at": self.alert_started_at.isoformat()} if self.alert_started_at else {}),
+            **({"runbook_url": self.runbook_url} if self.runbook_url else {}),
         }
 
     @classmethod
@@ -201,7 +234,7 @@ class RollbackRecord:
         optional ones take their defaults, so replicas of different versions (a rolling
         upgrade) read each other's records in the Lease."""
         d = {k: v for k, v in data.items() if k in _FIELDS}
-        for k in ("started_at", "finished_at"):
+        for k in ("started_at", "finished_at", "alert_started_at"):
             if d.get(k):
                 d[k] = datetime.fromisoformat(d[k])
         d["phase"] = Phase(d["phase"])
@@ -214,6 +247,8 @@ class RollbackRecord:
         d["progress"] = Progress(**p)
         if d.get("recovery") is not None:
             d["recovery"] = Recovery.from_json(d["recovery"])
+        if d.get("before") is not None:
+            d["before"] = Before.from_json(d["before"])
         d["kind"] = d.get("kind") or KIND_ROLLBACK  # records written before promotions existed
         if d["kind"] not in (KIND_ROLLBACK, KIND_PROMOTION):
             raise ValueError(f"unknown record kind {d['kind']!r}")

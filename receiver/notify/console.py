@@ -88,6 +88,10 @@ class ConsoleNotifier(QueuedNotifier):
                        "  ", messages.describe_why(rec))
             self._line(" " * 9, (f"{rec.canary} → 0, {rec.stable} → {rec.replicas} in namespace {rec.namespace}"
                                  f" · rollback {rec.id}", "dim"))
+        if ev.step is not None and ev.step.name == "preflight" and rec.before is not None:
+            b = rec.before  # what the parent's Images and Change fields say in Slack
+            self._line(" " * 9, (f"{rec.stable} {', '.join(b.stable_images) or '-'} · {rec.canary} "
+                                 f"{', '.join(b.canary_images) or '-'}", "dim"))
         if ev.step is not None:
             st = ev.step
             icon, st_style = ("✗", "red") if not st.ok else (("⚠", "yellow") if st.warning else ("✓", "green"))
@@ -105,6 +109,8 @@ class ConsoleNotifier(QueuedNotifier):
             if rec.phase is not Phase.STARTED:
                 self._line((_clock(rec.finished_at), "dim"), " ", (f"{_ICON[rec.phase]} {rec.target}", style),
                            "  ", (state, style))
+            if rec.phase.finished and (timed := messages.timings(rec)) is not None:
+                self._line(" " * 9, (timed, "dim"))
         if rec.phase is Phase.FAILED and rec.id not in self._paged:
             self._paged.add(rec.id)
             mention = self.slack_settings().oncall_mention or "on-call"

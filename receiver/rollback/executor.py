@@ -127,6 +127,8 @@ def new_record(decision: Decision | None, target: Target, config: Config, now: d
         slack_channel=None,
         dry_run=dry_run,
         rollout_phase=str(decision.phase) if decision and decision.phase else None,
+        alert_started_at=alert.starts_at if alert else None,
+        runbook_url=(alert.annotations.get("runbook_url") or None) if alert else None,
         # with Prometheus, an alert's rollback is followed by a recovery watch (rollback/recovery.py)
         recovery=Recovery(RecoveryOutcome.WATCHING, "", alert.starts_at,
                           config.recovery_window(target, decision.rule if decision else None))

@@ -17,7 +17,7 @@ from typing import Any
 import structlog
 
 from receiver.domain.kube_views import DeploymentView, deployment_view, ready_replicas, replicas
-from receiver.domain.rollback import OnChange, Phase, RollbackRecord, Step
+from receiver.domain.rollback import Before, OnChange, Phase, RollbackRecord, Step
 from receiver.domain.rollout import Verification, choose_order
 from receiver.domain.settings import Config, StepOrder, Target
 from receiver.kube import FIELD_MANAGER, Kube, KubeError, Obj, micro_time, parse_time
@@ -222,6 +222,10 @@ class Run:
             canary = deployment_view(canary_r)
         stable = deployment_view(stable_r)
         self.seen = {t.stable: stable, **({t.canary: canary} if canary is not None else {})}
+        if self.record.before is None:  # the first pre-flight's view; a resumed run keeps it
+            self.record = replace(self.record, before=Before(
+                stable_replicas=stable.spec_replicas, canary_replicas=replicas(canary),
+                stable_images=stable.images, canary_images=canary.images if canary is not None else ()))
         cpart = (f"{t.canary} has {canary.spec_replicas} replicas" if canary is not None
                  else f"{t.canary} does not exist (nothing to scale down)")
         self.step("preflight", f"{t.stable} has {stable.spec_replicas} replicas, "

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from receiver.domain import messages
 from receiver.domain.decisions import AppliedMute, DecisionKind, MuteScope
-from receiver.domain.rollback import Phase, Progress
+from receiver.domain.rollback import Before, Phase, Progress, Recovery, RecoveryOutcome
 from sim.slack import block_problems
 from tests.fixtures.slack import T0, alert, decision, failed_rollback, record, slack_config, step, successful_rollback
 from tests.slack.snapshot import assert_snapshot
@@ -45,14 +45,21 @@ def assert_valid(msg: messages.SlackMessage) -> None:
 # --- snapshots -----------------------------------------------------------------------
 
 
+#: What the pre-flight read and the alert carried (receiver.rollback.steps / executor.new_record).
+BEFORE = Before(stable_replicas=4, canary_replicas=1, stable_images=("registry.example.com/finance:1.4.2",),
+                canary_images=("registry.example.com/finance:1.5.0", "registry.example.com/envoy:1.29"))
+FULL = {"before": BEFORE, "alert_started_at": T0 - timedelta(minutes=2), "rollout_phase": "week 1 (canary 1 of 5)",
+        "runbook_url": "https://wiki.example.com/runbooks/high-error-rate"}
+
+
 def test_the_parent_message_reads_well_at_each_state_of_a_rollback() -> None:
-    calls = successful_rollback()
+    calls = successful_rollback(record(**FULL))
     states = {
         "parent_started": calls[0][0],
         "parent_scaling": calls[2][0],
         "parent_verifying": calls[4][0],
         "parent_succeeded": calls[-1][0],
-        "parent_failed": failed_rollback()[-1][0],
+        "parent_failed": failed_rollback(record(**FULL))[-1][0],
     }
     for name, rec in states.items():
         msg = messages.parent(rec, FINANCE)
@@ -110,6 +117,59 @@ def test_a_manual_rollback_says_who_requested_it() -> None:
     msg = messages.parent(rec, FINANCE)
     assert "manual rollback requested by alice: bad deploy, see INC-42" in msg.text
     assert_snapshot("parent_manual", msg.payload())
+
+
+def test_the_parent_says_images_replicas_before_and_after_who_started_it_and_the_timings() -> None:
+    rec = successful_rollback(record(**FULL))[-1][0]
+    rec = replace(rec, recovery=Recovery(RecoveryOutcome.RECOVERED, "recovered", T0 - timedelta(minutes=2),
+                                         300, 0.004, T0 + timedelta(minutes=6)))
+    msg = messages.parent(rec, FINANCE)
+    assert_valid(msg)
+    shown = "\n".join(texts(msg.payload())).replace("&gt;", ">")
+    assert "v1: `registry.example.com/finance:1.4.2`" in shown
+    assert "v2: `registry.example.com/finance:1.5.0`, `registry.example.com/envoy:1.29`" in shown
+    assert "`finance-service-v2` (canary) 1 → 0" in shown
+    assert "`finance-service-v1` (stable) 4 → 5" in shown
+    assert "*Started by*\nalert HighErrorRate" in shown
+    assert "*Phase:* week 1 (canary 1 of 5)" in shown
+    assert "HighErrorRate 7.2 % > 5 %" in shown
+    # alert at 02:58:00; canary scaled at +0.5 s of the rollback, verified at +42 s, recovered at +6 min
+    assert ("*Timings:* alert started 02:58:00 UTC → traffic off the canary +2 min → stable verified "
+            "+2 min 42 s → recovery confirmed +8 min") in shown
+    assert "<https://wiki.example.com/runbooks/high-error-rate|Runbook>" in shown  # the alert's, not the target's
+
+
+def test_a_stable_first_rollback_lists_its_timings_in_the_order_they_happened() -> None:
+    rec = successful_rollback(record(**FULL, order="stable-first"))[-1][0]
+    steps = tuple(replace(s, at=T0 + timedelta(seconds=50)) if s.name == "scale-canary" else s for s in rec.steps)
+    timed = messages.timings(replace(rec, steps=steps))
+    assert timed == "alert started 02:58:00 UTC → stable verified +2 min 42 s → traffic off the canary +2 min 50 s"
+
+
+def test_the_parent_says_which_person_started_a_rollback_and_through_which_door() -> None:
+    for reason, who in (("requested by alice from the CLI", "alice from the CLI"),
+                        ("requested by bob from Slack; overrides the active mute of x", "bob from Slack"),
+                        ("bad deploy", "carol")):
+        rec = record(trigger="manual", requested_by="carol" if who == "carol" else who.split()[0], reason=reason,
+                     alertname=None, rule=None, value=None, threshold=None)
+        assert f"*Started by*\n{who}" in str(messages.parent(rec, FINANCE).payload()["blocks"]).replace("\\n", "\n")
+
+
+def test_a_missing_canary_is_said_instead_of_a_replica_change() -> None:
+    rec = record(before=Before(stable_replicas=0, canary_replicas=None, stable_images=("img:1",)))
+    shown = str(messages.parent(rec, FINANCE).payload())
+    assert "(canary) missing: nothing to scale down" in shown
+    assert "`finance-service-v1` (stable) 0 → 5" in shown
+    assert "v2: _none_" in shown
+
+
+def test_hostile_images_and_runbook_annotations_are_escaped() -> None:
+    rec = record(before=Before(1, 1, (HOSTILE,), ("img:2",)), runbook_url="javascript:alert(1)")
+    msg = messages.parent(rec, FINANCE)
+    joined = "\n".join(texts(msg.payload()))
+    assert "<!channel>" not in joined and "<@U123>" not in joined
+    assert "javascript:" not in joined
+    assert "<https://wiki.example.com/runbooks/finance-service#rollback|Runbook>" in joined  # the target's
 
 
 def test_the_resolved_follow_up_says_how_long_after_the_rollback() -> None:

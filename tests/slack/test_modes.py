@@ -3,23 +3,29 @@
 from __future__ import annotations
 
 import io
+from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
 from receiver.domain.decisions import AppliedMute, DecisionKind, MuteScope
+from receiver.domain.rollback import Before
 from receiver.domain.settings import SlackSettings
 from receiver.notify.console import ConsoleNotifier
 from receiver.notify.factory import NullNotifier, SlackBotNotifier, SlackWebhookNotifier, make_notifier
 from sim.slack import FakeSlack
 from tests.fixtures.slack import (
     FAST,
+    T0,
     LogWatch,
     alert,
     decision,
     failed_rollback,
     record,
     slack_config,
+    step,
     successful_rollback,
 )
 from tests.slack.test_conversation import play
@@ -107,3 +113,47 @@ async def test_off_mode_accepts_every_call_and_does_nothing() -> None:
     n.rollback_changed(record(), None)
     n.decision(decision(DecisionKind.RESOLVED, alerts=(alert("resolved"),)), FINANCE)
     await n.close(0.1)
+
+
+def _with_preflight(calls: list[Any], before: Before) -> list[Any]:
+    """The executor's calls with the pre-flight step it makes before the order (images read)."""
+    first, _ = calls[0]
+    pre = step("preflight", "finance-service-v1 has 4 replicas, 4 Ready; finance-service-v2 has 1 replicas", 0.05)
+    rec = replace(first.with_step(pre), before=before)
+    return [calls[0], (rec, pre),
+            *[(replace(r, before=before, steps=(pre, *r.steps)), s) for r, s in calls[1:]]]
+
+
+BEFORE = Before(4, 1, ("registry.example.com/finance:1.4.2",), ("registry.example.com/finance:1.5.0",))
+
+
+async def test_console_mode_shows_the_images_and_the_timings_from_the_alerts_start() -> None:
+    out = io.StringIO()
+    n = ConsoleNotifier(slack_config(mode="console").slack,
+                        console=Console(file=out, width=200, color_system=None, highlight=False))
+    await n.start()
+    rec = record(alert_started_at=T0 - timedelta(minutes=2))
+    await play(n, _with_preflight(successful_rollback(rec), BEFORE))
+    await n.close(1.0)
+    text = out.getvalue()
+    assert ("finance-service-v1 registry.example.com/finance:1.4.2 · finance-service-v2 "
+            "registry.example.com/finance:1.5.0") in text
+    assert "alert started 02:58:00 UTC → traffic off the canary +2 min → stable verified +2 min 42 s" in text
+
+
+async def test_webhook_mode_posts_the_same_parent_with_images_and_replicas_before_and_after(
+    fake_slack: FakeSlack,
+) -> None:
+    cfg = slack_config(mode="webhook")
+    n = make_notifier(cfg.slack, {"SLACK_WEBHOOK_URL": fake_slack.webhook_url}, config=lambda: cfg, policy=FAST)
+    await n.start()
+    try:
+        await play(n, _with_preflight(successful_rollback(record(alert_started_at=T0 - timedelta(minutes=2))),
+                                      BEFORE))
+    finally:
+        await n.close(1.0)
+    outcome = next(m for m in fake_slack.messages("#rollbacks") if "rolled back to" in m.text)
+    blocks = str(outcome.blocks)
+    assert "v2: `registry.example.com/finance:1.5.0`" in blocks
+    assert "`finance-service-v1` (stable) 4 → 5" in blocks
+    assert "*Timings:* alert started 02:58:00 UTC" in blocks
