@@ -105,14 +105,18 @@ class World:
         return texts([r for p in parents for r in self.slack.thread(CHANNEL, p.ts)])
 
 
-async def _rates_for_both(prom: Prometheus) -> None:
+async def _rates_settled(prom: Prometheus, expected: dict[str, float]) -> None:
+    """Until Prometheus' 5 s error rate of each version reads what its pods serve: the
+    window must no longer hold the seconds before the ratios were set (a blend that can sit
+    on the other side of the 5 % threshold). Polls an outside process, bounded."""
     value = ERROR_RATE.rsplit(">", 1)[0]
+    seen: dict[str, float] = {}
     for _ in range(300):
-        found = {s["metric"].get("version") for s in await prom.query(value)}
-        if {"v1", "v2"} <= found:
+        seen = {str(s["metric"].get("version")): float(s["value"][1]) for s in await prom.query(value)}
+        if all(v in seen and abs(seen[v] - want) <= max(0.2 * want, 0.005) for v, want in expected.items()):
             return
         await asyncio.sleep(0.1)
-    raise AssertionError("Prometheus has no error rate for v1 and v2")
+    raise AssertionError(f"Prometheus' error rates never settled on {expected}: {seen}")
 
 
 @contextlib.asynccontextmanager
@@ -141,7 +145,7 @@ async def world(kube_sim: KubeSim, kubeconfig_path: Path, tmp_path: Path, *, v1_
         rules = fast_rules(RULES, tmp_path / "rules.yml")
         prom = await prom_stack.enter_async_context(running_prometheus([v1.metrics_url, v2.metrics_url], rules,
                                                                        tmp_path))
-        await _rates_for_both(prom)
+        await _rates_settled(prom, {"v1": v1_errors, "v2": v2_errors})
         cfg = {
             "settings": {"recovery_window_seconds": WINDOW},
             "rules": [{"name": "error-rate", "matchers": ['alertname="HighErrorRate"'], "threshold": 0.05,
