@@ -8,7 +8,7 @@ import asyncio
 import sys
 
 from receiver.cli import EXIT_USAGE
-from receiver.cli.mute import _quiet, default_by, load, with_actions
+from receiver.cli.mute import _quiet, load, person, with_actions
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,14 +18,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from receiver.actions import Actor
-
     _quiet()
     config = load(args)
     if config is None:
         return EXIT_USAGE
     try:
-        actor = Actor(default_by() if args.by is None else args.by, "cli")
+        actor = person(args, config)
     except ValueError as e:
         print(f"error: {e}; nothing was written", file=sys.stderr)
         return EXIT_USAGE

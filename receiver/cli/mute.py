@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, TextIO
 from receiver.cli import EXIT_OK, EXIT_USAGE, cluster
 
 if TYPE_CHECKING:
-    from receiver.actions import Actions, Done
+    from receiver.actions import Actions, Actor, Done
     from receiver.domain.settings import Config
 
 
@@ -100,21 +100,30 @@ def _quiet() -> None:
     configure(level="warning")  # the printed lines are the output; logs only for trouble
 
 
+def person(args: argparse.Namespace, config: Config) -> Actor:
+    """Who acts from this command line (--by, else $USER@host), once its TARGET is known
+    to the config; ValueError otherwise, before the cluster is contacted."""
+    from receiver.actions import Actor
+
+    target = getattr(args, "target", None)
+    if target is not None and config.target(target) is None:
+        names = ", ".join(sorted(t.name for t in config.targets))
+        raise ValueError(f"unknown target {target!r}; configured targets: {names}")
+    return Actor(default_by() if args.by is None else args.by, "cli")
+
+
 def run(args: argparse.Namespace) -> int:
-    from receiver.actions import Actor, parse_duration, parse_time
+    from receiver.actions import parse_duration, parse_time
 
     _quiet()
     config = load(args)
     if config is None:
         return EXIT_USAGE
     try:  # bad input: exit 2 before the cluster is contacted
-        actor = Actor(default_by() if args.by is None else args.by, "cli")
+        actor = person(args, config)
         until = parse_duration(args.duration) if args.duration is not None else parse_time(args.until)
         if not args.reason.strip():
             raise ValueError("--reason must not be empty")
-        if args.target is not None and config.target(args.target) is None:
-            names = ", ".join(sorted(t.name for t in config.targets))
-            raise ValueError(f"unknown target {args.target!r}; configured targets: {names}")
     except ValueError as e:
         print(f"error: {e}; nothing was written", file=sys.stderr)
         return EXIT_USAGE
@@ -123,17 +132,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_unmute(args: argparse.Namespace) -> int:
-    from receiver.actions import Actor
 
     _quiet()
     config = load(args)
     if config is None:
         return EXIT_USAGE
     try:
-        actor = Actor(default_by() if args.by is None else args.by, "cli")
-        if args.target is not None and config.target(args.target) is None:
-            names = ", ".join(sorted(t.name for t in config.targets))
-            raise ValueError(f"unknown target {args.target!r}; configured targets: {names}")
+        actor = person(args, config)
     except ValueError as e:
         print(f"error: {e}; nothing was written", file=sys.stderr)
         return EXIT_USAGE
