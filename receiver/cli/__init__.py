@@ -1,4 +1,5 @@
-"""The `receiver` command: serve | check-config | demo | sim | rollback | mute | unmute | breaker.
+"""The `receiver` command: serve | check-config | status | history | rollback | promote | mute |
+unmute | breaker | demo | sim.
 
 Each subcommand lives in its own module exposing ``add_arguments(parser)`` and
 ``run(args) -> int``; this file only wires them. Only the chosen command's module is
@@ -35,9 +36,9 @@ if TYPE_CHECKING:
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 EXIT_CODES = """exit status:
   0  success
-  1  the command ran and failed (rollback not verified, cluster unreachable, invalid file)
+  1  the command ran and failed (rollback not verified, cluster unreachable, a check-config
+     --cluster check failed, promote's gate not passed or not measured without --force)
   2  usage or configuration error (bad flag, bad config, kubeconfig, port in use)
-  1  promote: the gate was not passed (or not measured) and --force was not given
   3  rollback / promote: another rollback or promotion of the target is running (nothing was changed)"""
 DEFAULT_REQUEST_TIMEOUT = "30s"
 

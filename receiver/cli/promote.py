@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import getpass
 import re
 import socket
 import sys
@@ -21,6 +20,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
 from receiver.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Cluster, cluster
+from receiver.cli.mute import default_by
 
 if TYPE_CHECKING:
     from kubernetes_asyncio.client import ApiClient
@@ -49,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true",
                         help="promote although the gate is not passed (needs --reason, which is recorded)")
     parser.add_argument("--reason", default=None, metavar="TEXT", help="why the gate is overridden")
-    parser.add_argument("--by", default=None, metavar="NAME", help="who decides (default: $USER)")
+    parser.add_argument("--by", default=None, metavar="NAME", help="who decides (default: $USER@host)")
 
 
 def print_plan(plan: PromotionPlan, target: Target, out: TextIO) -> None:
@@ -127,7 +127,7 @@ async def _promote(args: argparse.Namespace, config: Config, target: Target, c: 
 
 
 def _who(args: argparse.Namespace) -> str:
-    return str(args.by or getpass.getuser())
+    return str(args.by or default_by())
 
 
 async def _post_refusal(config: Config, target: Target, plan: PromotionPlan, review: Review,

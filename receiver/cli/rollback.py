@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import getpass
 import socket
 import sys
 from typing import TYPE_CHECKING, TextIO
 
 from receiver.cli import Cluster, cluster
+from receiver.cli.mute import default_by
 from receiver.domain.rollback import Phase, RollbackRecord, Step
 from receiver.domain.settings import Config, ConfigError, Target, load_config
 from receiver.logs import configure as configure_logs
@@ -32,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dry-run", action="store_true",
                         help="read the cluster and say what would be done; change nothing")
     parser.add_argument("--by", default=None, metavar="NAME",
-                        help="who asks (shown in the record and Slack); default: $USER")
+                        help="who asks (shown in the record and Slack); default: $USER@host")
 
 
 class Printer:
@@ -70,7 +70,7 @@ async def rollback(args: argparse.Namespace, out: TextIO) -> int:
         names = ", ".join(t.name for t in config.targets)
         print(f"unknown target {args.target!r}; configured: {names}", file=sys.stderr)
         return EXIT_USAGE
-    by = args.by or getpass.getuser()
+    by = args.by or default_by()
     async with cluster(args) as c:
         return await _rollback(args, config, target, by, c, out)
 

@@ -20,7 +20,7 @@ from typing import TextIO
 
 import yaml
 
-from receiver.cli import EXIT_OK, EXIT_USAGE, cluster
+from receiver.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, cluster
 from receiver.domain.settings import Config, ConfigError, load_config
 from receiver.kube import Kube
 from receiver.logs import configure as configure_logs
@@ -73,7 +73,7 @@ def row(t: TargetStatus, now: datetime) -> tuple[str, ...]:
     last = f"{t.last.outcome} {_ago(t.last.finished_at, now)}".strip() if t.last else "-"
     if t.last is not None and t.last.dry_run:
         last += " (dry run)"
-    mute = "-"
+    mute = "unknown (shared state unreadable)" if t.state_problem else "-"
     if t.mute is not None:
         until = f"until {t.mute.until:%Y-%m-%d %H:%M}Z" if t.mute.until else "until removed"
         scope = "" if t.mute.scope == "target" else " all targets"
@@ -131,6 +131,9 @@ async def status(args: argparse.Namespace, out: TextIO) -> int:
         objects = await read_objects(c.kube, config)
     print(render(build_status(config, objects, datetime.now(UTC), args.target), args.output),
           file=out, flush=True)
+    for problem in objects.state.problems:  # mutes and the breaker unknown: said, and not a success
+        print(f"error: {problem}", file=sys.stderr)
+        return EXIT_FAILED
     return EXIT_OK
 
 

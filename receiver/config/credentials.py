@@ -30,6 +30,9 @@ import structlog
 from receiver.domain.settings import AuthSettings
 
 ADMIN_PERMISSION = "admin:monitoring"
+#: A person's actions over HTTP (mute, unmute, close the breaker) need this in a JWT, beside
+#: reading: a monitoring token must not be able to silence the receiver.
+ACTIONS_PERMISSION = "admin:actions"
 log = structlog.get_logger(__name__)
 
 
@@ -39,7 +42,7 @@ class AdminAccess(enum.Enum):
     FORBIDDEN = "forbidden"  # 403: a valid credential without admin:monitoring
 
 
-def grants_admin(claims: Mapping[str, object]) -> bool:
+def grants_admin(claims: Mapping[str, object], permission: str = ADMIN_PERMISSION) -> bool:
     """Exact match only: an item of a ``permissions`` list, or a word of ``scope``.
 
     A string ``permissions`` claim is not a list (matching it as one would be a
@@ -47,8 +50,8 @@ def grants_admin(claims: Mapping[str, object]) -> bool:
     """
     perms = claims.get("permissions")
     scope = claims.get("scope")
-    in_perms = isinstance(perms, list) and any(p == ADMIN_PERMISSION for p in perms)
-    in_scope = isinstance(scope, str) and ADMIN_PERMISSION in scope.split()
+    in_perms = isinstance(perms, list) and any(p == permission for p in perms)
+    in_scope = isinstance(scope, str) and permission in scope.split()
     return in_perms or in_scope
 
 
@@ -128,8 +131,9 @@ class Credentials:
             return ok
         return False
 
-    def admin_access(self, authorization: str | None) -> AdminAccess:
-        """An admin token, or a signed, unexpired JWT (``exp`` required) granting admin:monitoring."""
+    def admin_access(self, authorization: str | None, permission: str = ADMIN_PERMISSION) -> AdminAccess:
+        """An admin token, or a signed, unexpired JWT (``exp`` required) granting ``permission``
+        (admin:monitoring to read; ACTIONS_PERMISSION for a person's actions over HTTP)."""
         scheme, _, value = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not value.strip():
             if self.insecure and not (self.admin_tokens or self.jwt_secret):
@@ -143,8 +147,21 @@ class Credentials:
                 claims = jwt.decode(token, self.jwt_secret, algorithms=["HS256"], options={"require": ["exp"]})
             except jwt.PyJWTError:
                 return AdminAccess.UNAUTHENTICATED
-            return AdminAccess.GRANTED if grants_admin(claims) else AdminAccess.FORBIDDEN
+            return AdminAccess.GRANTED if grants_admin(claims, permission) else AdminAccess.FORBIDDEN
         return AdminAccess.UNAUTHENTICATED
+
+    def subject(self, authorization: str | None) -> str | None:
+        """The ``sub`` of a valid admin JWT: who acts, as the token's issuer vouches for it
+        (None for a static admin token, whose holder names themselves)."""
+        scheme, _, value = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not self.jwt_secret or value.strip().count(".") != 2:
+            return None
+        try:
+            claims = jwt.decode(value.strip(), self.jwt_secret, algorithms=["HS256"], options={"require": ["exp"]})
+        except jwt.PyJWTError:
+            return None
+        sub = claims.get("sub")
+        return sub if isinstance(sub, str) and sub.strip() else None
 
     def admin_allowed(self, authorization: str | None) -> bool:
         """True for an admin token, or a valid JWT that grants admin:monitoring."""

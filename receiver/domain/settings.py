@@ -361,7 +361,8 @@ class AuthSettings(Strict):
         description="Env var with accepted tokens (comma-separated for rotation).",
     )
     basic_auth: list[BasicAuthUser] = Field(default_factory=list, description="Accepted basic-auth users.")
-    admin_token_file: Path | None = Field(default=None, description="Admin token for /health, /rollbacks, /-/reload.")
+    admin_token_file: Path | None = Field(default=None,
+        description="Admin token for /health, /rollbacks, /targets, /-/reload, /mutes, /breaker/close.")
     admin_token_env: str = Field(default="RECEIVER_ADMIN_TOKEN", description="Env var with admin tokens.")
     jwt_secret_file: Path | None = Field(
         default=None, description="HS256 secret for admin JWTs carrying admin:monitoring."

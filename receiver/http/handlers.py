@@ -21,7 +21,7 @@ import structlog
 from aiohttp import web
 
 from receiver.actions import Actions, Actor, Done, parse_duration, parse_time
-from receiver.config.credentials import AdminAccess
+from receiver.config.credentials import ACTIONS_PERMISSION, AdminAccess
 from receiver.domain.alerts import PayloadError, parse_payload
 from receiver.http.runtime import REJECTIONS, RUNTIME
 from receiver.intake.deliveries import IntentNotRecorded, Misconfigured, NotConfirmed
@@ -226,11 +226,23 @@ def _done(done: Done) -> web.Response:
     return web.json_response(body)
 
 
+def _actor(request: web.Request, given: Mapping[str, Any]) -> Actor:
+    """Who acts: a JWT's subject when the token has one (the request cannot name anyone
+    else), else ``by`` as given with a static admin token (required then)."""
+    sub = request.app[RUNTIME].store.credentials.subject(request.headers.get("Authorization"))
+    return Actor(sub if sub is not None else _text(given, "by"), "http")
+
+
 async def _act(request: web.Request, act: Act) -> web.Response:
-    """Admin auth, then the action: 400 for bad input (nothing written), 503 when the
+    """Admin auth with the actions permission (a static admin token, or a JWT granting
+    admin:actions), then the action: 400 for bad input (nothing written), 503 when the
     cluster could not be written (retry)."""
-    if (denied := admin_denied(request)) is not None:
-        return denied
+    access = request.app[RUNTIME].store.credentials.admin_access(request.headers.get("Authorization"),
+                                                                  ACTIONS_PERMISSION)
+    if access is AdminAccess.UNAUTHENTICATED:
+        return error(401, f"admin credential required (admin token or JWT with {ACTIONS_PERMISSION})")
+    if access is AdminAccess.FORBIDDEN:
+        return error(403, f"this credential does not grant {ACTIONS_PERMISSION}")
     actions = request.app[RUNTIME].actions
     if actions is None:
         return error(503, "person actions are not available in this receiver")
@@ -255,7 +267,7 @@ async def post_mute(request: web.Request) -> web.Response:
         if ("for" in doc) == ("until" in doc):
             raise ValueError("give exactly one of 'for' (a duration, e.g. \"2h\") and 'until' (an RFC 3339 time)")
         until = parse_duration(_text(doc, "for")) if "for" in doc else parse_time(_text(doc, "until"))
-        actor = Actor(_text(doc, "by"), "http")
+        actor = _actor(request, doc)
         return await actions.mute(target, until=until, reason=_text(doc, "reason"), actor=actor)
 
     return await _act(request, act)
@@ -266,7 +278,7 @@ async def delete_mute(request: web.Request) -> web.Response:
 
     async def act(actions: Actions) -> Done:
         name = request.match_info["target"]
-        actor = Actor(_text(request.query, "by"), "http")
+        actor = _actor(request, request.query)
         return await actions.unmute(None if name == ALL else name, actor=actor)
 
     return await _act(request, act)
@@ -277,6 +289,6 @@ async def close_breaker(request: web.Request) -> web.Response:
 
     async def act(actions: Actions) -> Done:
         doc = await _json_object(request, frozenset({"by"}))
-        return await actions.close_breaker(actor=Actor(_text(doc, "by"), "http"))
+        return await actions.close_breaker(actor=_actor(request, doc))
 
     return await _act(request, act)

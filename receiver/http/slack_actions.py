@@ -194,9 +194,10 @@ class SlackDispatcher:
                          action=type(req.action).__name__)
         try:
             await self._handle(req, bound)
-        except Exception as e:  # the person must hear it failed; the log has the detail
-            bound.exception("slack_action_failed")
-            await self.reply(req, f":x: That failed: {messages.esc(str(e) or type(e).__name__)}")
+        except Exception as e:  # the person must hear it failed; the log has the detail (never the text
+            bound.exception("slack_action_failed")  # of an unexpected error in Slack: it may carry URLs)
+            await self.reply(req, f":x: That failed ({type(e).__name__}); nothing more was done. "
+                                  "The receiver's log has the detail (`slack_action_failed`).")
 
     async def _handle(self, req: SlackRequest, bound: Any) -> None:
         action = req.action
@@ -422,7 +423,7 @@ class SlackDispatcher:
                 log.warning("slack_response_url_failed", status=resp.status_code, body=resp.body[:200])
             await self.web.chat_postEphemeral(channel=req.channel, user=req.user.id, text=text, blocks=blocks)
         except Exception as e:
-            log.warning("slack_reply_failed", error=repr(e), slack_user=req.user.id)
+            log.warning("slack_reply_failed", error=type(e).__name__, slack_user=req.user.id)  # no response_url
 
     async def tell(self, req: SlackRequest, text: str) -> None:
         """In the message's thread (a button) or the channel (a command): the channel's record."""

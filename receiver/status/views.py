@@ -112,6 +112,8 @@ class BreakerView(_View):
 
 class TargetStatus(_View):
     name: str
+    state_problem: str | None = Field(default=None, description="the shared state (run-time mutes, breaker) "
+                                      "could not be read: mute and breaker are unknown, not absent")
     namespace: str
     phase: PhaseView | None = Field(description="null when the canary cannot be read")
     canary: DeploymentView
@@ -306,6 +308,8 @@ def records_of(lease: Obj | None) -> tuple[RollbackRecord | None, list[RollbackR
 
 
 def breaker_of(state: SharedState) -> BreakerView:
+    if state.problems:  # unreadable: never shown as "closed"
+        return BreakerView(state="unknown", reason="; ".join(state.problems))
     b = state.breaker
     return BreakerView(state=b.state, opened_at=b.opened_at, targets=list(b.targets), reason=b.reason) \
         if b.is_open else BreakerView()
@@ -338,7 +342,8 @@ def target_status(config: Config, target: Target, objects: ClusterObjects, now: 
                            dry_run=r.dry_run)
     return TargetStatus(name=target.name, namespace=target.namespace, phase=phase, canary=canary,
                         stable=stable, mute=mute_of(config, target, now, objects.state), rollback=running,
-                        last=last, breaker=breaker_of(objects.state))
+                        last=last, breaker=breaker_of(objects.state),
+                        state_problem="; ".join(objects.state.problems) or None)
 
 
 def build_status(config: Config, objects: ClusterObjects, now: datetime, target: str | None = None) -> StatusView:

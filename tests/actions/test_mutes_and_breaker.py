@@ -386,3 +386,33 @@ async def test_a_running_pair_of_replicas_announces_a_short_mutes_expiry_once(
         f"mute of finance-service by alice expired at {answer['mute']['until'][:10]} "
         f"{answer['mute']['until'][11:16]} UTC (blip)"]
     assert [e["reason"] for e in ours(world.sim)].count("MuteExpired") == 1
+
+
+async def test_over_http_a_monitoring_jwt_cannot_mute_and_an_actions_jwt_mutes_as_its_subject(
+    world: World, tmp_path: Path
+) -> None:
+    import time
+
+    import jwt
+
+    secret = "jwt-signing-secret-for-the-test-0123456789"
+    (tmp_path / "jwt").write_text(secret)
+    cfg = yaml.safe_load(world.config.read_text())
+    cfg["auth"] = {"jwt_secret_file": str(tmp_path / "jwt")}
+    world.config.write_text(yaml.safe_dump(cfg))
+    rx = await start_receiver(world.config, kubeconfig=world.kubeconfig, identity="replica-a",
+                              env=world.env, watch_config=False)
+    try:
+        def token(*permissions: str) -> str:
+            return jwt.encode({"sub": "carol", "exp": int(time.time()) + 600, "permissions": list(permissions)},
+                              secret, algorithm="HS256")
+
+        body = {"target": "finance-service", "for": "1h", "reason": "db migration", "by": "mallory"}
+        status, _ = await post(rx, "/mutes", body, token=token("admin:monitoring"))
+        assert status == 403  # reading the receiver is not silencing it
+        assert world.sim.get("configmaps", NS, STATE_NAME) is None
+        status, answer = await post(rx, "/mutes", body, token=token("admin:actions"))
+        assert status == 200, answer
+        assert "carol" in answer["message"] and "mallory" not in answer["message"]
+    finally:
+        await rx.stop(grace=5)

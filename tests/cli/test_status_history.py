@@ -151,7 +151,8 @@ async def test_status_json_has_the_documented_shape(kube_sim: KubeSim, cluster: 
     view = json.loads(r.out)
     assert set(view) == {"generated_at", "targets"}
     t = view["targets"][0]
-    assert set(t) == {"name", "namespace", "phase", "canary", "stable", "mute", "rollback", "last", "breaker"}
+    assert set(t) == {"name", "namespace", "phase", "canary", "stable", "mute", "rollback", "last", "breaker",
+                      "state_problem"}
     assert t["phase"] == {"key": "week-1", "text": "week 1", "canary_replicas": 1, "full_count": 5}
     assert t["canary"] == {"name": CANARY, "exists": True, "replicas": 1, "ready": 1}
     assert t["stable"] == {"name": STABLE, "exists": True, "replicas": 4, "ready": 4}
