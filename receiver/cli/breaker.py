@@ -4,11 +4,8 @@ rollbacks resume on every replica (the breaker's state is in the cluster)."""
 from __future__ import annotations
 
 import argparse
-import asyncio
-import sys
 
-from receiver.cli import EXIT_USAGE
-from receiver.cli.mute import _quiet, load, person, with_actions
+from receiver.cli.mute import run_action
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,13 +15,4 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    _quiet()
-    config = load(args)
-    if config is None:
-        return EXIT_USAGE
-    try:
-        actor = person(args, config)
-    except ValueError as e:
-        print(f"error: {e}; nothing was written", file=sys.stderr)
-        return EXIT_USAGE
-    return asyncio.run(with_actions(args, config, sys.stdout, lambda actions: actions.close_breaker(actor=actor)))
+    return run_action(args, lambda _config, actor: lambda actions: actions.close_breaker(actor=actor))

@@ -112,35 +112,35 @@ def person(args: argparse.Namespace, config: Config) -> Actor:
     return Actor(default_by() if args.by is None else args.by, "cli")
 
 
-def run(args: argparse.Namespace) -> int:
-    from receiver.actions import parse_duration, parse_time
-
-    _quiet()
-    config = load(args)
-    if config is None:
-        return EXIT_USAGE
-    try:  # bad input: exit 2 before the cluster is contacted
-        actor = person(args, config)
-        until = parse_duration(args.duration) if args.duration is not None else parse_time(args.until)
-        if not args.reason.strip():
-            raise ValueError("--reason must not be empty")
-    except ValueError as e:
-        print(f"error: {e}; nothing was written", file=sys.stderr)
-        return EXIT_USAGE
-    return asyncio.run(with_actions(args, config, sys.stdout, lambda actions: actions.mute(
-        None if args.all else args.target, until=until, reason=args.reason, actor=actor)))
-
-
-def run_unmute(args: argparse.Namespace) -> int:
-
+def run_action(args: argparse.Namespace,
+               act: Callable[[Config, Actor], Callable[[Actions], Awaitable[Done]]]) -> int:
+    """A person's action from the command line: who acts and ``act``'s own checks first
+    (bad input exits 2 before the cluster is contacted), then the action through the door."""
     _quiet()
     config = load(args)
     if config is None:
         return EXIT_USAGE
     try:
-        actor = person(args, config)
+        action = act(config, person(args, config))
     except ValueError as e:
         print(f"error: {e}; nothing was written", file=sys.stderr)
         return EXIT_USAGE
-    return asyncio.run(with_actions(args, config, sys.stdout, lambda actions: actions.unmute(
-        None if args.all else args.target, actor=actor)))
+    return asyncio.run(with_actions(args, config, sys.stdout, action))
+
+
+def run(args: argparse.Namespace) -> int:
+    from receiver.actions import parse_duration, parse_time
+
+    def act(_config: Config, actor: Actor) -> Callable[[Actions], Awaitable[Done]]:
+        until = parse_duration(args.duration) if args.duration is not None else parse_time(args.until)
+        if not args.reason.strip():
+            raise ValueError("--reason must not be empty")
+        return lambda actions: actions.mute(None if args.all else args.target, until=until, reason=args.reason,
+                                            actor=actor)
+
+    return run_action(args, act)
+
+
+def run_unmute(args: argparse.Namespace) -> int:
+    return run_action(args, lambda _config, actor: lambda actions: actions.unmute(
+        None if args.all else args.target, actor=actor))
